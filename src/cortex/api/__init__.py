@@ -1,0 +1,1 @@
+"""Client-facing HTTP APIs, one module per dialect."""

@@ -1,0 +1,49 @@
+"""Reading and validating request bodies at the edge, bounded in size."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from ..errors import BadRequest, BodyTooLarge
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """The raw body and its parsed JSON object; 400 or 413 with a clear message otherwise."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+        parts.append(chunk)
+    raw = b"".join(parts)
+    if not raw.strip():
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg} at byte {exc.pos}") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("request body must be a JSON object")
+    return raw, parsed
+
+
+def validate(model: type[Model], payload: dict[str, Any]) -> Model:
+    """Validate against a request model; the message names each offending field."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()[:3]
+        ]
+        raise BadRequest("invalid request: " + "; ".join(problems)) from None

@@ -1,0 +1,81 @@
+"""create_app(settings): the ASGI application, its routes, errors and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response
+
+from . import __version__
+from .api import ollama, ops
+from .api.replies import json_reply
+from .config import Settings, redact_url
+from .errors import CortexError
+from .gateway import Gateway
+
+logger = logging.getLogger("cortex")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gw = await Gateway.start(settings)
+        app.state.gateway = gw
+        logger.info(
+            "Córtex %s listening on http://%s:%s, relaying to Ollama at %s",
+            __version__,
+            settings.host,
+            settings.port,
+            redact_url(settings.upstream),
+        )
+        try:
+            yield
+        finally:
+            await gw.close()
+
+    app = FastAPI(
+        title="Córtex",
+        version=__version__,
+        summary="A streaming gateway for local LLM servers",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.include_router(ollama.router)
+    app.include_router(ops.router)
+    app.add_api_route("/", _root, methods=["GET", "HEAD"], include_in_schema=False)
+    app.add_exception_handler(CortexError, _cortex_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app
+
+
+async def _root() -> Response:
+    return PlainTextResponse("Córtex is running")
+
+
+async def _cortex_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CortexError)
+    return json_reply({"error": exc.message}, exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    response = json_reply({"error": str(exc.detail).lower()}, exc.status_code)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    return json_reply({"error": "invalid request"}, 400)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return json_reply({"error": "internal error in the gateway"}, 500)

@@ -1,0 +1,1 @@
+"""Model servers Córtex talks to, one module per upstream dialect."""

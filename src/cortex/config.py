@@ -1,0 +1,122 @@
+"""Settings: defaults < TOML file < ``CORTEX_*`` environment < command-line flags.
+
+``OLLAMA_HOST`` (Ollama's own convention) names the upstream only when nothing
+else does, so a Córtex config file or flag always wins over it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
+OLLAMA_DEFAULT_PORT = 11434
+MiB = 1024 * 1024
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    upstream: str = DEFAULT_UPSTREAM
+    default_model: str | None = None
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_byte_timeout: float = Field(default=300.0, gt=0)
+    idle_timeout: float = Field(default=30.0, gt=0)
+    heartbeat_interval: float = Field(default=15.0, gt=0)
+    max_body_bytes: int = Field(default=10 * MiB, gt=0)
+    max_line_bytes: int = Field(default=8 * MiB, gt=0)
+    max_response_bytes: int = Field(default=64 * MiB, gt=0)
+    models_cache_seconds: float = Field(default=60.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("upstream")
+    @classmethod
+    def _normalize_upstream(cls, value: str) -> str:
+        return normalize_upstream(value)
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used; the message says which and why."""
+
+
+def normalize_upstream(value: str) -> str:
+    """Accept Ollama's ``OLLAMA_HOST`` forms: ``host``, ``host:port``, ``:port``, full URLs."""
+    value = value.strip()
+    if not value:
+        raise ValueError("the upstream address is empty")
+    if "://" not in value:
+        value = "http://" + value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported upstream scheme {parts.scheme!r} (use http or https)")
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (OLLAMA_DEFAULT_PORT if parts.scheme == "http" else 443)
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}"
+    if parts.username:
+        credentials = parts.username + (f":{parts.password}" if parts.password else "")
+        netloc = f"{credentials}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may appear in logs: without any password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge every source, highest precedence last; raise ConfigError on bad values."""
+    environ = environ if environ is not None else {}
+    given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    path = config_file or (Path(environ["CORTEX_CONFIG"]) if environ.get("CORTEX_CONFIG") else None)
+
+    merged: dict[str, Any] = {}
+    if path is not None:
+        merged.update(_read_toml(path))
+    merged.update(_from_environ(environ))
+    merged.update(given_flags)
+    if "upstream" not in merged and environ.get("OLLAMA_HOST"):
+        merged["upstream"] = environ["OLLAMA_HOST"]
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    values = {}
+    for name in Settings.model_fields:
+        key = f"CORTEX_{name.upper()}"
+        if environ.get(key):
+            values[name] = environ[key]
+    return values

@@ -1,0 +1,88 @@
+"""One exception tree for every failure Córtex reports to a client.
+
+    CortexError                       500
+    ├── BadRequest                    400  the client's request is malformed
+    │   └── BodyTooLarge              413
+    ├── ModelNotFound                 404
+    └── UpstreamError                 502  the model server failed us
+        ├── UpstreamUnreachable       502  refused, DNS failure, reset before an answer
+        ├── UpstreamStatus            (the upstream's own 4xx/5xx status)
+        ├── UpstreamProtocolError     502  not JSON, line too long, unexpected shape
+        ├── UpstreamIncomplete        502  the answer ended without its final message
+        └── UpstreamTimeout           504
+            ├── ConnectTimeout
+            ├── FirstByteTimeout
+            └── IdleTimeout
+
+Each class carries its HTTP status. Before a response has started, an error
+becomes that status with a body in the client's dialect; once a stream has
+started, it becomes the dialect's final error frame (see ``stream/encode.py``).
+Messages never contain upstream addresses or secrets: those go to the log.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class CortexError(Exception):
+    status = 500
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class BadRequest(CortexError):
+    status = 400
+
+
+class BodyTooLarge(BadRequest):
+    status = 413
+
+
+class ModelNotFound(CortexError):
+    status = 404
+
+
+class UpstreamError(CortexError):
+    status = 502
+
+
+class UpstreamUnreachable(UpstreamError):
+    pass
+
+
+class UpstreamStatus(UpstreamError):
+    """The model server answered with an error status; the status is passed on."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    pass
+
+
+class UpstreamIncomplete(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+
+
+class ConnectTimeout(UpstreamTimeout):
+    pass
+
+
+class FirstByteTimeout(UpstreamTimeout):
+    pass
+
+
+class IdleTimeout(UpstreamTimeout):
+    pass
+
+
+def ollama_error_body(message: str) -> bytes:
+    """Ollama's error shape: ``{"error": "..."}``."""
+    return orjson.dumps({"error": message})

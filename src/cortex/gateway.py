@@ -1,0 +1,65 @@
+"""The state one running gateway owns: settings, the upstream session and backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import cast
+
+import aiohttp
+from starlette.requests import Request
+
+from .backends.base import Timeouts
+from .backends.ollama import OllamaBackend
+from .catalog import DefaultModel
+from .config import Settings
+from .stream.relay import RelayLimits, read_whole
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    session: aiohttp.ClientSession
+    backend: OllamaBackend = field(init=False)
+    limits: RelayLimits = field(init=False)
+    default_model: DefaultModel = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.backend = OllamaBackend(
+            s.upstream,
+            self.session,
+            Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout),
+        )
+        self.limits = RelayLimits(
+            first_byte=s.first_byte_timeout,
+            idle=s.idle_timeout,
+            heartbeat=s.heartbeat_interval,
+            max_line_bytes=s.max_line_bytes,
+            max_response_bytes=s.max_response_bytes,
+        )
+        self.default_model = DefaultModel(
+            s.default_model, lambda: self.fetch("/api/tags"), s.models_cache_seconds
+        )
+
+    async def fetch(self, path: str) -> bytes:
+        """GET a small metadata document from the upstream, whole."""
+        async with self.backend.open("GET", path) as body:
+            return await read_whole(body, self.limits)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Gateway:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, enable_cleanup_closed=True)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+        return cls(settings, session)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def gateway(request: Request) -> Gateway:
+    return cast(Gateway, request.app.state.gateway)

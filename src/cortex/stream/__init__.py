@@ -1,0 +1,1 @@
+"""Streaming primitives: line decoding, the relay, and client encoders."""

@@ -1,0 +1,58 @@
+"""Client framings of an Ollama-style stream of JSON lines: NDJSON and SSE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ollama_error_body
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    media_type: str
+    headers: tuple[tuple[bytes, bytes], ...]
+    heartbeat: bytes | None
+
+    def lines(self, lines: list[bytes]) -> bytes:
+        raise NotImplementedError
+
+    def upstream_error(self, line: bytes) -> bytes:
+        """Frame an ``{"error": ...}`` line that the upstream itself sent."""
+        raise NotImplementedError
+
+    def error(self, message: str) -> bytes:
+        return self.upstream_error(ollama_error_body(message))
+
+
+class NDJSONFraming(Framing):
+    def lines(self, lines: list[bytes]) -> bytes:
+        if len(lines) == 1:
+            return lines[0] + b"\n"
+        return b"\n".join(lines) + b"\n"
+
+    def upstream_error(self, line: bytes) -> bytes:
+        return line + b"\n"
+
+
+class SSEFraming(Framing):
+    def lines(self, lines: list[bytes]) -> bytes:
+        return b"".join([b"data: " + line + b"\n\n" for line in lines])
+
+    def upstream_error(self, line: bytes) -> bytes:
+        return b"event: error\ndata: " + line + b"\n\n"
+
+
+NDJSON = NDJSONFraming(
+    media_type="application/x-ndjson",
+    headers=(),
+    heartbeat=None,
+)
+SSE = SSEFraming(
+    media_type="text/event-stream",
+    headers=((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")),
+    heartbeat=b": ping\n\n",
+)
+
+
+def wants_sse(accept: str | None) -> bool:
+    return accept is not None and "text/event-stream" in accept
