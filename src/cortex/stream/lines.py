@@ -31,8 +31,8 @@ class LineDecoder:
 
     def flush(self) -> bytes | None:
         """End of input: return a last line that had no newline, if any."""
-        tail, self._tail = self._tail.strip(), b""
-        return tail or None
+        tail, self._tail = self._tail.rstrip(b"\r"), b""
+        return tail if tail.strip() else None
 
     @property
     def pending(self) -> int:
