@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from .app import create_app
 from .config import ConfigError, load_settings
+from .server import build_server, listen_socket
 
 cli = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Córtex, a streaming LLM gateway."
@@ -60,18 +59,15 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=5,
+    try:
+        sock = listen_socket(settings)
+    except OSError as exc:
+        typer.echo(
+            f"cortex: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", err=True
         )
-    )
-    server.run()
+        raise typer.Exit(1) from None
+    server = build_server(settings)
+    server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(1)
 

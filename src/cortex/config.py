@@ -33,6 +33,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=10 * MiB, gt=0)
     max_line_bytes: int = Field(default=8 * MiB, gt=0)
     max_response_bytes: int = Field(default=64 * MiB, gt=0)
+    upstream_socket_buffer: int = Field(default=256 * 1024, ge=4096)
+    client_socket_buffer: int = Field(default=256 * 1024, ge=4096)
     models_cache_seconds: float = Field(default=60.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
-from typing import cast
+from functools import partial
+from typing import Any, cast
 
 import aiohttp
 from starlette.requests import Request
@@ -48,7 +50,11 @@ class Gateway:
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, enable_cleanup_closed=True)
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            keepalive_timeout=30,
+            socket_factory=partial(_upstream_socket, settings.upstream_socket_buffer),
+        )
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
@@ -59,6 +65,15 @@ class Gateway:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _upstream_socket(receive_buffer: int, addr_info: Any) -> socket.socket:
+    """A socket whose fixed receive buffer stops the kernel from buffering megabytes
+    of an answer that a slow client is not reading (autotuning would grow it)."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    return sock
 
 
 def gateway(request: Request) -> Gateway:

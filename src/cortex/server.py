@@ -1,0 +1,43 @@
+"""The HTTP server: uvicorn on a listening socket that Córtex prepares itself."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from .app import create_app
+from .config import Settings
+
+
+def listen_socket(settings: Settings) -> socket.socket:
+    """Bind the listening socket.
+
+    Accepted connections inherit its fixed send buffer, so the kernel cannot
+    grow megabytes of queued answer for a client that reads slowly (Linux
+    autotuning would); Córtex's own reads stop once that buffer is full.
+    """
+    family, type_, proto, _, address = socket.getaddrinfo(
+        settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.client_socket_buffer)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_server(settings: Settings) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+    )

@@ -1,0 +1,80 @@
+"""Shared fixtures: a fake model server and Córtex itself, both on real sockets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cortex.config import Settings
+from cortex.server import build_server, listen_socket
+from tests.fakes import FakeOllama
+
+
+class RunningGateway:
+    """Córtex served by uvicorn on an ephemeral port, in a thread of its own."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.server = build_server(settings)
+        self.server.config.timeout_graceful_shutdown = 1
+        self._socket = listen_socket(settings)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    def __enter__(self) -> RunningGateway:
+        self._thread.start()
+        for _ in range(500):
+            if self.server.started:
+                break
+            self._thread.join(0.01)
+        assert self.server.started, "Córtex did not start"
+        port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.host, self.port = "127.0.0.1", port
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOllama]:
+    with FakeOllama() as server:
+        yield server
+
+
+StartGateway = Callable[..., RunningGateway]
+
+
+@pytest.fixture
+def start_gateway(fake: FakeOllama) -> Iterator[StartGateway]:
+    """Start Córtex in front of the fake upstream; keyword arguments override settings."""
+    running: list[RunningGateway] = []
+
+    def start(**overrides: Any) -> RunningGateway:
+        values: dict[str, Any] = {
+            "upstream": fake.url,
+            "host": "127.0.0.1",
+            "port": 0,
+            "idle_timeout": 2.0,
+            "first_byte_timeout": 5.0,
+            "connect_timeout": 2.0,
+        }
+        values.update(overrides)
+        gateway = RunningGateway(Settings(**values)).__enter__()
+        running.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in running:
+        gateway.__exit__()
+
+
+@pytest.fixture
+def gateway(start_gateway: StartGateway) -> RunningGateway:
+    return start_gateway()
