@@ -11,7 +11,8 @@ import orjson
 
 from cortex.errors import ollama_error_body
 from cortex.stream.encode import NDJSON, SSE, Framing
-from cortex.stream.relay import RelayLimits, relay_lines
+from cortex.stream.passthrough import OllamaPassthrough
+from cortex.stream.relay import RelayLimits, relay
 from cortex.stream.response import RelayResponse
 
 LIMITS = RelayLimits(
@@ -80,9 +81,9 @@ def respond(body: ScriptedBody, framing: Framing = NDJSON) -> RelayResponse:
 
     return RelayResponse(
         open_upstream,
-        lambda upstream: relay_lines(upstream, framing, LIMITS),
+        lambda upstream: relay(upstream, OllamaPassthrough(framing), LIMITS),
         media_type=framing.media_type,
-        error_body=lambda message: ollama_error_body(message),
+        error_body=ollama_error_body,
         error_frame=framing.error,
     )
 

@@ -1,21 +1,113 @@
-"""Which model to use when a request names none: configured, else the upstream's first."""
+"""The upstream's model list, in either dialect, and the default model drawn from it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 from .errors import ModelNotFound, UpstreamProtocolError
 
-FetchTags = Callable[[], Awaitable[bytes]]
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    created: int  # unix seconds
+    owned_by: str
+    ollama: dict[str, Any] | None = None  # the upstream's own /api/tags entry, if it is Ollama
+
+
+def from_tags(body: bytes) -> list[ModelEntry]:
+    """Entries of an Ollama ``/api/tags`` answer."""
+    models = _field(body, "models")
+    entries = []
+    for item in models:
+        name = item.get("name") or item.get("model") if isinstance(item, dict) else None
+        if isinstance(name, str) and name:
+            entries.append(ModelEntry(name, _unix(item.get("modified_at")), "library", item))
+    return entries
+
+
+def from_openai(body: bytes) -> list[ModelEntry]:
+    """Entries of an OpenAI ``/models`` answer."""
+    return [
+        ModelEntry(
+            item["id"], int(item.get("created") or 0), str(item.get("owned_by") or "upstream")
+        )
+        for item in _field(body, "data")
+        if isinstance(item, dict) and isinstance(item.get("id"), str)
+    ]
+
+
+def _field(body: bytes, key: str) -> list[Any]:
+    try:
+        value = orjson.loads(body).get(key)
+    except (orjson.JSONDecodeError, AttributeError):
+        value = None
+    if not isinstance(value, list):
+        raise UpstreamProtocolError("the model server's model list is not valid")
+    return value
+
+
+def _unix(timestamp: Any) -> int:
+    if not isinstance(timestamp, str):
+        return 0
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def tags_body(entries: list[ModelEntry]) -> bytes:
+    """An Ollama ``/api/tags`` answer; entries from an OpenAI upstream get empty details."""
+    return orjson.dumps({"models": [e.ollama or _tag(e) for e in entries]})
+
+
+def _tag(entry: ModelEntry) -> dict[str, Any]:
+    modified = datetime.fromtimestamp(entry.created, UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "name": entry.name,
+        "model": entry.name,
+        "modified_at": modified,
+        "size": 0,
+        "digest": "",
+        "details": {
+            "parent_model": "",
+            "format": "",
+            "family": "",
+            "families": None,
+            "parameter_size": "",
+            "quantization_level": "",
+        },
+    }
+
+
+def openai_model(entry: ModelEntry) -> dict[str, Any]:
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": entry.created,
+        "owned_by": entry.owned_by,
+    }
+
+
+def openai_list_body(entries: list[ModelEntry]) -> bytes:
+    return orjson.dumps({"object": "list", "data": [openai_model(e) for e in entries]})
+
+
+FetchModels = Callable[[], Awaitable[list[ModelEntry]]]
 
 
 class DefaultModel:
-    def __init__(self, configured: str | None, fetch_tags: FetchTags, cache_seconds: float) -> None:
+    """Which model serves a request that names none: configured, else the upstream's first."""
+
+    def __init__(self, configured: str | None, fetch: FetchModels, cache_seconds: float) -> None:
         self._configured = configured
-        self._fetch_tags = fetch_tags
+        self._fetch = fetch
         self._cache_seconds = cache_seconds
         self._cached: str | None = None
         self._cached_at = float("-inf")
@@ -27,21 +119,11 @@ class DefaultModel:
         async with self._lock:
             now = asyncio.get_running_loop().time()
             if self._cached is None or now - self._cached_at > self._cache_seconds:
-                self._cached = first_model(await self._fetch_tags())
-                self._cached_at = now
+                entries = await self._fetch()
+                if not entries:
+                    raise ModelNotFound(
+                        'no "model" was given and the model server lists no models; '
+                        "name one in the request or start Córtex with --default-model"
+                    )
+                self._cached, self._cached_at = entries[0].name, now
             return self._cached
-
-
-def first_model(tags_body: bytes) -> str:
-    """The first model name in an ``/api/tags`` answer."""
-    try:
-        models = orjson.loads(tags_body).get("models") or []
-        name = models[0].get("name") or models[0]["model"] if models else None
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
-        raise UpstreamProtocolError("the model server's model list is not valid") from None
-    if not isinstance(name, str) or not name:
-        raise ModelNotFound(
-            'no "model" was given and the model server lists no models; '
-            "name one in the request or start Córtex with --default-model"
-        )
-    return name

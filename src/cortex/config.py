@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 OLLAMA_DEFAULT_PORT = 11434
 MiB = 1024 * 1024
+
+UpstreamKind = Literal["ollama", "openai"]
 
 
 class Settings(BaseModel):
@@ -25,6 +27,8 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     upstream: str = DEFAULT_UPSTREAM
+    upstream_kind: UpstreamKind | None = None
+    upstream_api_key: SecretStr | None = None
     default_model: str | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     first_byte_timeout: float = Field(default=300.0, gt=0)
@@ -38,18 +42,38 @@ class Settings(BaseModel):
     models_cache_seconds: float = Field(default=60.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("upstream")
+    @model_validator(mode="before")
     @classmethod
-    def _normalize_upstream(cls, value: str) -> str:
-        return normalize_upstream(value)
+    def _split_kind_prefix(cls, data: Any) -> Any:
+        """``openai+http://host:8080`` names the upstream's dialect in its URL."""
+        if isinstance(data, dict) and isinstance(data.get("upstream"), str):
+            kind, plus, url = data["upstream"].partition("+")
+            if plus and kind in ("ollama", "openai"):
+                data = {**data, "upstream": url, "upstream_kind": data.get("upstream_kind") or kind}
+        return data
+
+    @model_validator(mode="after")
+    def _normalize_upstream(self) -> Settings:
+        kind = self.upstream_kind or "ollama"
+        url = normalize_upstream(self.upstream, openai=kind == "openai")
+        object.__setattr__(self, "upstream", url)
+        object.__setattr__(self, "upstream_kind", kind)
+        return self
+
+    @property
+    def kind(self) -> UpstreamKind:
+        return self.upstream_kind or "ollama"
 
 
 class ConfigError(ValueError):
     """Settings that cannot be used; the message says which and why."""
 
 
-def normalize_upstream(value: str) -> str:
-    """Accept Ollama's ``OLLAMA_HOST`` forms: ``host``, ``host:port``, ``:port``, full URLs."""
+def normalize_upstream(value: str, *, openai: bool = False) -> str:
+    """Accept Ollama's ``OLLAMA_HOST`` forms: ``host``, ``host:port``, ``:port``, full URLs.
+
+    An OpenAI-compatible base URL without a path gets ``/v1``, as the OpenAI SDKs expect.
+    """
     value = value.strip()
     if not value:
         raise ValueError("the upstream address is empty")
@@ -59,14 +83,16 @@ def normalize_upstream(value: str) -> str:
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"unsupported upstream scheme {parts.scheme!r} (use http or https)")
     host = parts.hostname or "127.0.0.1"
-    port = parts.port or (OLLAMA_DEFAULT_PORT if parts.scheme == "http" else 443)
+    default_port = 443 if parts.scheme == "https" else 80 if openai else OLLAMA_DEFAULT_PORT
+    port = parts.port or default_port
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{port}"
     if parts.username:
         credentials = parts.username + (f":{parts.password}" if parts.password else "")
         netloc = f"{credentials}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    path = parts.path.rstrip("/") or ("/v1" if openai else "")
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 def redact_url(url: str) -> str:

@@ -83,6 +83,27 @@ class IdleTimeout(UpstreamTimeout):
     pass
 
 
-def ollama_error_body(message: str) -> bytes:
+def ollama_error_body(message: str, status: int = 500) -> bytes:
     """Ollama's error shape: ``{"error": "..."}``."""
     return orjson.dumps({"error": message})
+
+
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error_body(message: str, status: int = 500) -> bytes:
+    """OpenAI's error shape, whose ``type`` follows the status as OpenAI's does."""
+    error_type = OPENAI_ERROR_TYPES.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
+    code = "model_not_found" if status == 404 else None
+    return orjson.dumps(
+        {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    )

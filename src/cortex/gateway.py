@@ -11,8 +11,8 @@ import aiohttp
 from starlette.requests import Request
 
 from .backends.base import Timeouts
-from .backends.ollama import OllamaBackend
-from .catalog import DefaultModel
+from .backends.http import HTTPBackend
+from .catalog import DefaultModel, ModelEntry, from_openai, from_tags
 from .config import Settings
 from .stream.relay import RelayLimits, read_whole
 
@@ -21,17 +21,15 @@ from .stream.relay import RelayLimits, read_whole
 class Gateway:
     settings: Settings
     session: aiohttp.ClientSession
-    backend: OllamaBackend = field(init=False)
+    backend: HTTPBackend = field(init=False)
     limits: RelayLimits = field(init=False)
     default_model: DefaultModel = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.backend = OllamaBackend(
-            s.upstream,
-            self.session,
-            Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout),
-        )
+        timeouts = Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout)
+        api_key = s.upstream_api_key.get_secret_value() if s.upstream_api_key else None
+        self.backend = HTTPBackend(s.kind, s.upstream, self.session, timeouts, api_key)
         self.limits = RelayLimits(
             first_byte=s.first_byte_timeout,
             idle=s.idle_timeout,
@@ -39,14 +37,23 @@ class Gateway:
             max_line_bytes=s.max_line_bytes,
             max_response_bytes=s.max_response_bytes,
         )
-        self.default_model = DefaultModel(
-            s.default_model, lambda: self.fetch("/api/tags"), s.models_cache_seconds
-        )
+        self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
 
     async def fetch(self, path: str) -> bytes:
         """GET a small metadata document from the upstream, whole."""
         async with self.backend.open("GET", path) as body:
             return await read_whole(body, self.limits)
+
+    async def post(self, path: str, payload: bytes) -> bytes:
+        """POST a body and return the upstream's whole answer."""
+        async with self.backend.open("POST", path, payload) as body:
+            return await read_whole(body, self.limits)
+
+    async def models(self) -> list[ModelEntry]:
+        """The upstream's models, whatever its dialect."""
+        if self.backend.kind == "openai":
+            return from_openai(await self.fetch("/models"))
+        return from_tags(await self.fetch("/api/tags"))
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:

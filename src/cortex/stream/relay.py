@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Literal
-
-import orjson
+from typing import Protocol
 
 from ..backends.base import UpstreamBody
 from ..errors import (
+    CortexError,
     FirstByteTimeout,
     IdleTimeout,
-    UpstreamIncomplete,
     UpstreamProtocolError,
+    UpstreamTimeout,
 )
-from .encode import Framing
 from .lines import LineDecoder, LineTooLong
 
 
@@ -34,6 +32,28 @@ class RelayLimits:
     heartbeat: float
     max_line_bytes: int
     max_response_bytes: int
+
+
+class Translator(Protocol):
+    """Turns an upstream's lines into what the client reads.
+
+    ``feed`` returns the bytes to send now (possibly none). Afterwards
+    ``failure`` holds an error to raise once they are sent, and ``ended`` says
+    the upstream finished (an error line was forwarded) so reading stops.
+    ``complete`` says the answer's final message has been seen. ``close``
+    runs at the upstream's end and raises if the answer is incomplete.
+    """
+
+    heartbeat: bytes | None
+    failure: CortexError | None
+    ended: bool
+    complete: bool
+
+    def feed(self, lines: list[bytes]) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+    def error(self, message: str) -> bytes: ...
 
 
 class TimedReader:
@@ -75,74 +95,49 @@ def _timeout_message(kind: type[FirstByteTimeout | IdleTimeout], limits: RelayLi
     return f"the model server went silent for {limits.idle:g} s in the middle of the answer"
 
 
-Outcome = Literal["more", "done", "error", "invalid"]
-
-
-async def relay_lines(
-    body: UpstreamBody, framing: Framing, limits: RelayLimits
+async def relay(
+    body: UpstreamBody, translator: Translator, limits: RelayLimits
 ) -> AsyncGenerator[bytes, None]:
-    """Relay an Ollama NDJSON stream, framed for the client.
+    """Relay an upstream stream of lines through a translator.
 
-    Lines are forwarded byte for byte once complete; each is parsed only to
-    check it is a JSON object and to see the final ``"done": true``. The stream
-    ends cleanly only after that final line (or an upstream error line);
-    anything else raises, so the caller can tell the client.
+    Raises when the stream cannot end honestly (a timeout, a broken or
+    incomplete answer), so the caller can tell the client.
     """
     decoder = LineDecoder(limits.max_line_bytes)
-    tick = limits.heartbeat if framing.heartbeat is not None else None
-    done = False
-    eof = False
+    tick = limits.heartbeat if translator.heartbeat is not None else None
     reader = TimedReader(body, limits, tick)
-    while not eof:
-        chunk = await reader.read()
-        if chunk is None:
-            yield framing.heartbeat or b""
-            continue
-        if chunk:
-            try:
-                lines = decoder.feed(chunk)
-            except LineTooLong as exc:
-                raise UpstreamProtocolError(f"the model server sent {exc}") from None
-        else:
-            eof = True
-            last = decoder.flush()
-            lines = [last] if last is not None else []
-        if not lines:
-            continue
-        good, outcome = _check(lines)
-        if good:
-            yield framing.lines(lines if good == len(lines) else lines[:good])
-        if outcome == "error":
-            yield framing.upstream_error(lines[good])
-            return
-        if outcome == "invalid":
-            raise UpstreamProtocolError("the model server sent a line that is not a JSON object")
-        done = done or outcome == "done"
-    if not done:
-        raise UpstreamIncomplete(
-            "the model server closed the stream before the answer was complete"
-        )
-
-
-def _check(lines: list[bytes]) -> tuple[int, Outcome]:
-    """How many leading lines may be forwarded, and what ended the batch.
-
-    ``"error"`` and ``"invalid"`` refer to the line just after the good ones:
-    an upstream error line, or one that is not a JSON object.
-    """
-    outcome: Outcome = "more"
-    for index, line in enumerate(lines):
+    while True:
         try:
-            message = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return index, "invalid"
-        if type(message) is not dict:
-            return index, "invalid"
-        if "error" in message:
-            return index, "error"
-        if message.get("done") is True:
-            outcome = "done"
-    return len(lines), outcome
+            chunk = await reader.read()
+        except UpstreamTimeout:
+            if not translator.complete:
+                raise
+            chunk = b""  # the answer is whole; an upstream that lingers after it is no fault
+        if chunk is None:
+            yield translator.heartbeat or b""
+            continue
+        try:
+            lines = decoder.feed(chunk) if chunk else _last(decoder)
+        except LineTooLong as exc:
+            raise UpstreamProtocolError(f"the model server sent {exc}") from None
+        if lines:
+            out = translator.feed(lines)
+            if out:
+                yield out
+            if translator.failure is not None:
+                raise translator.failure
+            if translator.ended:
+                return
+        if not chunk:
+            tail = translator.close()
+            if tail:
+                yield tail
+            return
+
+
+def _last(decoder: LineDecoder) -> list[bytes]:
+    last = decoder.flush()
+    return [last] if last is not None else []
 
 
 async def read_whole(body: UpstreamBody, limits: RelayLimits) -> bytes:

@@ -24,7 +24,8 @@ logger = logging.getLogger("cortex.relay")
 
 Opener = Callable[[], AbstractAsyncContextManager[UpstreamBody]]
 Relay = Callable[[UpstreamBody], AsyncGenerator[bytes, None]]
-ErrorRenderer = Callable[[str], bytes]
+ErrorRenderer = Callable[[str, int], bytes]
+FrameRenderer = Callable[[str], bytes]
 
 INTERNAL_ERROR = "internal error in the gateway"
 
@@ -44,7 +45,7 @@ class RelayResponse(Response):
         *,
         media_type: str,
         error_body: ErrorRenderer,
-        error_frame: ErrorRenderer | None = None,
+        error_frame: FrameRenderer | None = None,
         headers: tuple[tuple[bytes, bytes], ...] = (),
         streaming: bool = True,
     ) -> None:
@@ -107,7 +108,7 @@ class RelayResponse(Response):
             frame = self._error_frame(message) if self._error_frame else b""
             await send({"type": "http.response.body", "body": frame, "more_body": False})
             return
-        body = self._error_body(message)
+        body = self._error_body(message, status)
         await send(
             {
                 "type": "http.response.start",

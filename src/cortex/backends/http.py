@@ -1,4 +1,4 @@
-"""A native Ollama model server as upstream, over one shared aiohttp session."""
+"""A model server reached over HTTP (Ollama or OpenAI-compatible), through one aiohttp session."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import orjson
 
-from ..config import redact_url
+from ..config import UpstreamKind, redact_url
 from ..errors import (
     ConnectTimeout,
     FirstByteTimeout,
@@ -51,13 +51,28 @@ class AiohttpBody:
             ) from None
 
 
-class OllamaBackend:
-    kind = "ollama"
+class HTTPBackend:
+    """One upstream: its dialect (``kind``), base URL and optional API key.
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, timeouts: Timeouts) -> None:
+    Paths are relative to the base URL: ``/api/chat`` for Ollama, and
+    ``/chat/completions`` under an OpenAI base URL that ends in ``/v1``.
+    """
+
+    def __init__(
+        self,
+        kind: UpstreamKind,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        timeouts: Timeouts,
+        api_key: str | None = None,
+    ) -> None:
+        self.kind = kind
         self.base_url = base_url
         self._session = session
         self._timeouts = timeouts
+        self._headers = dict(REQUEST_HEADERS)
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
 
     @asynccontextmanager
     async def open(
@@ -89,7 +104,7 @@ class OllamaBackend:
                     method,
                     self.base_url + path,
                     data=body,
-                    headers=REQUEST_HEADERS,
+                    headers=self._headers,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
                 )

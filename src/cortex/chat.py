@@ -1,0 +1,61 @@
+"""A chat exchange in no dialect: what the translators read and write.
+
+Same-dialect relays never build these; they exist so that any client dialect
+can talk to any upstream dialect through one small shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    content: str = ""
+    images: list[str] = field(default_factory=list)  # base64, without a data: prefix
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None  # the tool's name, on a tool result
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """Sampling keys use OpenAI's names; ``extra`` holds what only the source dialect knows."""
+
+    model: str
+    messages: list[Message]
+    stream: bool = True
+    tools: list[dict[str, Any]] | None = None
+    format: Literal["json"] | dict[str, Any] | None = None
+    sampling: dict[str, Any] = field(default_factory=dict)
+    include_usage: bool = False
+    raw_prompt: str | None = None  # a completion prompt sent as is, without a chat template
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Delta:
+    """One piece of an answer; the last one has ``finish_reason`` set."""
+
+    content: str = ""
+    thinking: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    durations: dict[str, int] | None = None  # Ollama's *_duration fields, in ns

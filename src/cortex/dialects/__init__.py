@@ -1,0 +1,1 @@
+"""Wire formats: each module reads and writes one dialect, to and from ``cortex.chat``."""

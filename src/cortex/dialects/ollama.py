@@ -1,0 +1,224 @@
+"""Ollama's wire format, to and from the dialect-free shapes of ``cortex.chat``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ..chat import ChatRequest, Delta, FinishReason, Message, ToolCall, Usage
+
+# Ollama option -> OpenAI-style sampling key (see the README's translation table).
+OPTIONS_TO_SAMPLING = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "seed": "seed",
+    "stop": "stop",
+    "num_predict": "max_tokens",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "repeat_penalty": "repeat_penalty",
+}
+SAMPLING_TO_OPTIONS = {v: k for k, v in OPTIONS_TO_SAMPLING.items()}
+DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+Shape = Literal["chat", "generate"]
+
+
+def chat_request(payload: dict[str, Any]) -> ChatRequest:
+    """A validated ``/api/chat`` body, in no dialect."""
+    return ChatRequest(
+        model=payload["model"],
+        messages=[_message(m) for m in payload.get("messages") or []],
+        stream=payload.get("stream") is not False,
+        tools=payload.get("tools") or None,
+        format=_format(payload.get("format")),
+        sampling=_sampling(payload.get("options")),
+        include_usage=True,
+    )
+
+
+def generate_request(payload: dict[str, Any]) -> ChatRequest:
+    """A validated ``/api/generate`` body: a system and a user turn, or a raw prompt."""
+    prompt = payload.get("prompt") or ""
+    messages = []
+    if payload.get("system"):
+        messages.append(Message("system", payload["system"]))
+    messages.append(Message("user", prompt, images=list(payload.get("images") or [])))
+    return ChatRequest(
+        model=payload["model"],
+        messages=messages,
+        stream=payload.get("stream") is not False,
+        format=_format(payload.get("format")),
+        sampling=_sampling(payload.get("options")),
+        include_usage=True,
+        raw_prompt=prompt if payload.get("raw") else None,
+    )
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    calls = [
+        ToolCall(
+            name=call["function"]["name"],
+            arguments=call["function"].get("arguments") or {},
+            id=call.get("id"),
+        )
+        for call in raw.get("tool_calls") or []
+    ]
+    return Message(
+        role=raw["role"],
+        content=raw.get("content") or "",
+        images=list(raw.get("images") or []),
+        tool_calls=calls,
+        name=raw.get("tool_name"),
+    )
+
+
+def _format(value: Any) -> Literal["json"] | dict[str, Any] | None:
+    if value == "json":
+        return "json"
+    return value if isinstance(value, dict) else None
+
+
+def _sampling(options: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        OPTIONS_TO_SAMPLING[k]: v for k, v in (options or {}).items() if k in OPTIONS_TO_SAMPLING
+    }
+
+
+def request_body(request: ChatRequest) -> dict[str, Any]:
+    """The ``/api/chat`` body for an Ollama upstream (always streamed; see translate.py)."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [_wire_message(m) for m in request.messages],
+        "stream": True,
+    }
+    options = {
+        SAMPLING_TO_OPTIONS[k]: v for k, v in request.sampling.items() if k in SAMPLING_TO_OPTIONS
+    }
+    if options:
+        body["options"] = options
+    if request.tools:
+        body["tools"] = request.tools
+    if request.format is not None:
+        body["format"] = request.format
+    return body
+
+
+def _wire_message(message: Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        wire["images"] = message.images
+    if message.tool_calls:
+        wire["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": c.arguments}} for c in message.tool_calls
+        ]
+    if message.name:
+        wire["tool_name"] = message.name
+    return wire
+
+
+class OllamaParser:
+    """Reads Ollama's chat or generate lines into deltas."""
+
+    def __init__(self) -> None:
+        self._called_tools = False
+
+    def parse(self, line: dict[str, Any]) -> Delta:
+        message = line.get("message") or {}
+        calls = [
+            ToolCall(
+                name=c["function"]["name"],
+                arguments=c["function"].get("arguments") or {},
+                id=c.get("id"),
+            )
+            for c in message.get("tool_calls") or []
+        ]
+        self._called_tools = self._called_tools or bool(calls)
+        delta = Delta(
+            content=message.get("content") or line.get("response") or "",
+            thinking=message.get("thinking") or line.get("thinking") or "",
+            tool_calls=calls,
+        )
+        if line.get("done") is True:
+            delta.finish_reason = self._finish_reason(line.get("done_reason"))
+            delta.usage = Usage(line.get("prompt_eval_count"), line.get("eval_count"))
+            delta.durations = {k: line[k] for k in DURATIONS if isinstance(line.get(k), int)}
+        return delta
+
+    def _finish_reason(self, done_reason: Any) -> FinishReason:
+        if self._called_tools:
+            return "tool_calls"
+        return "length" if done_reason == "length" else "stop"
+
+
+def created_at() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}000Z"
+
+
+class OllamaEncoder:
+    """Writes deltas as Ollama chat or generate objects, with truthful counts and timings.
+
+    When the upstream reports no timings, they are measured here: total from the
+    request, prompt evaluation until the first piece, evaluation after it.
+    """
+
+    def __init__(self, model: str, shape: Shape) -> None:
+        self._model = model
+        self._shape = shape
+        self._started = time.monotonic_ns()
+        self._first_piece: int | None = None
+        self._pieces = 0
+
+    def piece(self, delta: Delta) -> dict[str, Any]:
+        if self._first_piece is None:
+            self._first_piece = time.monotonic_ns()
+        if delta.content or delta.thinking:
+            self._pieces += 1
+        out: dict[str, Any] = {"model": self._model, "created_at": created_at()}
+        if self._shape == "chat":
+            message: dict[str, Any] = {"role": "assistant", "content": delta.content}
+            if delta.thinking:
+                message["thinking"] = delta.thinking
+            if delta.tool_calls:
+                message["tool_calls"] = [
+                    {"function": {"name": c.name, "arguments": c.arguments}}
+                    for c in delta.tool_calls
+                ]
+            out["message"] = message
+        else:
+            out["response"] = delta.content
+            if delta.thinking:
+                out["thinking"] = delta.thinking
+        out["done"] = False
+        return out
+
+    def final(self, last: Delta, whole: Delta | None = None) -> dict[str, Any]:
+        """The closing object; ``whole`` carries the full answer for a non-streaming reply."""
+        out = self.piece(whole or Delta())
+        del out["done"]
+        now = time.monotonic_ns()
+        first = self._first_piece or now
+        usage = last.usage or Usage()
+        durations = last.durations or {
+            "total_duration": now - self._started,
+            "load_duration": 0,
+            "prompt_eval_duration": first - self._started,
+            "eval_duration": now - first,
+        }
+        out.update(
+            done_reason="length" if last.finish_reason == "length" else "stop",
+            done=True,
+            total_duration=durations.get("total_duration", now - self._started),
+            load_duration=durations.get("load_duration", 0),
+            prompt_eval_count=usage.prompt_tokens or 0,
+            prompt_eval_duration=durations.get("prompt_eval_duration", 0),
+            eval_count=usage.completion_tokens
+            if usage.completion_tokens is not None
+            else self._pieces,
+            eval_duration=durations.get("eval_duration", 0),
+        )
+        return out

@@ -1,0 +1,126 @@
+"""Same-dialect relays: the upstream's bytes go to the client untouched.
+
+Each line is parsed only to check it is JSON and to see how the answer ends;
+nothing is re-encoded, so this is the fast path.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import orjson
+
+from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, openai_error_body
+from .encode import SSE, Framing
+
+Outcome = Literal["more", "done", "error", "invalid"]
+INCOMPLETE = "the model server closed the stream before the answer was complete"
+NOT_JSON = "the model server sent a line that is not a JSON object"
+
+
+class OllamaPassthrough:
+    """Ollama NDJSON lines, framed as NDJSON or as server-sent events."""
+
+    def __init__(self, framing: Framing) -> None:
+        self._framing = framing
+        self.heartbeat = framing.heartbeat
+        self.failure: CortexError | None = None
+        self.ended = False
+        self.complete = False
+
+    def feed(self, lines: list[bytes]) -> bytes:
+        good, outcome = _check_ollama(lines)
+        out = self._framing.lines(lines if good == len(lines) else lines[:good]) if good else b""
+        if outcome == "error":
+            out += self._framing.upstream_error(lines[good])
+            self.ended = True
+        elif outcome == "invalid":
+            self.failure = UpstreamProtocolError(NOT_JSON)
+        elif outcome == "done":
+            self.complete = True
+        return out
+
+    def close(self) -> bytes:
+        if not self.complete:
+            raise UpstreamIncomplete(INCOMPLETE)
+        return b""
+
+    def error(self, message: str) -> bytes:
+        return self._framing.error(message)
+
+
+def _check_ollama(lines: list[bytes]) -> tuple[int, Outcome]:
+    """How many leading lines may be forwarded, and what ended the batch.
+
+    ``"error"`` and ``"invalid"`` refer to the line just after the good ones:
+    an upstream error line, or one that is not a JSON object.
+    """
+    outcome: Outcome = "more"
+    for index, line in enumerate(lines):
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return index, "invalid"
+        if type(message) is not dict:
+            return index, "invalid"
+        if "error" in message:
+            return index, "error"
+        if message.get("done") is True:
+            outcome = "done"
+    return len(lines), outcome
+
+
+class OpenAIPassthrough:
+    """OpenAI server-sent events, forwarded event by event."""
+
+    heartbeat = SSE.heartbeat
+
+    def __init__(self) -> None:
+        self.failure: CortexError | None = None
+        self.ended = False
+        self.complete = False
+        self._finished = False
+
+    def feed(self, lines: list[bytes]) -> bytes:
+        out: list[bytes] = []
+        for line in lines:
+            if line.startswith(b"event:"):
+                out.append(line + b"\n")
+                continue
+            if not line.startswith(b"data:"):
+                continue  # comments, ids and retry hints are for the upstream's own clients
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.complete = True
+                out.append(b"data: [DONE]\n\n")
+                continue
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                event = None
+            if type(event) is not dict:
+                self.failure = UpstreamProtocolError(NOT_JSON)
+                break
+            out.append(line + b"\n\n")
+            if "error" in event:
+                self.ended = True
+                break
+            self._finished = self._finished or _has_finish_reason(event)
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        if self.complete:
+            return b""
+        if self._finished:
+            return b"data: [DONE]\n\n"  # some servers omit the sentinel after a finished answer
+        raise UpstreamIncomplete(INCOMPLETE)
+
+    def error(self, message: str) -> bytes:
+        return b"data: " + openai_error_body(message, 502) + b"\n\n"
+
+
+def _has_finish_reason(event: dict[str, object]) -> bool:
+    choices = event.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and c.get("finish_reason") for c in choices
+    )
