@@ -13,9 +13,10 @@ from starlette.responses import PlainTextResponse, Response
 
 from . import __version__
 from .api import ollama, ops
-from .api.replies import json_reply
+from .api import openai as openai_api
+from .api.replies import raw_json_reply
 from .config import Settings, redact_url
-from .errors import CortexError
+from .errors import CortexError, ollama_error_body, openai_error_body
 from .gateway import Gateway
 
 logger = logging.getLogger("cortex")
@@ -27,10 +28,11 @@ def create_app(settings: Settings) -> FastAPI:
         gw = await Gateway.start(settings)
         app.state.gateway = gw
         logger.info(
-            "Córtex %s listening on http://%s:%s, relaying to Ollama at %s",
+            "Córtex %s listening on http://%s:%s, relaying to %s at %s",
             __version__,
             settings.host,
             settings.port,
+            "Ollama" if settings.kind == "ollama" else "an OpenAI-compatible server",
             redact_url(settings.upstream),
         )
         try:
@@ -47,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.include_router(ollama.router)
+    app.include_router(openai_api.router)
     app.include_router(ops.router)
     app.add_api_route("/", _root, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_exception_handler(CortexError, _cortex_error)
@@ -60,22 +63,28 @@ async def _root() -> Response:
     return PlainTextResponse("Córtex is running")
 
 
+def _error(request: Request, message: str, status: int) -> Response:
+    """The one place an error becomes a response: in the dialect of the path called."""
+    render = openai_error_body if request.url.path.startswith("/v1/") else ollama_error_body
+    return raw_json_reply(render(message, status), status)
+
+
 async def _cortex_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CortexError)
-    return json_reply({"error": exc.message}, exc.status)
+    return _error(request, exc.message, exc.status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    response = json_reply({"error": str(exc.detail).lower()}, exc.status_code)
+    response = _error(request, str(exc.detail).lower(), exc.status_code)
     response.headers.update(exc.headers or {})
     return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    return json_reply({"error": "invalid request"}, 400)
+    return _error(request, "invalid request", 400)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error on %s", request.url.path, exc_info=exc)
-    return json_reply({"error": "internal error in the gateway"}, 500)
+    return _error(request, "internal error in the gateway", 500)

@@ -1,0 +1,139 @@
+"""OpenAI's API for clients, in front of an OpenAI-compatible or an Ollama upstream.
+
+Against an OpenAI-compatible upstream every call is relayed as is; against
+Ollama, requests and answers are translated (see ``dialects/``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from ..catalog import openai_list_body, openai_model
+from ..dialects import ollama as ollama_wire
+from ..dialects import openai as openai_wire
+from ..errors import ModelNotFound, openai_error_body
+from ..gateway import gateway
+from ..stream.encode import SSE
+from ..stream.passthrough import OpenAIPassthrough
+from ..stream.translate import OllamaReader, OpenAIWriter, Translate
+from .body import read_json_object, validate
+from .relaying import exchange, relay_response
+from .replies import json_reply, raw_json_reply
+
+router = APIRouter(prefix="/v1", tags=["OpenAI"])
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat request; fields Córtex does not read go on untouched to OpenAI upstreams."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[ChatMessage]
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = None
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    gw = gateway(request)
+    raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
+    validate(ChatCompletionRequest, payload)
+    body: bytes | dict[str, Any] = raw
+    if not payload.get("model"):
+        payload["model"] = await gw.default_model.get()
+        body = payload
+    stream = payload.get("stream") is True
+    common: dict[str, Any] = {
+        "streaming": stream,
+        "media_type": SSE.media_type,
+        "headers": SSE.headers,
+        "error_body": openai_error_body,
+    }
+    if gw.backend.kind == "openai":
+        passthrough = OpenAIPassthrough() if stream else None
+        return relay_response(gw, "/chat/completions", body, passthrough, **common)
+    chat_request = openai_wire.chat_request(payload)
+    writer = OpenAIWriter(payload["model"], chat_request.include_usage)
+    translator = Translate(OllamaReader(), writer, aggregate=not stream)
+    return relay_response(
+        gw, "/api/chat", ollama_wire.request_body(chat_request), translator, **common
+    )
+
+
+@router.get("/models")
+async def list_models(request: Request) -> Response:
+    gw = gateway(request)
+    if gw.backend.kind == "openai":
+        return raw_json_reply(await gw.fetch("/models"))
+    return raw_json_reply(openai_list_body(await gw.models()))
+
+
+@router.get("/models/{model:path}")
+async def retrieve_model(model: str, request: Request) -> Response:
+    entry = next((e for e in await gateway(request).models() if e.name == model), None)
+    if entry is None:
+        raise ModelNotFound(f"The model `{model}` does not exist")
+    return json_reply(openai_model(entry))
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    gw = gateway(request)
+    raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
+    parsed = validate(EmbeddingsRequest, payload)
+    if not payload.get("model"):
+        payload["model"] = await gw.default_model.get()
+    if gw.backend.kind == "openai":
+        return raw_json_reply(
+            await gw.post("/embeddings", raw if parsed.model else orjson.dumps(payload))
+        )
+    body: dict[str, Any] = {"model": payload["model"], "input": parsed.input}
+    if parsed.dimensions:
+        body["dimensions"] = parsed.dimensions
+    answer = await exchange(gw, "/api/embed", body)
+    vectors = answer.get("embeddings") or []
+    encode = openai_wire.embedding_base64 if parsed.encoding_format == "base64" else list
+    prompt_tokens = int(answer.get("prompt_eval_count") or 0)
+    return json_reply(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": encode(vector)}
+                for i, vector in enumerate(vectors)
+            ],
+            "model": payload["model"],
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+    )
