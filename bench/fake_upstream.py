@@ -1,0 +1,209 @@
+"""A minimal, fast Ollama upstream for benchmarks: one NDJSON line per token.
+
+``POST /api/chat`` answers with ``options.num_predict`` tokens (default 10), each
+line written as its own HTTP chunk, waiting for the socket to drain when it
+pushes back. ``bench_delay_ms`` in the request body sleeps before every token;
+without it the server still yields to its event loop between tokens, as a real
+model server does between forward passes. The status line travels with the
+first token, as Go's net/http sends it on the first flush.
+
+Run as a script it serves on 127.0.0.1 and prints its URL. The benchmark also
+runs it inside its own event loop, with ``on_hangup``, to see exactly when a
+client that went away mid-answer is noticed on this side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
+
+import orjson
+
+Hangup = Callable[[float], None]
+T = TypeVar("T")
+
+_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+_LAST_CHUNK = b"0\r\n\r\n"
+_MAX_REQUEST = 1024 * 1024
+_CREATED_AT = b"2025-01-01T12:00:00.123456789Z"
+
+
+def _whole(status: bytes, content_type: bytes, body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: " + content_type
+        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def _token_line(model: bytes, index: int) -> bytes:
+    return (
+        b'{"model":"%b","created_at":"%b","message":{"role":"assistant","content":"tok%d "},'
+        b'"done":false}\n' % (model, _CREATED_AT, index)
+    )
+
+
+def _final_line(model: bytes, count: int) -> bytes:
+    return (
+        b'{"model":"%b","created_at":"%b","message":{"role":"assistant","content":""},'
+        b'"done_reason":"stop","done":true,"total_duration":%d,"load_duration":2154458,'
+        b'"prompt_eval_count":26,"prompt_eval_duration":383809000,"eval_count":%d,'
+        b'"eval_duration":%d}\n' % (model, _CREATED_AT, 400_000_000, count, count * 15_000_000)
+    )
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: requests in order, an answer streamed from a task."""
+
+    def __init__(self, on_hangup: Hangup | None) -> None:
+        self._on_hangup = on_hangup
+        self._transport: asyncio.Transport | None = None
+        self._buf = b""
+        self._answer: asyncio.Task[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if self._answer is None:
+            self._next_request()
+
+    def eof_received(self) -> bool:
+        self._gone()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    def _gone(self) -> None:
+        """The client went away; if mid-answer, say when and stop generating."""
+        answer, self._answer = self._answer, None
+        if answer is not None and not answer.done():
+            if self._on_hangup is not None:
+                self._on_hangup(time.perf_counter())
+            answer.cancel()
+        self.resume_writing()
+
+    def _next_request(self) -> None:
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > _MAX_REQUEST:
+                self._close()
+            return
+        head = self._buf[:end].decode("latin-1").split("\r\n")
+        length = _content_length(head[1:])
+        total = end + 4 + length
+        if len(self._buf) < total:
+            return
+        body, self._buf = self._buf[end + 4 : total], self._buf[total:]
+        method, _, rest = head[0].partition(" ")
+        path = rest.partition(" ")[0]
+        self._answer = asyncio.ensure_future(self._respond(method, path, body))
+        self._answer.add_done_callback(self._answered)
+
+    def _answered(self, answer: asyncio.Task[None]) -> None:
+        if answer is not self._answer:
+            return
+        self._answer = None
+        if not answer.cancelled() and answer.exception() is not None:
+            self._close()
+        elif self._buf:
+            self._next_request()
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _respond(self, method: str, path: str, body: bytes) -> None:
+        if (method, path) == ("POST", "/api/chat"):
+            await self._stream(orjson.loads(body))
+        elif (method, path) == ("GET", "/api/tags"):
+            self._write(_whole(b"200 OK", b"application/json", b'{"models":[]}'))
+        elif path == "/":
+            self._write(_whole(b"200 OK", b"text/plain", b"Ollama is running"))
+        else:
+            self._write(_whole(b"404 Not Found", b"text/plain", b"404 page not found"))
+
+    async def _stream(self, request: dict[str, Any]) -> None:
+        count = int((request.get("options") or {}).get("num_predict", 10))
+        delay = float(request.get("bench_delay_ms", 0)) / 1000
+        model = str(request.get("model") or "bench").encode()
+        pending = _HEAD
+        for index in range(count):
+            await asyncio.sleep(delay)
+            await self._send(pending + _chunk(_token_line(model, index)))
+            pending = b""
+        await self._send(pending + _chunk(_final_line(model, count)) + _LAST_CHUNK)
+
+    async def _send(self, data: bytes) -> None:
+        self._write(data)
+        if self._writable is not None:
+            await self._writable
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("client went away")
+        self._transport.write(data)
+
+
+def _content_length(header_lines: list[str]) -> int:
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            return int(value)
+    return 0
+
+
+async def serve(host: str = "127.0.0.1", port: int = 0, on_hangup: Hangup | None = None) -> Any:
+    """Start serving in the running loop; returns the server (``.sockets`` has the port)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _Connection(on_hangup), host, port, backlog=4096)
+
+
+async def _main(port: int) -> None:
+    server = await serve(port=port)
+    host, bound = server.sockets[0].getsockname()[:2]
+    print(f"http://{host}:{bound}", flush=True)
+    await server.serve_forever()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on uvloop when it is installed (as it is for Córtex), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        run(_main(args.port))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
