@@ -248,3 +248,30 @@ def test_a_client_that_stops_reading_stops_the_upstream_reads() -> None:
         assert client.body == TOKEN * 50 + DONE
 
     run(scenario)
+
+
+def test_time_spent_waiting_for_a_slow_client_is_not_upstream_silence() -> None:
+    async def scenario() -> None:
+        body = ScriptedBody([TOKEN, TOKEN, DONE, b""])
+        client = Client()
+        client.writable.clear()
+        task = asyncio.create_task(respond(body)({}, client.receive, client.send))
+        await asyncio.sleep(LIMITS.idle * 2)
+        client.writable.set()
+        await task
+        assert client.body == TOKEN + TOKEN + DONE
+
+    run(scenario)
+
+
+def test_heartbeats_keep_coming_through_a_long_first_byte_wait() -> None:
+    async def scenario() -> None:
+        client = Client()
+        await respond(ScriptedBody([None]), SSE)({}, client.receive, client.send)
+        text = client.body.decode()
+        assert text.count(": ping\n\n") >= 5
+        assert text.endswith("\n\n")
+        assert "event: error\ndata: " in text
+        assert "sent nothing within 1 s" in text
+
+    run(scenario)

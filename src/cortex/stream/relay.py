@@ -10,9 +10,10 @@ slow client slows the upstream reads instead of growing a buffer.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from ..backends.base import UpstreamBody
 from ..errors import (
@@ -57,36 +58,83 @@ class Translator(Protocol):
 
 
 class TimedReader:
-    """Reads an upstream body within the first-byte and idle deadlines."""
+    """Reads an upstream body within the first-byte and idle deadlines.
+
+    The idle clock runs only while Córtex waits for the upstream, not while it
+    waits for a slow client. One watchdog timer per stream, rescheduled only
+    when it fires, replaces a timeout object per read (this is the hot path).
+    """
 
     def __init__(self, body: UpstreamBody, limits: RelayLimits, tick: float | None = None) -> None:
         self._body = body
         self._limits = limits
         self._tick = tick
-        self._deadline = body.started_at + limits.first_byte
-        self._timeout: type[FirstByteTimeout | IdleTimeout] = FirstByteTimeout
+        self._loop = asyncio.get_running_loop()
+        self._first_byte_deadline = body.started_at + limits.first_byte
+        self._got_data = False
+        self._deadline = 0.0
+        self._tick_at = math.inf
+        self._waiter: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._woke: Literal["tick", "timeout"] | None = None
 
     async def read(self) -> bytes | None:
         """The next chunk, ``b""`` at the end, or ``None`` after ``tick`` seconds of silence.
 
         Raises FirstByteTimeout or IdleTimeout when a phase runs out.
         """
-        loop = asyncio.get_running_loop()
-        remaining = self._deadline - loop.time()
-        if remaining <= 0:
-            raise self._timeout(_timeout_message(self._timeout, self._limits))
-        tick = self._tick
+        now = self._loop.time()
+        self._deadline = now + self._limits.idle if self._got_data else self._first_byte_deadline
+        if now >= self._deadline:
+            raise self._timeout_error()
+        self._tick_at = now + self._tick if self._tick else math.inf
+        self._arm()
+        task = self._waiter = asyncio.current_task()
+        assert task is not None
         try:
-            async with asyncio.timeout(min(remaining, tick) if tick else remaining):
-                chunk = await self._body.read()
-        except TimeoutError:
-            if loop.time() < self._deadline:
+            chunk = await self._body.read()
+        except asyncio.CancelledError:
+            woke, self._woke = self._woke, None
+            if woke is None or task.uncancel() > 0:
+                raise
+            if woke == "tick":
                 return None
-            raise self._timeout(_timeout_message(self._timeout, self._limits)) from None
+            raise self._timeout_error() from None
+        finally:
+            self._waiter = None
         if chunk:
-            self._deadline = loop.time() + self._limits.idle
-            self._timeout = IdleTimeout
+            self._got_data = True
         return chunk
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        due = min(self._deadline, self._tick_at)
+        if self._timer is not None:
+            if self._timer.when() <= due:
+                return  # it fires early, finds nothing due, and moves itself
+            self._timer.cancel()
+        self._timer = self._loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # busy writing to the client; the next read arms it again
+        now = self._loop.time()
+        due = min(self._deadline, self._tick_at)
+        if now < due:
+            self._timer = self._loop.call_at(due, self._on_timer)
+            return
+        self._woke = "timeout" if now >= self._deadline else "tick"
+        self._waiter.cancel()
+
+    def _timeout_error(self) -> FirstByteTimeout | IdleTimeout:
+        if self._got_data:
+            return IdleTimeout(_timeout_message(IdleTimeout, self._limits))
+        return FirstByteTimeout(_timeout_message(FirstByteTimeout, self._limits))
 
 
 def _timeout_message(kind: type[FirstByteTimeout | IdleTimeout], limits: RelayLimits) -> str:
@@ -106,33 +154,36 @@ async def relay(
     decoder = LineDecoder(limits.max_line_bytes)
     tick = limits.heartbeat if translator.heartbeat is not None else None
     reader = TimedReader(body, limits, tick)
-    while True:
-        try:
-            chunk = await reader.read()
-        except UpstreamTimeout:
-            if not translator.complete:
-                raise
-            chunk = b""  # the answer is whole; an upstream that lingers after it is no fault
-        if chunk is None:
-            yield translator.heartbeat or b""
-            continue
-        try:
-            lines = decoder.feed(chunk) if chunk else _last(decoder)
-        except LineTooLong as exc:
-            raise UpstreamProtocolError(f"the model server sent {exc}") from None
-        if lines:
-            out = translator.feed(lines)
-            if out:
-                yield out
-            if translator.failure is not None:
-                raise translator.failure
-            if translator.ended:
+    try:
+        while True:
+            try:
+                chunk = await reader.read()
+            except UpstreamTimeout:
+                if not translator.complete:
+                    raise
+                chunk = b""  # the answer is whole; an upstream that lingers after it is no fault
+            if chunk is None:
+                yield translator.heartbeat or b""
+                continue
+            try:
+                lines = decoder.feed(chunk) if chunk else _last(decoder)
+            except LineTooLong as exc:
+                raise UpstreamProtocolError(f"the model server sent {exc}") from None
+            if lines:
+                out = translator.feed(lines)
+                if out:
+                    yield out
+                if translator.failure is not None:
+                    raise translator.failure
+                if translator.ended:
+                    return
+            if not chunk:
+                tail = translator.close()
+                if tail:
+                    yield tail
                 return
-        if not chunk:
-            tail = translator.close()
-            if tail:
-                yield tail
-            return
+    finally:
+        reader.close()
 
 
 def _last(decoder: LineDecoder) -> list[bytes]:
@@ -145,11 +196,14 @@ async def read_whole(body: UpstreamBody, limits: RelayLimits) -> bytes:
     parts: list[bytes] = []
     size = 0
     reader = TimedReader(body, limits)
-    while chunk := await reader.read():
-        size += len(chunk)
-        if size > limits.max_response_bytes:
-            raise UpstreamProtocolError(
-                f"the model server's answer exceeded {limits.max_response_bytes} bytes"
-            )
-        parts.append(chunk)
+    try:
+        while chunk := await reader.read():
+            size += len(chunk)
+            if size > limits.max_response_bytes:
+                raise UpstreamProtocolError(
+                    f"the model server's answer exceeded {limits.max_response_bytes} bytes"
+                )
+            parts.append(chunk)
+    finally:
+        reader.close()
     return b"".join(parts)
