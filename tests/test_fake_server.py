@@ -10,9 +10,10 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import ollama
 import pytest
 
-from tests.fakes import FakeOllama, Script
+from tests.fakes import FakeOllama, Script, vectors
 from tests.fakes.ollama_wire import go_json, go_str, go_time
 
 TS = "2024-06-01T12:00:00.5Z"
@@ -73,7 +74,8 @@ def stream(fake: FakeOllama, path: str = "/api/chat", **body: object) -> tuple[l
 
 def test_stream_is_byte_exact(fake: FakeOllama) -> None:
     fake.script = Script(tokens=["Hola", ' <b>&"ñ🦄\n'], created_at=TS)
-    with send(fake.port, "/api/chat", {"model": "fake-llama:latest", "messages": []}) as sock:
+    body = {"model": "fake-llama:latest", "messages": [{"role": "user", "content": "hi"}]}
+    with send(fake.port, "/api/chat", body) as sock:
         head, raw, _ = read_all(sock)
     lines = head.decode().split("\r\n")
     assert lines[0] == "HTTP/1.1 200 OK"
@@ -324,3 +326,125 @@ def test_go_json_encoding() -> None:
     )
     assert go_json({"b": 1, "a": ["ñ"]}) == '{"b":1,"a":["ñ"]}'.encode()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", go_time())
+
+
+# ---- the rest of Ollama's API ---------------------------------------------------------------
+
+HI = [{"role": "user", "content": "hola"}]
+
+
+def test_load_responses(fake: FakeOllama) -> None:
+    fake.script = Script(created_at=TS)
+    chat = httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama", "messages": []})
+    assert chat.headers["content-type"] == "application/json; charset=utf-8"
+    assert chat.content == (
+        b'{"model":"fake-llama","created_at":"2024-06-01T12:00:00.5Z","message":'
+        b'{"role":"assistant","content":""},"done_reason":"load","done":true}'
+    )
+    generate = httpx.post(f"{fake.url}/api/generate", json={"model": "fake-llama", "prompt": ""})
+    assert generate.content == (
+        b'{"model":"fake-llama","created_at":"2024-06-01T12:00:00.5Z","response":"",'
+        b'"done":true,"done_reason":"load"}'
+    )
+    unload = {"model": "fake-llama", "keep_alive": 0}
+    assert httpx.post(f"{fake.url}/api/generate", json=unload).json()["done_reason"] == "unload"
+    unload |= {"messages": [], "keep_alive": "0s"}
+    assert httpx.post(f"{fake.url}/api/chat", json=unload).json()["done_reason"] == "unload"
+
+
+def test_generate_records_options_and_answers_whole(fake: FakeOllama) -> None:
+    fake.script = Script(tokens=["a", "b"], created_at=TS)
+    body = {"model": "fake-llama", "prompt": "hi", "system": "be brief", "raw": True}
+    resp = httpx.post(f"{fake.url}/api/generate", json={**body, "stream": False})
+    assert resp.json()["response"] == "ab" and resp.json()["done"] is True
+    assert fake.requests[-1].json == {**body, "stream": False}
+
+
+def test_num_predict_stops_with_length(fake: FakeOllama) -> None:
+    fake.script = Script(count=5)
+    chunks, _ = stream(fake, messages=HI, options={"num_predict": 2})
+    lines = [json.loads(c) for c in chunks]
+    assert [line["message"]["content"] for line in lines] == ["tok0 ", "tok1 ", ""]
+    assert (lines[-1]["done_reason"], lines[-1]["eval_count"]) == ("length", 2)
+
+
+def test_thinking_and_tool_call_lines_are_byte_exact(fake: FakeOllama) -> None:
+    call = {"name": "get_weather", "arguments": {"days": 2, "city": "<Sevilla>"}}
+    fake.script = Script(created_at=TS, thinking=("Hm", "m"), tool_calls=(call,))
+    chunks, _ = stream(fake, messages=HI)
+    prefix = b'{"model":"fake-llama:latest","created_at":"2024-06-01T12:00:00.5Z","message":'
+    assert chunks[:3] == [
+        prefix + b'{"role":"assistant","content":"","thinking":"Hm"},"done":false}\n',
+        prefix + b'{"role":"assistant","content":"","thinking":"m"},"done":false}\n',
+        prefix + b'{"role":"assistant","content":"","tool_calls":[{"function":{"name":'
+        b'"get_weather","arguments":{"city":"\\u003cSevilla\\u003e","days":2}}}]},"done":false}\n',
+    ]
+    final = json.loads(chunks[3])
+    assert (final["done"], final["done_reason"], final["eval_count"]) == (True, "stop", 3)
+    whole = httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama", "stream": False})
+    message = whole.json()["message"]
+    assert list(message) == ["role", "content", "thinking", "tool_calls"]
+    assert message["thinking"] == "Hmm" and message["tool_calls"][0]["function"] == call
+
+
+def test_embed_show_and_ps_errors(fake: FakeOllama) -> None:
+    missing = httpx.post(f"{fake.url}/api/show", json={"model": "x"})
+    assert (missing.status_code, missing.content) == (404, b'{"error":"model \'x\' not found"}')
+    embed = httpx.post(f"{fake.url}/api/embed", json={"model": "x", "input": "a"})
+    assert embed.status_code == 404 and b"try pulling it first" in embed.content
+    bad = httpx.post(f"{fake.url}/api/embed", json={"model": "fake-llama", "input": [1]})
+    assert (bad.status_code, bad.json()) == (400, {"error": "invalid input type"})
+    empty = httpx.post(f"{fake.url}/api/embed", json={"model": "fake-llama", "input": []})
+    assert empty.content == b'{"model":"fake-llama","embeddings":[]}'
+    legacy = httpx.post(f"{fake.url}/api/embeddings", json={"model": "fake-llama", "prompt": ""})
+    assert legacy.content == b'{"embedding":[]}'
+
+
+def test_ollama_client_chat_stream(fake: FakeOllama) -> None:
+    fake.script = Script(tokens=["Hola", " 🦄"], thinking=("hm",))
+    with ollama.Client(host=fake.url) as client:
+        parts = list(client.chat(model="fake-llama", messages=HI, stream=True))
+    assert [p.message.thinking for p in parts] == ["hm", None, None, None]
+    assert "".join(p.message.content or "" for p in parts) == "Hola 🦄"
+    assert parts[-1].done and parts[-1].done_reason == "stop" and parts[-1].eval_count == 3
+
+
+def test_ollama_client_tool_calls(fake: FakeOllama) -> None:
+    fake.script = Script(tool_calls=({"name": "f", "arguments": {"b": [1], "a": "ñ"}},))
+    with ollama.Client(host=fake.url) as client:
+        answer = client.chat(model="fake-llama", messages=HI, tools=[])
+    (call,) = answer.message.tool_calls or []
+    assert (call.function.name, call.function.arguments) == ("f", {"a": "ñ", "b": [1]})
+
+
+def test_ollama_client_embed_show_ps_list(fake: FakeOllama) -> None:
+    fake.models = ["fake-llama:latest", "nomic-embed-text:latest"]
+    with ollama.Client(host=fake.url) as client:
+        assert [m.model for m in client.list().models] == fake.models
+        assert client.ps().models == []
+        embedded = client.embed(model="nomic-embed-text", input=["hola mundo", "adiós"])
+        assert embedded.embeddings == [vectors.embedding("hola mundo"), vectors.embedding("adiós")]
+        assert embedded.prompt_eval_count == 3
+        short = client.embed(model="nomic-embed-text", input="x", dimensions=2)
+        assert short.embeddings == [vectors.embedding("x")[:2]]
+        legacy = client.embeddings(model="nomic-embed-text", prompt="hola mundo")
+        assert list(legacy.embedding) == vectors.embedding("hola mundo")
+
+        shown = client.show("fake-llama")
+        assert shown.details is not None and shown.details.family == "llama"
+        assert shown.modelinfo is not None and shown.modelinfo["llama.context_length"] == 131072
+        assert shown.capabilities == ["completion", "tools"]
+        assert shown.template and shown.parameters and shown.license and shown.modelfile
+        with pytest.raises(ollama.ResponseError) as caught:
+            client.show("missing")
+        assert caught.value.status_code == 404
+
+        client.chat(model="fake-llama", messages=HI)
+        running = client.ps().models
+        assert [m.name for m in running] == ["fake-llama:latest", "nomic-embed-text:latest"]
+        assert running[0].size_vram == running[0].size and running[0].context_length == 4096
+        assert running[0].expires_at is not None
+        client.generate(model="nomic-embed-text", prompt="", keep_alive=0)
+        assert [m.name for m in client.ps().models] == ["fake-llama:latest"]
+    fake.reset()
+    assert httpx.get(f"{fake.url}/api/ps").content == b'{"models":[]}'

@@ -1,4 +1,4 @@
-"""Fake model servers for the test suite."""
+"""Fake model servers for the test suite: Ollama's API and an OpenAI-compatible one."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import formatdate
 from functools import lru_cache
@@ -124,14 +124,53 @@ def generate_line(model: str, created_at: str, content: str) -> bytes:
     return stream_line_maker(model, chat=False)(created_at, content)
 
 
+def chat_message(
+    content: str = "", thinking: str = "", tool_calls: Sequence[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """api.Message from the assistant: thinking and tool_calls are omitempty."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if tool_calls:
+        message["tool_calls"] = [
+            {"function": {"name": call["name"], "arguments": go_map(call["arguments"])}}
+            for call in tool_calls
+        ]
+    return message
+
+
+def go_map(value: Any) -> Any:
+    """Go marshals map[string]any with sorted keys (structs keep field order)."""
+    if isinstance(value, Mapping):
+        return {key: go_map(value[key]) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [go_map(item) for item in value]
+    return value
+
+
+def chat_message_line(model: str, created_at: str, message: dict[str, Any]) -> bytes:
+    """A non-final chat line with an arbitrary message (thinking, tool calls)."""
+    return go_json({"model": model, "created_at": created_at, "message": message, "done": False})
+
+
+def generate_thinking_line(model: str, created_at: str, thinking: str) -> bytes:
+    line = {"model": model, "created_at": created_at, "response": "", "thinking": thinking}
+    return go_json({**line, "done": False})
+
+
 def chat_final(
-    model: str, created_at: str, eval_count: int, content: str = "", done_reason: str = "stop"
+    model: str,
+    created_at: str,
+    eval_count: int,
+    content: str = "",
+    done_reason: str = "stop",
+    message: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """api.ChatResponse with done=true (the last stream line, or the whole non-stream body)."""
     body: dict[str, Any] = {
         "model": model,
         "created_at": created_at,
-        "message": {"role": "assistant", "content": content},
+        "message": message or chat_message(content),
     }
     if done_reason:
         body["done_reason"] = done_reason
@@ -141,19 +180,34 @@ def chat_final(
 
 
 def generate_final(
-    model: str, created_at: str, eval_count: int, content: str = "", done_reason: str = "stop"
+    model: str,
+    created_at: str,
+    eval_count: int,
+    content: str = "",
+    done_reason: str = "stop",
+    thinking: str = "",
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": model,
-        "created_at": created_at,
-        "response": content,
-        "done": True,
-    }
+    body: dict[str, Any] = {"model": model, "created_at": created_at, "response": content}
+    if thinking:
+        body["thinking"] = thinking
+    body["done"] = True
     if done_reason:
         body["done_reason"] = done_reason
     body["context"] = list(GENERATE_CONTEXT)
     body.update(metrics(eval_count))
     return body
+
+
+def load_body(model: str, created_at: str, chat: bool, reason: str = "load") -> bytes:
+    """The answer to an empty chat / generate: the model was (un)loaded, nothing generated."""
+    if chat:
+        message = {"role": "assistant", "content": ""}
+        return go_json(
+            {"model": model, "created_at": created_at, "message": message, "done_reason": reason}
+            | {"done": True}
+        )
+    head = {"model": model, "created_at": created_at, "response": ""}
+    return go_json(head | {"done": True, "done_reason": reason})
 
 
 def error_body(message: str) -> bytes:
@@ -173,26 +227,126 @@ def model_not_found(model: str) -> bytes:
     )
 
 
+MODIFIED_AT = "2025-05-30T10:12:43.520736114Z"
+MODEL_SIZE = 807_694_464
+CONTEXT_LENGTH = 4096
+KEEP_ALIVE_SECONDS = 300
+CAPABILITIES = ("completion", "tools")
+
+
+def digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def model_details() -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "llama",
+        "families": ["llama"],
+        "parameter_size": "1B",
+        "quantization_level": "Q4_K_M",
+    }
+
+
 def tags_body(models: list[str]) -> bytes:
     entries = [
         {
             "name": name,
             "model": name,
-            "modified_at": "2025-05-30T10:12:43.520736114Z",
-            "size": 807_694_464,
-            "digest": hashlib.sha256(name.encode()).hexdigest(),
-            "details": {
-                "parent_model": "",
-                "format": "gguf",
-                "family": "llama",
-                "families": ["llama"],
-                "parameter_size": "1B",
-                "quantization_level": "Q4_K_M",
-            },
+            "modified_at": MODIFIED_AT,
+            "size": MODEL_SIZE,
+            "digest": digest(name),
+            "details": model_details(),
         }
         for name in models
     ]
     return go_json({"models": entries})
+
+
+def ps_body(running: list[str], expires_at: str) -> bytes:
+    """GET /api/ps: api.ProcessResponse (context_length is in newer servers only)."""
+    entries = [
+        {
+            "name": name,
+            "model": name,
+            "size": MODEL_SIZE,
+            "digest": digest(name),
+            "details": model_details(),
+            "expires_at": expires_at,
+            "size_vram": MODEL_SIZE,
+            "context_length": CONTEXT_LENGTH,
+        }
+        for name in running
+    ]
+    return go_json({"models": entries})
+
+
+_TEMPLATE = (
+    "<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>"
+)
+_LICENSE = "Fake Model License: for tests only."
+_PARAMETERS = 'stop                           "<|eot_id|>"'
+
+
+def show_body(name: str) -> bytes:
+    """POST /api/show: api.ShowResponse (omitempty fields left out; map keys sorted)."""
+    modelfile = (
+        '# Modelfile generated by "ollama show"\n'
+        "# To build a new Modelfile based on this, replace FROM with:\n"
+        f"# FROM {name}\n\n"
+        f"FROM /usr/share/ollama/.ollama/models/blobs/sha256-{digest(name)}\n"
+        f'TEMPLATE """{_TEMPLATE}"""\n'
+        "PARAMETER stop <|eot_id|>\n"
+        f'LICENSE """{_LICENSE}"""\n'
+    )
+    model_info = {
+        "general.architecture": "llama",
+        "general.file_type": 15,
+        "general.parameter_count": 1_235_814_432,
+        "general.quantization_version": 2,
+        "llama.attention.head_count": 32,
+        "llama.attention.head_count_kv": 8,
+        "llama.block_count": 16,
+        "llama.context_length": 131_072,
+        "llama.embedding_length": 2048,
+        "llama.vocab_size": 128_256,
+        "tokenizer.ggml.model": "gpt2",
+    }
+    return go_json(
+        {
+            "license": _LICENSE,
+            "modelfile": modelfile,
+            "parameters": _PARAMETERS,
+            "template": _TEMPLATE,
+            "details": model_details(),
+            "model_info": go_map(model_info),
+            "capabilities": list(CAPABILITIES),
+            "modified_at": MODIFIED_AT,
+        }
+    )
+
+
+def show_not_found(model: str) -> bytes:
+    return error_body(f"model '{model}' not found")
+
+
+def embed_body(model: str, vectors: list[list[float]], prompt_tokens: int) -> bytes:
+    """POST /api/embed: api.EmbedResponse (no metrics for empty input, like Ollama)."""
+    body: dict[str, Any] = {"model": model, "embeddings": vectors}
+    if vectors:
+        body |= {
+            "total_duration": LOAD_DURATION + PROMPT_EVAL_DURATION,
+            "load_duration": LOAD_DURATION,
+            "prompt_eval_count": prompt_tokens,
+        }
+    return go_json(body)
+
+
+def embeddings_body(vector: list[float]) -> bytes:
+    """POST /api/embeddings (legacy): api.EmbeddingResponse."""
+    return go_json({"embedding": vector})
 
 
 def version_body(version: str = OLLAMA_VERSION) -> bytes:
