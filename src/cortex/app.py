@@ -15,11 +15,19 @@ from . import __version__
 from .api import ollama, ops
 from .api import openai as openai_api
 from .api.replies import raw_json_reply
+from .backends.local import LocalBackend
 from .config import Settings, redact_url
 from .errors import CortexError, ollama_error_body, openai_error_body
 from .gateway import Gateway
 
 logger = logging.getLogger("cortex")
+
+
+UPSTREAM_NAMES = {
+    "ollama": "Ollama",
+    "openai": "an OpenAI-compatible server",
+    "local": "no model server configured or answering",
+}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -28,12 +36,14 @@ def create_app(settings: Settings) -> FastAPI:
         gw = await Gateway.start(settings)
         app.state.gateway = gw
         logger.info(
-            "Córtex %s listening on http://%s:%s, relaying to %s at %s",
+            "Córtex %s listening on http://%s:%s, serving %s: %s",
             __version__,
             settings.host,
             settings.port,
-            "Ollama" if settings.kind == "ollama" else "an OpenAI-compatible server",
-            redact_url(settings.upstream),
+            UPSTREAM_NAMES[settings.kind],
+            "the embedded model " + gw.backend.name
+            if isinstance(gw.backend, LocalBackend)
+            else redact_url(settings.upstream),
         )
         try:
             yield

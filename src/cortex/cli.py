@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .config import ConfigError, load_settings
-from .server import build_server, listen_socket
+from .server import build_server, listen_socket, resolve_upstream
 
 cli = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Córtex, a streaming LLM gateway."
@@ -59,6 +59,7 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    settings = resolve_upstream(settings)
     try:
         sock = listen_socket(settings)
     except OSError as exc:

@@ -18,7 +18,7 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 OLLAMA_DEFAULT_PORT = 11434
 MiB = 1024 * 1024
 
-UpstreamKind = Literal["ollama", "openai"]
+UpstreamKind = Literal["ollama", "openai", "local"]
 
 
 class Settings(BaseModel):
@@ -27,7 +27,7 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     upstream: str = DEFAULT_UPSTREAM
-    upstream_kind: UpstreamKind | None = None
+    upstream_kind: UpstreamKind | Literal["auto"] | None = None
     upstream_api_key: SecretStr | None = None
     default_model: str | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
@@ -41,6 +41,11 @@ class Settings(BaseModel):
     client_socket_buffer: int = Field(default=256 * 1024, ge=4096)
     models_cache_seconds: float = Field(default=60.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    local_model_path: Path | None = None
+    local_model_name: str | None = None
+    local_chat_template: bool | None = None
+    local_threads: int | None = Field(default=None, gt=0)
+    local_context: int = Field(default=2048, ge=256)
 
     @model_validator(mode="before")
     @classmethod
@@ -48,21 +53,23 @@ class Settings(BaseModel):
         """``openai+http://host:8080`` names the upstream's dialect in its URL."""
         if isinstance(data, dict) and isinstance(data.get("upstream"), str):
             kind, plus, url = data["upstream"].partition("+")
+            if data["upstream"] == "local":
+                return {**data, "upstream": "http://127.0.0.1", "upstream_kind": "local"}
             if plus and kind in ("ollama", "openai"):
                 data = {**data, "upstream": url, "upstream_kind": data.get("upstream_kind") or kind}
         return data
 
     @model_validator(mode="after")
     def _normalize_upstream(self) -> Settings:
-        kind = self.upstream_kind or "ollama"
-        url = normalize_upstream(self.upstream, openai=kind == "openai")
+        url = normalize_upstream(self.upstream, openai=self.upstream_kind == "openai")
         object.__setattr__(self, "upstream", url)
-        object.__setattr__(self, "upstream_kind", kind)
         return self
 
     @property
     def kind(self) -> UpstreamKind:
-        return self.upstream_kind or "ollama"
+        """The upstream's dialect; ``auto`` is resolved at start-up (see ``server.py``)."""
+        kind = self.upstream_kind
+        return "ollama" if kind is None or kind == "auto" else kind
 
 
 class ConfigError(ValueError):
@@ -121,6 +128,8 @@ def load_settings(
     merged.update(given_flags)
     if "upstream" not in merged and environ.get("OLLAMA_HOST"):
         merged["upstream"] = environ["OLLAMA_HOST"]
+    if "upstream" not in merged and "upstream_kind" not in merged:
+        merged["upstream_kind"] = "auto"  # Ollama on its default address if it answers, else local
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
+from .backends.local import LocalBackend
 from .catalog import DefaultModel, ModelEntry, from_openai, from_tags
 from .config import Settings
 from .stream.relay import RelayLimits, read_whole
@@ -21,7 +22,7 @@ from .stream.relay import RelayLimits, read_whole
 class Gateway:
     settings: Settings
     session: aiohttp.ClientSession
-    backend: HTTPBackend = field(init=False)
+    backend: HTTPBackend | LocalBackend = field(init=False)
     limits: RelayLimits = field(init=False)
     default_model: DefaultModel = field(init=False)
 
@@ -29,7 +30,17 @@ class Gateway:
         s = self.settings
         timeouts = Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout)
         api_key = s.upstream_api_key.get_secret_value() if s.upstream_api_key else None
-        self.backend = HTTPBackend(s.kind, s.upstream, self.session, timeouts, api_key)
+        self.backend = (
+            LocalBackend(
+                s.local_model_path,
+                s.local_model_name,
+                chat_template=s.local_chat_template,
+                threads=s.local_threads,
+                context=s.local_context,
+            )
+            if s.kind == "local"
+            else HTTPBackend(s.kind, s.upstream, self.session, timeouts, api_key)
+        )
         self.limits = RelayLimits(
             first_byte=s.first_byte_timeout,
             idle=s.idle_timeout,
@@ -71,6 +82,8 @@ class Gateway:
         return cls(settings, session)
 
     async def close(self) -> None:
+        if isinstance(self.backend, LocalBackend):
+            await self.backend.close()
         await self.session.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -29,6 +30,18 @@ def listen_socket(settings: Settings) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def resolve_upstream(settings: Settings) -> Settings:
+    """Settle ``upstream_kind = "auto"``: Ollama if it answers, else the embedded model."""
+    if settings.upstream_kind != "auto":
+        return settings
+    parts = urlsplit(settings.upstream)
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=0.5).close()
+    except OSError:
+        return settings.model_copy(update={"upstream_kind": "local"})
+    return settings.model_copy(update={"upstream_kind": "ollama"})
 
 
 def build_server(settings: Settings) -> uvicorn.Server:

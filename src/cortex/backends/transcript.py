@@ -1,0 +1,60 @@
+"""Prompts for a base (not instruction-tuned) model: the chat as a plain transcript.
+
+Chat templates make a small base model echo its prompt; a transcript with a
+one-line preamble and ``User:``/``Assistant:`` turns in the conversation's own
+language, cut at the next user turn, gives it something it can continue.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..chat import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    preamble: str
+    user: str
+    assistant: str
+
+
+VOICES = {
+    "es": Voice(
+        "Una conversación entre un usuario y un asistente amable que responde con detalle.",
+        "Usuario",
+        "Asistente",
+    ),
+    "en": Voice(
+        "A conversation between a user and a friendly assistant who answers in detail.",
+        "User",
+        "Assistant",
+    ),
+}
+SPANISH_HINTS = re.compile(
+    r"[ñáéíóú¿¡]|\b(el|la|los|las|una?|que|por|para|cómo|como|sobre|mi|es|y|de|del)\b",
+    re.IGNORECASE,
+)
+
+
+def language_of(text: str) -> str:
+    """``"es"`` when the text reads as Spanish, else ``"en"`` (a cheap, good-enough guess)."""
+    words = max(len(text.split()), 1)
+    return "es" if len(SPANISH_HINTS.findall(text)) / words >= 0.2 else "en"
+
+
+def render(messages: list[Message]) -> tuple[str, list[str]]:
+    """The transcript prompt, ending with the assistant's open turn, and its stop sequences."""
+    user_text = " ".join(m.content for m in messages if m.role == "user")
+    voice = VOICES[language_of(user_text)]
+    lines = [voice.preamble]
+    lines += [m.content.strip() for m in messages if m.role == "system" and m.content.strip()]
+    for m in messages:
+        if m.role == "user":
+            lines.append(f"{voice.user}: {m.content.strip()}")
+        elif m.role == "assistant":
+            lines.append(f"{voice.assistant}: {m.content.strip()}")
+    lines.append(f"{voice.assistant}:")
+    stops = [f"\n{v.user}:" for v in VOICES.values()] + [f"{voice.user}:"]
+    return "\n".join(lines), stops
