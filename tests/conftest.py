@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -78,3 +79,12 @@ def start_gateway(fake: FakeOllama) -> Iterator[StartGateway]:
 @pytest.fixture
 def gateway(start_gateway: StartGateway) -> RunningGateway:
     return start_gateway()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """llama.cpp's binding opens /dev/null twice at import and never closes it."""
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()

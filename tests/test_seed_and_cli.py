@@ -133,7 +133,7 @@ def test_serve_logs_a_startup_banner(served: tuple[int, subprocess.Popen[bytes]]
     assert process.stderr
     log = process.stderr.read().decode()
     assert f"listening on http://127.0.0.1:{port}" in log
-    assert "serving Ollama: http://127.0.0.1:" in log
+    assert "relaying to Ollama at http://127.0.0.1:" in log
 
 
 def test_serve_rejects_bad_settings_with_exit_code_2() -> None:

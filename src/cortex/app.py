@@ -23,27 +23,17 @@ from .gateway import Gateway
 logger = logging.getLogger("cortex")
 
 
-UPSTREAM_NAMES = {
-    "ollama": "Ollama",
-    "openai": "an OpenAI-compatible server",
-    "local": "no model server configured or answering",
-}
-
-
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = await Gateway.start(settings)
         app.state.gateway = gw
         logger.info(
-            "Córtex %s listening on http://%s:%s, serving %s: %s",
+            "Córtex %s listening on http://%s:%s, %s",
             __version__,
             settings.host,
             settings.port,
-            UPSTREAM_NAMES[settings.kind],
-            "the embedded model " + gw.backend.name
-            if isinstance(gw.backend, LocalBackend)
-            else redact_url(settings.upstream),
+            _serving(settings, gw),
         )
         try:
             yield
@@ -67,6 +57,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
+
+
+def _serving(settings: Settings, gw: Gateway) -> str:
+    if isinstance(gw.backend, LocalBackend):
+        return f"serving the embedded model {gw.backend.name}"
+    dialect = "Ollama" if settings.kind == "ollama" else "an OpenAI-compatible server"
+    return f"relaying to {dialect} at {redact_url(settings.upstream)}"
 
 
 async def _root() -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from urllib.parse import urlsplit
 
@@ -9,6 +10,8 @@ import uvicorn
 
 from .app import create_app
 from .config import Settings
+
+logger = logging.getLogger("cortex")
 
 
 def listen_socket(settings: Settings) -> socket.socket:
@@ -40,6 +43,10 @@ def resolve_upstream(settings: Settings) -> Settings:
     try:
         socket.create_connection((parts.hostname, parts.port), timeout=0.5).close()
     except OSError:
+        logger.info(
+            "no model server is configured and none answers at %s: using the embedded model",
+            settings.upstream,
+        )
         return settings.model_copy(update={"upstream_kind": "local"})
     return settings.model_copy(update={"upstream_kind": "ollama"})
 

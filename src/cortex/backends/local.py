@@ -122,6 +122,7 @@ class LocalBackend:
         self._load_lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cortex-model")
         self._queued = 0
+        self.tokens_generated = 0  # all answers' pieces so far, for tests and metrics
 
     @asynccontextmanager
     async def open(
@@ -199,6 +200,11 @@ class LocalBackend:
     def _release(self) -> None:
         self._queued -= 1
 
+    @property
+    def busy(self) -> bool:
+        """A generation is running or waiting for the worker."""
+        return self._queued > 0
+
     async def _load(self) -> Any:
         async with self._load_lock:
             if self._llm is None:
@@ -233,6 +239,7 @@ class LocalBackend:
                 if text:
                     first = first or time.monotonic_ns()
                     pieces += 1
+                    self.tokens_generated += 1
                     job.put(orjson.dumps(encoder.piece(Delta(content=text))) + b"\n")
                 finish = reason or finish
             if prompt_tokens is None:  # a chat template: what is in the context but the answer

@@ -1,0 +1,132 @@
+"""The embedded model, for real: Gemma 3 270M through llama.cpp, end to end."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import time
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from cortex.backends.local import BUNDLED_NAME, LocalBackend
+from tests.conftest import RunningGateway, StartGateway
+from tests.helpers import read_until, stream_lines
+
+pytest.importorskip("llama_cpp", reason="the embedded model needs the 'local' extra")
+
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
+
+
+@pytest.fixture
+def local(start_gateway: StartGateway) -> RunningGateway:
+    return start_gateway(upstream="local", first_byte_timeout=120, idle_timeout=60)
+
+
+def backend_of(gateway: RunningGateway) -> LocalBackend:
+    backend = gateway.server.config.app.state.gateway.backend  # type: ignore[attr-defined]
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+def test_embedded_model_is_listed_under_its_name(local: RunningGateway) -> None:
+    assert [m["name"] for m in httpx.get(local.url + "/api/tags").json()["models"]] == [
+        BUNDLED_NAME
+    ]
+    models = httpx.get(local.url + "/v1/models").json()["data"]
+    assert [m["id"] for m in models] == [BUNDLED_NAME]
+
+
+def test_real_tokens_stream_and_the_done_line_counts_them(local: RunningGateway) -> None:
+    payload = {
+        "messages": [{"role": "user", "content": "Escribe un cuento corto sobre un unicornio"}],
+        "options": {"num_predict": 12, "seed": 1},
+    }
+    response, lines = stream_lines(local.url, payload)
+    assert response.status_code == 200
+    messages = [orjson.loads(line) for _, line in lines]
+    pieces = [m["message"]["content"] for m in messages[:-1]]
+    assert all(m["model"] == BUNDLED_NAME for m in messages)
+    assert "".join(pieces).strip()
+    done = messages[-1]
+    assert done["done"] is True
+    assert done["eval_count"] == len(pieces)
+    assert done["prompt_eval_count"] > 10
+    assert done["total_duration"] >= done["eval_duration"] > 0
+    if len(lines) > 2:
+        assert lines[-1][0] > lines[0][0]
+
+
+def test_openai_client_streams_from_the_embedded_model(local: RunningGateway) -> None:
+    client = openai.OpenAI(base_url=local.url + "/v1", api_key="none", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model=BUNDLED_NAME,
+            messages=[{"role": "user", "content": "Tell me a story about a pirate"}],
+            max_tokens=10,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    client.close()
+    contents = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(contents).strip()
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == len(contents)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+
+
+def test_a_client_that_leaves_stops_the_generation(local: RunningGateway) -> None:
+    backend = backend_of(local)
+    payload = {"prompt": COUNTING, "raw": True, "options": {"num_predict": 400, "temperature": 0}}
+    body = orjson.dumps({"model": BUNDLED_NAME, **payload})
+    with httpx.Client(timeout=60) as warm:
+        warm.post(
+            local.url + "/api/generate",
+            content=orjson.dumps({**payload, "options": {"num_predict": 1}}),
+        )
+    sock = socket.create_connection((local.host, local.port))
+    sock.sendall(
+        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+    read_until(sock, b'"response"')
+    assert backend.busy, "the model finished before the client left; the test proves nothing"
+    sock.close()
+    deadline = time.monotonic() + 5
+    while backend.busy and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not backend.busy, "the model kept generating for a client that left"
+    generated = backend.tokens_generated
+    time.sleep(0.3)
+    assert backend.tokens_generated == generated
+    assert generated < 400
+
+
+def test_the_gateway_answers_while_the_model_generates(local: RunningGateway) -> None:
+    payload = {"prompt": COUNTING, "raw": True, "options": {"num_predict": 60, "temperature": 0}}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = [
+            pool.submit(httpx.post, local.url + "/api/generate", json=payload, timeout=120)
+            for _ in range(2)
+        ]
+        time.sleep(0.3)
+        assert httpx.get(local.url + "/health", timeout=2).status_code == 200
+        results = [a.result() for a in answers]
+    for result in results:
+        assert result.status_code == 200
+        lines = [orjson.loads(line) for line in result.content.splitlines()]
+        assert lines[-1]["done"] is True
+
+
+def test_unknown_model_on_the_embedded_backend_is_a_404(local: RunningGateway) -> None:
+    response = httpx.post(
+        local.url + "/api/chat",
+        json={"model": "llama3:70b", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert response.status_code == 404
+    assert BUNDLED_NAME in response.json()["error"]
