@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -10,12 +11,13 @@ from typing import Annotated
 
 import typer
 
+from . import terminal_chat
+from .backends.local import LocalBackend
 from .config import ConfigError, load_settings
 from .server import build_server, listen_socket, resolve_upstream
 
-cli = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Córtex, a streaming LLM gateway."
-)
+cli = typer.Typer(no_args_is_help=True, add_completion=False)
+DEFAULT_URL = "http://127.0.0.1:4000"
 
 
 @cli.callback()
@@ -71,6 +73,43 @@ def serve(
     server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(1)
+
+
+@cli.command()
+def chat(
+    prompt: Annotated[
+        str | None, typer.Argument(help="Ask once; without it, a conversation")
+    ] = None,
+    url: Annotated[str, typer.Option(envvar="CORTEX_URL", help="Córtex to talk to")] = DEFAULT_URL,
+    local: Annotated[bool, typer.Option(help="Use the embedded model here, no server")] = False,
+    model: Annotated[str | None, typer.Option(help="Model name [default: the server's]")] = None,
+    system: Annotated[str | None, typer.Option(help="A system message")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print the raw chunks")] = False,
+) -> None:
+    """Chat in the terminal; answers stream as they are generated. Ctrl-C stops an answer."""
+    lines = terminal_chat.local_lines(LocalBackend()) if local else terminal_chat.remote_lines(url)
+    session = terminal_chat.Session(lines, model, system, json_lines)
+    if prompt is None:
+        asyncio.run(session.interactive())
+        return
+    if not asyncio.run(session.ask(prompt)):
+        raise typer.Exit(1)
+
+
+@cli.command()
+def models(
+    url: Annotated[str, typer.Option(envvar="CORTEX_URL", help="Córtex to ask")] = DEFAULT_URL,
+) -> None:
+    """List the models Córtex can serve."""
+    try:
+        entries = asyncio.run(terminal_chat.list_models(url))
+    except terminal_chat.ChatFailed as exc:
+        typer.echo(f"cortex: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for entry in entries:
+        details = entry.get("details") or {}
+        sizes = (details.get("parameter_size"), details.get("quantization_level"))
+        typer.echo("\t".join([str(entry.get("name")), *(v for v in sizes if v)]))
 
 
 def main() -> None:
