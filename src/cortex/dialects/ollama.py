@@ -209,16 +209,16 @@ class OllamaEncoder:
             "prompt_eval_duration": first - self._started,
             "eval_duration": now - first,
         }
-        out.update(
-            done_reason="length" if last.finish_reason == "length" else "stop",
-            done=True,
-            total_duration=durations.get("total_duration", now - self._started),
-            load_duration=durations.get("load_duration", 0),
-            prompt_eval_count=usage.prompt_tokens or 0,
-            prompt_eval_duration=durations.get("prompt_eval_duration", 0),
-            eval_count=usage.completion_tokens
-            if usage.completion_tokens is not None
-            else self._pieces,
-            eval_duration=durations.get("eval_duration", 0),
-        )
+        metrics = {
+            "total_duration": durations.get("total_duration", now - self._started),
+            "load_duration": durations.get("load_duration", 0),
+            "prompt_eval_count": usage.prompt_tokens or 0,
+            "prompt_eval_duration": durations.get("prompt_eval_duration", 0),
+            "eval_count": self._pieces
+            if usage.completion_tokens is None
+            else usage.completion_tokens,
+            "eval_duration": durations.get("eval_duration", 0),
+        }
+        out.update(done_reason="length" if last.finish_reason == "length" else "stop", done=True)
+        out.update((k, v) for k, v in metrics.items() if v)  # Ollama omits unknown (zero) metrics
         return out
