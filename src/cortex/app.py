@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
-from . import __version__
+from . import __version__, web
 from .api import ollama, ops
 from .api import openai as openai_api
 from .api.replies import raw_json_reply
@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ollama.router)
     app.include_router(openai_api.router)
     app.include_router(ops.router)
-    app.add_api_route("/", _root, methods=["GET", "HEAD"], include_in_schema=False)
+    app.include_router(web.router)  # the chat page at / and its assets
     app.add_exception_handler(CortexError, _cortex_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -64,10 +64,6 @@ def _serving(settings: Settings, gw: Gateway) -> str:
         return f"serving the embedded model {gw.backend.name}"
     dialect = "Ollama" if settings.kind == "ollama" else "an OpenAI-compatible server"
     return f"relaying to {dialect} at {redact_url(settings.upstream)}"
-
-
-async def _root() -> Response:
-    return PlainTextResponse("Córtex is running")
 
 
 def _error(request: Request, message: str, status: int) -> Response:
