@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from . import __version__, web
 from .api import ollama, ops
@@ -23,7 +25,43 @@ from .gateway import Gateway
 logger = logging.getLogger("cortex")
 
 
-def create_app(settings: Settings) -> FastAPI:
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class StreamingRoutes:
+    """The ASGI app: the token-carrying endpoints go straight to their handlers.
+
+    FastAPI's middleware stack and router walk cost about 0.1 ms a request
+    (measured), a fifth of what Córtex adds to the first token; the three
+    streaming endpoints skip them. Everything else, the OpenAPI schema
+    included, goes through FastAPI, which also runs the lifespan.
+    """
+
+    def __init__(self, app: FastAPI, routes: Mapping[str, Handler]) -> None:
+        self.app = app
+        self._routes = routes
+
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.app
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except CortexError as exc:
+            response = _error(request, exc.message, exc.status)
+        except Exception as exc:
+            response = await _unexpected_error(request, exc)
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings) -> StreamingRoutes:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = await Gateway.start(settings)
@@ -56,7 +94,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    return app
+    streaming = {
+        "/api/chat": ollama.chat,
+        "/api/generate": ollama.generate,
+        "/v1/chat/completions": openai_api.chat_completions,
+    }
+    return StreamingRoutes(app, streaming)
 
 
 def _serving(settings: Settings, gw: Gateway) -> str:
