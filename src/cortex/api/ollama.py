@@ -21,7 +21,7 @@ from ..gateway import Gateway, gateway
 from ..stream.encode import NDJSON, SSE, wants_sse
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
-from .body import read_json_object, validate
+from .body import read_json_object, request_schema, validate
 from .relaying import exchange, relay_response
 from .replies import json_reply, raw_json_reply
 
@@ -101,13 +101,13 @@ async def _read(
     return gw, raw, payload
 
 
-@router.post("/api/chat")
+@router.post("/api/chat", openapi_extra=request_schema(ChatRequest))
 async def chat(request: Request) -> Response:
     gw, raw, payload = await _read(request, ChatRequest)
     return _generation(gw, request, raw, payload, "chat")
 
 
-@router.post("/api/generate")
+@router.post("/api/generate", openapi_extra=request_schema(GenerateRequest))
 async def generate(request: Request) -> Response:
     gw, raw, payload = await _read(request, GenerateRequest)
     return _generation(gw, request, raw, payload, "generate")
@@ -152,7 +152,7 @@ def _loaded(model: str, shape: str) -> Response:
     return json_reply(answer)
 
 
-@router.post("/api/embed")
+@router.post("/api/embed", openapi_extra=request_schema(EmbedRequest))
 async def embed(request: Request) -> Response:
     gw, raw, payload = await _read(request, EmbedRequest)
     if gw.backend.kind == "ollama":
@@ -169,7 +169,7 @@ async def embed(request: Request) -> Response:
     )
 
 
-@router.post("/api/embeddings")
+@router.post("/api/embeddings", openapi_extra=request_schema(LegacyEmbeddingsRequest))
 async def legacy_embeddings(request: Request) -> Response:
     gw, raw, payload = await _read(request, LegacyEmbeddingsRequest)
     if gw.backend.kind == "ollama":
@@ -220,7 +220,7 @@ async def running(request: Request) -> Response:
     return json_reply({"models": []})  # an OpenAI-compatible server does not say what is loaded
 
 
-@router.post("/api/show")
+@router.post("/api/show", openapi_extra=request_schema(ShowRequest))
 async def show(request: Request) -> Response:
     gw = gateway(request)
     raw, payload = await read_json_object(request, gw.settings.max_body_bytes)

@@ -20,7 +20,7 @@ from ..gateway import gateway
 from ..stream.encode import SSE
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate
-from .body import read_json_object, validate
+from .body import read_json_object, request_schema, validate
 from .relaying import exchange, relay_response
 from .replies import json_reply, raw_json_reply
 
@@ -65,7 +65,7 @@ class EmbeddingsRequest(BaseModel):
     dimensions: int | None = None
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", openapi_extra=request_schema(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     gw = gateway(request)
     raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
@@ -108,7 +108,7 @@ async def retrieve_model(model: str, request: Request) -> Response:
     return json_reply(openai_model(entry))
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", openapi_extra=request_schema(EmbeddingsRequest))
 async def embeddings(request: Request) -> Response:
     gw = gateway(request)
     raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
