@@ -20,7 +20,7 @@ export function escapeHtml(text) {
 // A URL in already-escaped text: &amp; may appear inside, any other entity ends it.
 const URL_CHARS = String.raw`https?:\/\/(?:[^\s&()]|&amp;)+`;
 const LINK = new RegExp(String.raw`\[([^\]\n]+)\]\((${URL_CHARS})\)`, "g");
-const BARE_URL = new RegExp(String.raw`(^|[\s(])(${URL_CHARS})`, "g");
+const BARE_URL = new RegExp(String.raw`(^|[^\w/.:-])(${URL_CHARS})`, "g");
 
 function anchor(url, html) {
   return `<a href="${url}" target="_blank" rel="noopener noreferrer">${html}</a>`;
@@ -298,10 +298,7 @@ async function loadModels() {
     notice(`Could not list the models: ${error.message}`);
   }
   select.replaceChildren();
-  if (!models.length) {
-    select.append(new Option("Server's default model", ""));
-    return;
-  }
+  if (!models.length) select.append(new Option("Server's default model", ""));
   for (const entry of models) {
     const name = entry.name ?? entry.model;
     const size = entry.details?.parameter_size;
@@ -309,6 +306,7 @@ async function loadModels() {
   }
   const saved = storage("get");
   if (saved && models.some((m) => (m.name ?? m.model) === saved)) select.value = saved;
+  select.disabled = false;
 }
 
 const nearBottom = () => els.log.scrollHeight - els.log.scrollTop - els.log.clientHeight < 80;
@@ -319,10 +317,11 @@ function scrollDown(force = false) {
 
 function addUser(text) {
   const article = element("article", "msg user");
-  article.append(element("div", "bubble", text));
+  const bubble = element("div", "bubble", text);
+  article.append(bubble);
   els.log.append(article);
   scrollDown(true);
-  return article;
+  return bubble;
 }
 
 function formatMs(ms) {
@@ -337,16 +336,27 @@ class Reply {
     this.article.setAttribute("aria-busy", "true");
     const head = element("div", "who");
     head.append(element("span", "avatar", "C"), element("span", "model", model || "default model"));
+    this.thinking = element("details", "thinking");
+    this.thinking.open = true;
+    this.thinking.hidden = true;
+    this.thoughts = element("div", "thoughts");
+    this.thinking.append(element("summary", "", "Thinking"), this.thoughts);
     this.body = element("div", "md");
     this.stats = element("div", "stats");
     this.error = element("div", "error");
     this.error.setAttribute("role", "alert");
     this.error.hidden = true;
-    this.article.append(head, this.body, this.error, this.stats);
+    this.article.append(head, this.thinking, this.body, this.error, this.stats);
     this.text = "";
     this.frame = 0;
     els.log.append(this.article);
     scrollDown(true);
+  }
+
+  think(piece) {
+    this.thinking.hidden = false;
+    this.thoughts.append(piece); // a text node: shown as is
+    if (nearBottom()) scrollDown(true);
   }
 
   update(text) {
@@ -371,6 +381,7 @@ class Reply {
   finish(t, outcome) {
     cancelAnimationFrame(this.frame);
     this.paint();
+    if (this.text) this.thinking.open = false;
     this.article.classList.remove("waiting");
     this.article.removeAttribute("aria-busy");
     const items = [];
@@ -439,6 +450,8 @@ async function send(text) {
     if (!response.ok) throw new ChatError(await httpError(response));
     for await (const line of ndjson(response.body)) {
       if (line.error !== undefined) throw new ChatError(errorText(line.error));
+      const thought = line.message?.thinking ?? line.thinking;
+      if (thought) reply.think(thought);
       const piece = line.message?.content ?? line.response ?? "";
       if (piece) {
         t.first ??= performance.now();

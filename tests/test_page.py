@@ -1,0 +1,340 @@
+"""The chat page at GET /: served from the package, and driven in Debian's chromium in front
+of the fake upstream (Playwright's sync API; the gateway and the fake run in threads)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+
+from tests.conftest import RunningGateway
+from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RECIPE = [
+    "## Tortilla",
+    " española\n\n",
+    "1. Pela",
+    " y corta",
+    " las **patatas**",
+    " en láminas",
+    " finas.\n",
+    "2. Bate",
+    " seis huevos",
+    " con sal.\n",
+    "3. Cuaja",
+    " a fuego `lento` 🍳",
+    "\n\n¡Buen provecho!",
+]
+REPLY = ".msg.assistant .md"
+
+
+# ---- without a browser: how the files are served ----------------------------------------
+
+
+def test_page_and_assets_are_served_from_the_package(gateway: RunningGateway) -> None:
+    web = files("cortex.web")
+    for path, name, media in [
+        ("/", "index.html", "text/html"),
+        ("/static/app.css", "app.css", "text/css"),
+        ("/static/app.js", "app.js", "text/javascript"),
+    ]:
+        response = httpx.get(gateway.url + path)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == f"{media}; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.content == web.joinpath(name).read_bytes()
+        etag = {"If-None-Match": response.headers["etag"]}
+        assert httpx.get(gateway.url + path, headers=etag).status_code == 304
+    head = httpx.head(gateway.url + "/")
+    assert head.status_code == 200
+    assert head.headers["content-type"] == "text/html; charset=utf-8"
+    assert head.content == b""
+    assert "script-src 'self'" in httpx.get(gateway.url).headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/__init__.py",
+        "/static/index.html",
+        "/static/../app.py",
+        "/static/..%2F..%2Fpyproject.toml",
+        "/static/%2e%2e/__init__.py",
+        "/static/",
+        "/web/app.js",
+    ],
+)
+def test_only_the_known_files_are_served(path: str, gateway: RunningGateway) -> None:
+    response = httpx.get(gateway.url + path)
+    assert response.status_code == 404
+    assert "cortex" not in response.text.lower()
+
+
+# ---- in the browser ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip("the browser tests need Debian's chromium at /usr/bin/chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+class Tab:
+    """A page on Córtex's chat page, recording dialogs and script errors."""
+
+    def __init__(self, browser: Browser, url: str, **context: Any) -> None:
+        self.context = browser.new_context(
+            **{"viewport": {"width": 1280, "height": 800}, **context}
+        )
+        self.context.set_default_timeout(8000)
+        self.page: Page = self.context.new_page()
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(url)
+        expect(self.page.locator("#model")).to_be_enabled()  # the models are listed
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def ask(self, text: str) -> None:
+        self.page.fill("#prompt", text)
+        self.page.press("#prompt", "Enter")
+
+    def finished(self) -> None:
+        """Wait until the latest answer is over (its stats are final)."""
+        expect(self.page.locator(".msg.assistant .stats.final").last).to_be_visible()
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / name))
+
+
+OpenTab = Callable[..., Tab]
+
+
+@pytest.fixture
+def open_tab(browser: Browser, gateway: RunningGateway) -> Iterator[OpenTab]:
+    tabs: list[Tab] = []
+
+    def open_(**context: Any) -> Tab:
+        tabs.append(Tab(browser, gateway.url, **context))
+        return tabs[-1]
+
+    yield open_
+    for tab in tabs:
+        tab.context.close()
+        assert tab.errors == []
+
+
+def test_tokens_appear_before_the_answer_is_complete(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab()
+    fake.script = Script(tokens=["Hola"])
+    tab.ask("Hola")
+    tab.finished()
+    fake.script = Script(tokens=RECIPE, delay=0.2)
+    tab.ask("Explica paso a paso cómo hacer una tortilla española")
+    reply = tab.page.locator(REPLY).last
+    expect(reply).to_contain_text("patatas")
+    partial = reply.text_content() or ""
+    assert "Buen provecho" not in partial  # still four tokens, 0.8 s, to come
+    assert tab.page.locator(".msg.assistant").last.get_attribute("aria-busy") == "true"
+    assert reply.locator("h2").text_content() == "Tortilla española"
+    assert reply.locator("strong").text_content() == "patatas"
+    tab.screenshot("page-mid-stream.png")
+    expect(reply).to_contain_text("¡Buen provecho!")
+    tab.finished()
+    assert reply.locator("li").count() == 3
+    assert reply.locator("code").text_content() == "lento"
+    sent = fake.requests[-1].json
+    assert sent["stream"] is True
+    assert sent["model"] == DEFAULT_MODEL
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["messages"][1]["content"] == "Hola"
+
+
+def test_the_model_choice_is_remembered_and_shift_enter_adds_a_line(
+    fake: FakeOllama, open_tab: OpenTab
+) -> None:
+    fake.models = [DEFAULT_MODEL, "gemma3:270m"]
+    page = open_tab().page
+    expect(page.locator("#model")).to_have_value(DEFAULT_MODEL)
+    page.select_option("#model", "gemma3:270m")
+    page.reload()
+    expect(page.locator("#model")).to_be_enabled()
+    expect(page.locator("#model")).to_have_value("gemma3:270m")
+    fake.script = Script(tokens=["Lo", " pienso"], thinking=("Hmm,", " a ver"))
+    page.fill("#prompt", "uno")
+    page.press("#prompt", "Shift+Enter")
+    page.locator("#prompt").press_sequentially("dos")
+    page.wait_for_timeout(100)
+    assert all(r.path != "/api/chat" for r in fake.requests)
+    page.press("#prompt", "Enter")
+    expect(page.locator(".msg.assistant .stats.final")).to_be_visible()
+    sent = fake.requests[-1].json
+    assert sent["model"] == "gemma3:270m"
+    assert sent["messages"] == [{"role": "user", "content": "uno\ndos"}]
+    assert page.locator(".msg.user .bubble").text_content() == "uno\ndos"
+    assert page.locator(".msg.assistant .thoughts").text_content() == "Hmm, a ver"
+    assert page.locator(".msg.assistant .md").text_content() == "Lo pienso"
+    assert page.locator("#prompt").input_value() == ""
+
+
+def test_stop_aborts_the_request_and_the_upstream(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab()
+    fake.script = Script(count=100, delay=0.2)
+    tab.ask("Cuenta una historia larga sobre piratas")
+    reply = tab.page.locator(".msg.assistant").last
+    expect(reply.locator(".md")).to_contain_text("tok1")
+    fake.reset()
+    tab.page.click("#stop")
+    assert fake.wait_disconnect(timeout=5) is not None
+    expect(reply.locator(".stats")).to_contain_text("Stopped")
+    expect(tab.page.locator("#send")).to_be_visible()
+    expect(tab.page.locator("#stop")).to_be_hidden()
+    # The partial answer stays in the conversation.
+    fake.script = Script(tokens=["Sí"])
+    tab.ask("¿Sigues?")
+    tab.finished()
+    sent = fake.requests[-1].json["messages"]
+    assert sent[1]["role"] == "assistant"
+    assert sent[1]["content"].startswith("tok0 tok1")
+
+
+def test_stats_appear_under_a_complete_answer(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab()
+    fake.script = Script(tokens=RECIPE, delay=0.05)
+    tab.ask("Explica paso a paso cómo hacer una tortilla española")
+    tab.finished()
+    stats = tab.page.locator(".msg.assistant .stats").last.text_content() or ""
+    for label in ("TTFT", "tok/s", "total", f"tokens {len(RECIPE)}", f"eval_count {len(RECIPE)}"):
+        assert label in stats
+    rate = tab.page.locator(".msg.assistant .stat.rate").last.text_content() or ""
+    assert 5 < float(rate.removeprefix("tok/s ")) < 40  # 13 pieces, one every 50 ms
+    tab.screenshot("page-complete.png")
+
+
+def test_model_markup_is_shown_as_text(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab()
+    tokens = [
+        "<script>alert(1)</script>",
+        " <img src=x onerror=alert(2)>",
+        " [a](javascript:alert(3))",
+        ' [b](https://example.com/"onmouseover="alert(4))',
+        " **<b>bold</b>**",
+        "\n\n```html\n<script>alert(5)</script>\n```",
+    ]
+    fake.script = Script(tokens=tokens)
+    tab.ask("<img src=y onerror=alert(6)>")
+    tab.finished()
+    reply = tab.page.locator(REPLY).last
+    text = reply.text_content() or ""
+    assert "<script>alert(1)</script>" in text
+    assert "<img src=x onerror=alert(2)>" in text
+    assert "<b>bold</b>" in text
+    assert reply.locator("script, img, b, [onerror], [onmouseover]").count() == 0
+    assert reply.locator("a").count() == 1
+    assert (reply.locator("a").get_attribute("href") or "").startswith("https://example.com/")
+    assert reply.locator("a").get_attribute("rel") == "noopener noreferrer"
+    assert tab.page.locator(".msg.user .bubble").text_content() == "<img src=y onerror=alert(6)>"
+    tab.page.wait_for_timeout(100)
+    assert tab.dialogs == []
+
+
+def test_renderer_escapes_everything_it_does_not_render(open_tab: OpenTab) -> None:
+    tab = open_tab()
+    rendered = tab.page.evaluate(
+        """async (cases) => {
+            const { renderMarkdown } = await import("/static/app.js");
+            return cases.map((source) => renderMarkdown(source));
+        }""",
+        [
+            "a & b < c > d \" e ' f",
+            "`<i>x</i>` and *it* and _it_ and snake_case_name",
+            "| h1 | <h2> |\n|---|:-:|\n| <td> | `x` |",
+            "> quoted <q>\n\n- one\n  - two <li>\n- three",
+            "<https://example.com/a?b=1&c=2>",
+        ],
+    )
+    assert rendered[0] == "<p>a &amp; b &lt; c &gt; d &quot; e &#39; f</p>"
+    assert "<code>&lt;i&gt;x&lt;/i&gt;</code>" in rendered[1]
+    assert rendered[1].count("<em>it</em>") == 2
+    assert "snake_case_name" in rendered[1]
+    assert "<th>h1</th>" in rendered[2]
+    assert '<th class="align-center">&lt;h2&gt;</th>' in rendered[2]
+    assert "<td>&lt;td&gt;</td>" in rendered[2]
+    assert rendered[3].startswith("<blockquote><p>quoted &lt;q&gt;</p></blockquote><ul><li>one<ul>")
+    assert "<li>two &lt;li&gt;</li></ul></li><li>three</li></ul>" in rendered[3]
+    assert 'href="https://example.com/a?b=1&amp;c=2"' in rendered[4]
+    assert rendered[4].endswith("</a>&gt;</p>")
+
+
+def test_a_stream_error_is_shown(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab()
+    fake.script = Script(tokens=["Había", " una", " vez", " un"], fault="close_mid", fault_after=2)
+    tab.ask("Escribe un cuento corto para mi hija sobre un unicornio")
+    tab.finished()
+    answer = tab.page.locator(".msg.assistant").last
+    expect(answer.locator(".md")).to_have_text("Había una")
+    error = answer.locator(".error")
+    expect(error).to_be_visible()
+    assert error.get_attribute("role") == "alert"
+    assert error.text_content() == (
+        "the model server closed the stream before the answer was complete"
+    )
+
+
+def test_an_http_error_is_shown(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab()
+    fake.models = ["another:latest"]  # the page still offers the model it listed
+    tab.ask("hola")
+    tab.finished()
+    error = tab.page.locator(".msg.assistant .error").last
+    expect(error).to_contain_text("HTTP 404")
+    expect(error).to_contain_text(f'model "{DEFAULT_MODEL}" not found')
+    bubble = tab.page.locator(".msg.user .bubble").last
+    expect(bubble).to_have_class("bubble unanswered")
+
+
+def test_the_page_works_on_a_phone(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab(
+        viewport={"width": 375, "height": 700}, is_mobile=True, has_touch=True, color_scheme="dark"
+    )
+    page = tab.page
+    for selector in ("#prompt", "#send", "#model"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 375
+        assert box["y"] + box["height"] <= 700
+    fake.script = Script(tokens=RECIPE)
+    page.locator(".chip").first.tap()
+    tab.finished()
+    expect(page.locator(REPLY).last).to_contain_text("¡Buen provecho!")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    expect(page.locator("#send")).to_be_in_viewport()
+    tab.screenshot("page-phone.png")
