@@ -26,7 +26,7 @@ def local(start_gateway: StartGateway) -> RunningGateway:
 
 
 def backend_of(gateway: RunningGateway) -> LocalBackend:
-    backend = gateway.server.config.app.state.gateway.backend  # type: ignore[attr-defined]
+    backend = gateway.server.config.app.state.gateway.router.members[0].backend  # type: ignore[attr-defined]
     assert isinstance(backend, LocalBackend)
     return backend
 

@@ -13,7 +13,7 @@ from cortex.errors import ollama_error_body
 from cortex.stream.encode import NDJSON, SSE, Framing
 from cortex.stream.passthrough import OllamaPassthrough
 from cortex.stream.relay import RelayLimits, relay
-from cortex.stream.response import RelayResponse
+from cortex.stream.response import Attempt, RelayResponse
 
 LIMITS = RelayLimits(
     first_byte=1.0, idle=0.3, heartbeat=0.1, max_line_bytes=1024, max_response_bytes=4096
@@ -71,20 +71,30 @@ class Client:
         return bool(self.messages) and self.messages[-1].get("more_body") is False
 
 
-def respond(body: ScriptedBody, framing: Framing = NDJSON) -> RelayResponse:
-    @asynccontextmanager
-    async def open_upstream() -> AsyncIterator[ScriptedBody]:
-        try:
-            yield body
-        finally:
-            body.closed.set()
+class OneUpstream:
+    """A response source with a single scripted upstream and no second chance."""
 
+    max_attempts = 1
+
+    def __init__(self, body: ScriptedBody, framing: Framing) -> None:
+        self._body = body
+        self._framing = framing
+
+    def can_retry(self, excluded: frozenset[str]) -> bool:
+        return False
+
+    @asynccontextmanager
+    async def attempt(self, excluded: frozenset[str]) -> AsyncIterator[Attempt]:
+        translator = OllamaPassthrough(self._framing)
+        try:
+            yield Attempt(parts=relay(self._body, translator, LIMITS), error_frame=translator.error)
+        finally:
+            self._body.closed.set()
+
+
+def respond(body: ScriptedBody, framing: Framing = NDJSON) -> RelayResponse:
     return RelayResponse(
-        open_upstream,
-        lambda upstream: relay(upstream, OllamaPassthrough(framing), LIMITS),
-        media_type=framing.media_type,
-        error_body=ollama_error_body,
-        error_frame=framing.error,
+        OneUpstream(body, framing), media_type=framing.media_type, error_body=ollama_error_body
     )
 
 

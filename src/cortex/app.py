@@ -55,7 +55,7 @@ class StreamingRoutes:
         try:
             response = await handler(request)
         except CortexError as exc:
-            response = _error(request, exc.message, exc.status)
+            response = _error_of(request, exc)
         except Exception as exc:
             response = await _unexpected_error(request, exc)
         await response(scope, receive, send)
@@ -103,10 +103,16 @@ def create_app(settings: Settings) -> StreamingRoutes:
 
 
 def _serving(settings: Settings, gw: Gateway) -> str:
-    if isinstance(gw.backend, LocalBackend):
-        return f"serving the embedded model {gw.backend.name}"
-    dialect = "Ollama" if settings.kind == "ollama" else "an OpenAI-compatible server"
-    return f"relaying to {dialect} at {redact_url(settings.upstream)}"
+    described = []
+    for member in gw.router.members:
+        if isinstance(member.backend, LocalBackend):
+            described.append(f"the embedded model {member.backend.name}")
+        else:
+            dialect = "Ollama" if member.config.kind == "ollama" else "an OpenAI-compatible server"
+            named = "" if gw.single else f" {member.name}"
+            described.append(f"{dialect}{named} at {redact_url(member.config.url)}")
+    verb = "serving" if len(described) == 1 and "embedded" in described[0] else "relaying to"
+    return f"{verb} " + ", ".join(described)
 
 
 def _error(request: Request, message: str, status: int) -> Response:
@@ -115,9 +121,16 @@ def _error(request: Request, message: str, status: int) -> Response:
     return raw_json_reply(render(message, status), status)
 
 
+def _error_of(request: Request, exc: CortexError) -> Response:
+    response = _error(request, exc.message, exc.status)
+    if exc.retry_after is not None:
+        response.headers["retry-after"] = str(exc.retry_after)
+    return response
+
+
 async def _cortex_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CortexError)
-    return _error(request, exc.message, exc.status)
+    return _error_of(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -21,6 +21,44 @@ MiB = 1024 * 1024
 UpstreamKind = Literal["ollama", "openai", "local"]
 
 
+def _split_kind(data: Any, url_key: str, kind_key: str) -> Any:
+    """``openai+http://host:8080`` names the dialect in the URL; ``local`` is the embedded model."""
+    if isinstance(data, dict) and isinstance(data.get(url_key), str):
+        kind, plus, url = data[url_key].partition("+")
+        if data[url_key] == "local":
+            return {**data, url_key: "http://127.0.0.1", kind_key: "local"}
+        if plus and kind in ("ollama", "openai"):
+            return {**data, url_key: url, kind_key: data.get(kind_key) or kind}
+    return data
+
+
+class BackendSettings(BaseModel):
+    """One model server behind Córtex (a ``[[backends]]`` table in TOML)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = ""
+    url: str = DEFAULT_UPSTREAM
+    kind: UpstreamKind = "ollama"
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrent: int | None = Field(default=None, gt=0)
+    models: list[str] | None = None
+    api_key: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_kind_prefix(cls, data: Any) -> Any:
+        return _split_kind(data, "url", "kind")
+
+    @model_validator(mode="after")
+    def _normalize(self) -> BackendSettings:
+        object.__setattr__(self, "url", normalize_upstream(self.url, openai=self.kind == "openai"))
+        if not self.name:
+            name = "local" if self.kind == "local" else urlsplit(self.url).netloc.rpartition("@")[2]
+            object.__setattr__(self, "name", name)
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -46,24 +84,32 @@ class Settings(BaseModel):
     local_chat_template: bool | None = None
     local_threads: int | None = Field(default=None, gt=0)
     local_context: int = Field(default=2048, ge=256)
+    backends: list[BackendSettings] = Field(default_factory=list)
+    health_interval: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    circuit_failures: int = Field(default=3, ge=1)
+    circuit_cooldown: float = Field(default=10.0, gt=0)
+    queue_size: int = Field(default=256, ge=0)
+    queue_timeout: float = Field(default=30.0, gt=0)
+    affinity_slack: int = Field(default=2, ge=0)
 
     @model_validator(mode="before")
     @classmethod
     def _split_kind_prefix(cls, data: Any) -> Any:
-        """``openai+http://host:8080`` names the upstream's dialect in its URL."""
-        if isinstance(data, dict) and isinstance(data.get("upstream"), str):
-            kind, plus, url = data["upstream"].partition("+")
-            if data["upstream"] == "local":
-                return {**data, "upstream": "http://127.0.0.1", "upstream_kind": "local"}
-            if plus and kind in ("ollama", "openai"):
-                data = {**data, "upstream": url, "upstream_kind": data.get("upstream_kind") or kind}
-        return data
+        return _split_kind(data, "upstream", "upstream_kind")
 
     @model_validator(mode="after")
     def _normalize_upstream(self) -> Settings:
         url = normalize_upstream(self.upstream, openai=self.upstream_kind == "openai")
         object.__setattr__(self, "upstream", url)
         return self
+
+    def backend_list(self) -> list[BackendSettings]:
+        """The configured backends, or the single ``upstream`` as one."""
+        if self.backends:
+            return list(self.backends)
+        key = self.upstream_api_key
+        return [BackendSettings(url=self.upstream, kind=self.kind, api_key=key)]
 
     @property
     def kind(self) -> UpstreamKind:

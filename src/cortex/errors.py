@@ -4,6 +4,7 @@
     ├── BadRequest                    400  the client's request is malformed
     │   └── BodyTooLarge              413
     ├── ModelNotFound                 404
+    ├── Overloaded                    503  every backend busy or unhealthy (Retry-After)
     └── UpstreamError                 502  the model server failed us
         ├── UpstreamUnreachable       502  refused, DNS failure, reset before an answer
         ├── UpstreamStatus            (the upstream's own 4xx/5xx status)
@@ -27,6 +28,8 @@ import orjson
 
 class CortexError(Exception):
     status = 500
+    retry_after: int | None = None  # seconds, sent as Retry-After
+    backend: str | None = None  # set when a backend failed in a way another may not
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -45,6 +48,14 @@ class BodyTooLarge(BadRequest):
 
 class ModelNotFound(CortexError):
     status = 404
+
+
+class Overloaded(CortexError):
+    status = 503
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, round(retry_after))
 
 
 class UpstreamError(CortexError):

@@ -1,11 +1,12 @@
-"""The state one running gateway owns: settings, the upstream session and backend."""
+"""The state one running gateway owns: settings, the upstream session and the router."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 from starlette.requests import Request
@@ -13,34 +14,25 @@ from starlette.requests import Request
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
 from .backends.local import LocalBackend
-from .catalog import DefaultModel, ModelEntry, from_openai, from_tags
-from .config import Settings
+from .catalog import DefaultModel, ModelEntry
+from .config import BackendSettings, Settings
+from .errors import CortexError
+from .router import Backend, Circuit, Lease, Member, Router, is_backend_fault
 from .stream.relay import RelayLimits, read_whole
+
+T = TypeVar("T")
 
 
 @dataclass
 class Gateway:
     settings: Settings
     session: aiohttp.ClientSession
-    backend: HTTPBackend | LocalBackend = field(init=False)
+    router: Router = field(init=False)
     limits: RelayLimits = field(init=False)
     default_model: DefaultModel = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
-        timeouts = Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout)
-        api_key = s.upstream_api_key.get_secret_value() if s.upstream_api_key else None
-        self.backend = (
-            LocalBackend(
-                s.local_model_path,
-                s.local_model_name,
-                chat_template=s.local_chat_template,
-                threads=s.local_threads,
-                context=s.local_context,
-            )
-            if s.kind == "local"
-            else HTTPBackend(s.kind, s.upstream, self.session, timeouts, api_key)
-        )
         self.limits = RelayLimits(
             first_byte=s.first_byte_timeout,
             idle=s.idle_timeout,
@@ -48,23 +40,70 @@ class Gateway:
             max_line_bytes=s.max_line_bytes,
             max_response_bytes=s.max_response_bytes,
         )
+        members = [
+            Member(config, self._backend(config), Circuit(s.circuit_failures, s.circuit_cooldown))
+            for config in s.backend_list()
+        ]
+        self.router = Router(s, members, self.limits)
         self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
 
-    async def fetch(self, path: str) -> bytes:
-        """GET a small metadata document from the upstream, whole."""
-        async with self.backend.open("GET", path) as body:
+    def _backend(self, config: BackendSettings) -> Backend:
+        s = self.settings
+        if config.kind == "local":
+            return LocalBackend(
+                s.local_model_path,
+                s.local_model_name,
+                chat_template=s.local_chat_template,
+                threads=s.local_threads,
+                context=s.local_context,
+            )
+        timeouts = Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout)
+        key = config.api_key.get_secret_value() if config.api_key else None
+        return HTTPBackend(config.kind, config.url, self.session, timeouts, key)
+
+    @property
+    def single(self) -> Member | None:
+        """The only backend, when there is just one."""
+        members = self.router.members
+        return members[0] if len(members) == 1 else None
+
+    async def fetch(self, member: Member, path: str) -> bytes:
+        """GET a small document from one backend, whole."""
+        async with member.backend.open("GET", path) as body:
             return await read_whole(body, self.limits)
 
-    async def post(self, path: str, payload: bytes) -> bytes:
-        """POST a body and return the upstream's whole answer."""
-        async with self.backend.open("POST", path, payload) as body:
+    async def post(self, member: Member, path: str, payload: bytes) -> bytes:
+        """POST a body to one backend and return its whole answer."""
+        async with member.backend.open("POST", path, payload) as body:
             return await read_whole(body, self.limits)
 
     async def models(self) -> list[ModelEntry]:
-        """The upstream's models, whatever its dialect."""
-        if self.backend.kind == "openai":
-            return from_openai(await self.fetch("/models"))
-        return from_tags(await self.fetch("/api/tags"))
+        """Every backend's models, merged."""
+        return await self.router.catalogue()
+
+    async def with_backend(self, model: str, call: Callable[[Lease], Awaitable[T]]) -> T:
+        """Run a non-streaming exchange on a backend for ``model``, failing over on faults."""
+        excluded: frozenset[str] = frozenset()
+        for attempt in range(self.settings.max_attempts):
+            lease = await self.router.acquire(model, exclude=excluded)
+            try:
+                result = await call(lease)
+            except CortexError as exc:
+                lease.failed(exc)
+                excluded |= {lease.member.name}
+                last = attempt + 1 == self.settings.max_attempts
+                if (
+                    last
+                    or not is_backend_fault(exc)
+                    or not self.router.has_alternative(model, excluded)
+                ):
+                    raise
+                continue
+            finally:
+                lease.release()
+            lease.member.circuit.success()
+            return result
+        raise AssertionError("unreachable")
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
@@ -79,11 +118,15 @@ class Gateway:
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
-        return cls(settings, session)
+        gateway = cls(settings, session)
+        gateway.router.start()
+        return gateway
 
     async def close(self) -> None:
-        if isinstance(self.backend, LocalBackend):
-            await self.backend.close()
+        await self.router.close()
+        for member in self.router.members:
+            if isinstance(member.backend, LocalBackend):
+                await member.backend.close()
         await self.session.close()
 
 

@@ -6,11 +6,15 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ..errors import BadRequest, BodyTooLarge
 
 Model = TypeVar("Model", bound=BaseModel)
+
+# Deeper JSON than this is refused: orjson re-encodes at most 254 levels, and a
+# translated body wraps the client's values in a few levels of its own.
+MAX_JSON_DEPTH = 128
 
 
 async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
@@ -20,11 +24,14 @@ async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[st
         raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
-        parts.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+            parts.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest("the client closed the connection before sending its whole body") from None
     raw = b"".join(parts)
     if not raw.strip():
         raise BadRequest("request body is empty; expected a JSON object")
@@ -34,7 +41,21 @@ async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[st
         raise BadRequest(f"request body is not valid JSON: {exc.msg} at byte {exc.pos}") from None
     if not isinstance(parsed, dict):
         raise BadRequest("request body must be a JSON object")
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and too_deep(parsed):
+        raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     return raw, parsed
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed JSON value nests objects and arrays more than ``limit`` levels."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def validate(model: type[Model], payload: dict[str, Any]) -> Model:

@@ -6,6 +6,7 @@ OpenAI one, requests and answers are translated (see ``dialects/``).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -14,15 +15,17 @@ from pydantic import BaseModel, ConfigDict
 
 from .. import __version__
 from ..catalog import tags_body
+from ..config import UpstreamKind
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import ModelNotFound, ollama_error_body
+from ..errors import BadRequest, ModelNotFound, ollama_error_body
 from ..gateway import Gateway, gateway
+from ..router import Lease
 from ..stream.encode import NDJSON, SSE, wants_sse
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
 from .body import read_json_object, request_schema, validate
-from .relaying import exchange, relay_response
+from .relaying import Planned, exchange, parse_json, relay_response
 from .replies import json_reply, raw_json_reply
 
 router = APIRouter(tags=["Ollama"])
@@ -118,27 +121,33 @@ def _generation(
 ) -> Response:
     stream = payload.get("stream") is not False
     framing = SSE if wants_sse(request.headers.get("accept")) else NDJSON
-    common: dict[str, Any] = {
-        "streaming": stream,
-        "media_type": framing.media_type,
-        "headers": framing.headers,
-        "error_body": ollama_error_body,
-    }
-    if gw.backend.kind == "ollama":
-        passthrough = OllamaPassthrough(framing) if stream else None
-        return relay_response(gw, f"/api/{shape}", raw or payload, passthrough, **common)
-    if shape == "chat":
-        chat_request = ollama_wire.chat_request(payload)
-        if not chat_request.messages:
-            return _loaded(payload["model"], shape)
-    else:
-        chat_request = ollama_wire.generate_request(payload)
-        if not payload.get("prompt"):
-            return _loaded(payload["model"], shape)
-    path = "/completions" if chat_request.raw_prompt is not None else "/chat/completions"
-    writer = OllamaWriter(payload["model"], shape, framing)
-    translator = Translate(OpenAIReader(), writer, aggregate=not stream)
-    return relay_response(gw, path, openai_wire.request_body(chat_request), translator, **common)
+    model = payload["model"]
+    empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
+    if empty and all(m.backend.kind != "ollama" for m in gw.router.members):
+        return _loaded(model, shape)
+
+    def plan(kind: UpstreamKind) -> Planned:
+        if kind == "ollama":
+            return f"/api/{shape}", raw or payload, OllamaPassthrough(framing) if stream else None
+        if shape == "chat":
+            chat_request = ollama_wire.chat_request(payload)
+        else:
+            chat_request = ollama_wire.generate_request(payload)
+        path = "/completions" if chat_request.raw_prompt is not None else "/chat/completions"
+        writer = OllamaWriter(model, shape, framing)
+        translator = Translate(OpenAIReader(), writer, aggregate=not stream)
+        return path, openai_wire.request_body(chat_request), translator
+
+    return relay_response(
+        gw,
+        model,
+        payload.get("messages"),
+        plan,
+        streaming=stream,
+        media_type=framing.media_type,
+        headers=framing.headers,
+        error_body=ollama_error_body,
+    )
 
 
 def _loaded(model: str, shape: str) -> Response:
@@ -155,69 +164,79 @@ def _loaded(model: str, shape: str) -> Response:
 @router.post("/api/embed", openapi_extra=request_schema(EmbedRequest))
 async def embed(request: Request) -> Response:
     gw, raw, payload = await _read(request, EmbedRequest)
-    if gw.backend.kind == "ollama":
-        return raw_json_reply(await _relay_json(gw, "/api/embed", raw, payload))
-    vectors, prompt_tokens = await _openai_embeddings(gw, payload, payload["input"])
-    return json_reply(
-        {
-            "model": payload["model"],
-            "embeddings": vectors,
-            "total_duration": 0,
-            "load_duration": 0,
-            "prompt_eval_count": prompt_tokens,
-        }
-    )
+
+    async def call(lease: Lease) -> bytes:
+        if lease.backend.kind == "ollama":
+            return await exchange(gw, lease, "/api/embed", raw or payload)
+        vectors, prompt_tokens = await _openai_embeddings(gw, lease, payload, payload["input"])
+        answer = {"model": payload["model"], "embeddings": vectors}
+        if prompt_tokens:
+            answer["prompt_eval_count"] = prompt_tokens
+        return orjson.dumps(answer)
+
+    return raw_json_reply(await gw.with_backend(payload["model"], call))
 
 
 @router.post("/api/embeddings", openapi_extra=request_schema(LegacyEmbeddingsRequest))
 async def legacy_embeddings(request: Request) -> Response:
     gw, raw, payload = await _read(request, LegacyEmbeddingsRequest)
-    if gw.backend.kind == "ollama":
-        return raw_json_reply(await _relay_json(gw, "/api/embeddings", raw, payload))
-    vectors, _ = await _openai_embeddings(gw, payload, payload["prompt"])
-    return json_reply({"embedding": vectors[0]})
+
+    async def call(lease: Lease) -> bytes:
+        if lease.backend.kind == "ollama":
+            return await exchange(gw, lease, "/api/embeddings", raw or payload)
+        vectors, _ = await _openai_embeddings(gw, lease, payload, payload["prompt"])
+        return orjson.dumps({"embedding": vectors[0] if vectors else []})
+
+    return raw_json_reply(await gw.with_backend(payload["model"], call))
 
 
 async def _openai_embeddings(
-    gw: Gateway, payload: dict[str, Any], text: str | list[str]
+    gw: Gateway, lease: Lease, payload: dict[str, Any], text: str | list[str]
 ) -> tuple[list[Any], int]:
     body: dict[str, Any] = {"model": payload["model"], "input": text, "encoding_format": "float"}
     if payload.get("dimensions"):
         body["dimensions"] = payload["dimensions"]
-    answer = await exchange(gw, "/embeddings", body)
+    answer = parse_json(await exchange(gw, lease, "/embeddings", body))
     data = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
     usage = answer.get("usage") or {}
     return [item.get("embedding") for item in data], int(usage.get("prompt_tokens") or 0)
 
 
-async def _relay_json(gw: Gateway, path: str, raw: bytes | None, payload: dict[str, Any]) -> bytes:
-    return (
-        orjson.dumps(await exchange(gw, path, payload)) if raw is None else await gw.post(path, raw)
-    )
-
-
 @router.get("/api/tags")
 async def tags(request: Request) -> Response:
     gw = gateway(request)
-    if gw.backend.kind == "ollama":
-        return raw_json_reply(await gw.fetch("/api/tags"))
+    single = gw.single
+    if single is not None and single.backend.kind == "ollama":
+        return raw_json_reply(await gw.fetch(single, "/api/tags"))
     return raw_json_reply(tags_body(await gw.models()))
 
 
 @router.get("/api/version")
 async def version(request: Request) -> Response:
     gw = gateway(request)
-    if gw.backend.kind == "ollama":
-        return raw_json_reply(await gw.fetch("/api/version"))
+    single = gw.single
+    if single is not None and single.backend.kind == "ollama":
+        return raw_json_reply(await gw.fetch(single, "/api/version"))
     return json_reply({"version": __version__})
 
 
 @router.get("/api/ps")
 async def running(request: Request) -> Response:
+    """The models loaded on every Ollama backend (an OpenAI-compatible one does not say)."""
     gw = gateway(request)
-    if gw.backend.kind == "ollama":
-        return raw_json_reply(await gw.fetch("/api/ps"))
-    return json_reply({"models": []})  # an OpenAI-compatible server does not say what is loaded
+    members = [m for m in gw.router.members if m.backend.kind == "ollama"]
+    if len(members) == 1 and gw.single is not None:
+        return raw_json_reply(await gw.fetch(members[0], "/api/ps"))
+    answers = await asyncio.gather(
+        *(gw.fetch(m, "/api/ps") for m in members), return_exceptions=True
+    )
+    loaded = [
+        entry
+        for answer in answers
+        if isinstance(answer, bytes)
+        for entry in (parse_json(answer).get("models") or [])
+    ]
+    return json_reply({"models": loaded})
 
 
 @router.post("/api/show", openapi_extra=request_schema(ShowRequest))
@@ -225,18 +244,24 @@ async def show(request: Request) -> Response:
     gw = gateway(request)
     raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
     name = validate(ShowRequest, payload).model or payload.get("name")
-    if gw.backend.kind == "ollama":
-        return raw_json_reply(await gw.post("/api/show", raw))
-    entry = next((e for e in await gw.models() if e.name == name), None)
-    if entry is None:
-        raise ModelNotFound(f'model "{name}" not found')
-    return json_reply(
-        {
-            "modelfile": "",
-            "parameters": "",
-            "template": "",
-            "details": orjson.loads(tags_body([entry]))["models"][0]["details"],
-            "model_info": {},
-            "capabilities": ["completion"],
-        }
-    )
+    if not isinstance(name, str) or not name:
+        raise BadRequest("invalid request: model: Field required")
+
+    async def call(lease: Lease) -> bytes:
+        if lease.backend.kind == "ollama":
+            return await exchange(gw, lease, "/api/show", raw)
+        entry = next((e for e in await gw.models() if e.name == name), None)
+        if entry is None:
+            raise ModelNotFound(f'model "{name}" not found')
+        return orjson.dumps(
+            {
+                "modelfile": "",
+                "parameters": "",
+                "template": "",
+                "details": orjson.loads(tags_body([entry]))["models"][0]["details"],
+                "model_info": {},
+                "capabilities": ["completion"],
+            }
+        )
+
+    return raw_json_reply(await gw.with_backend(name, call))

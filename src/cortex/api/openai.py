@@ -13,15 +13,17 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from ..catalog import openai_list_body, openai_model
+from ..config import UpstreamKind
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
 from ..errors import ModelNotFound, openai_error_body
 from ..gateway import gateway
+from ..router import Lease
 from ..stream.encode import SSE
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate
 from .body import read_json_object, request_schema, validate
-from .relaying import exchange, relay_response
+from .relaying import Planned, exchange, parse_json, relay_response
 from .replies import json_reply, raw_json_reply
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
@@ -75,28 +77,34 @@ async def chat_completions(request: Request) -> Response:
         payload["model"] = await gw.default_model.get()
         body = payload
     stream = payload.get("stream") is True
-    common: dict[str, Any] = {
-        "streaming": stream,
-        "media_type": SSE.media_type,
-        "headers": SSE.headers,
-        "error_body": openai_error_body,
-    }
-    if gw.backend.kind == "openai":
-        passthrough = OpenAIPassthrough() if stream else None
-        return relay_response(gw, "/chat/completions", body, passthrough, **common)
-    chat_request = openai_wire.chat_request(payload)
-    writer = OpenAIWriter(payload["model"], chat_request.include_usage)
-    translator = Translate(OllamaReader(), writer, aggregate=not stream)
+    model = payload["model"]
+
+    def plan(kind: UpstreamKind) -> Planned:
+        if kind == "openai":
+            return "/chat/completions", body, OpenAIPassthrough() if stream else None
+        chat_request = openai_wire.chat_request(payload)
+        writer = OpenAIWriter(model, chat_request.include_usage)
+        translator = Translate(OllamaReader(), writer, aggregate=not stream)
+        return "/api/chat", ollama_wire.request_body(chat_request), translator
+
     return relay_response(
-        gw, "/api/chat", ollama_wire.request_body(chat_request), translator, **common
+        gw,
+        model,
+        payload.get("messages"),
+        plan,
+        streaming=stream,
+        media_type=SSE.media_type,
+        headers=SSE.headers,
+        error_body=openai_error_body,
     )
 
 
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     gw = gateway(request)
-    if gw.backend.kind == "openai":
-        return raw_json_reply(await gw.fetch("/models"))
+    single = gw.single
+    if single is not None and single.backend.kind == "openai":
+        return raw_json_reply(await gw.fetch(single, "/models"))
     return raw_json_reply(openai_list_body(await gw.models()))
 
 
@@ -115,25 +123,29 @@ async def embeddings(request: Request) -> Response:
     parsed = validate(EmbeddingsRequest, payload)
     if not payload.get("model"):
         payload["model"] = await gw.default_model.get()
-    if gw.backend.kind == "openai":
-        return raw_json_reply(
-            await gw.post("/embeddings", raw if parsed.model else orjson.dumps(payload))
-        )
-    body: dict[str, Any] = {"model": payload["model"], "input": parsed.input}
-    if parsed.dimensions:
-        body["dimensions"] = parsed.dimensions
-    answer = await exchange(gw, "/api/embed", body)
+
+    async def call(lease: Lease) -> bytes:
+        if lease.backend.kind == "openai":
+            return await exchange(gw, lease, "/embeddings", raw if parsed.model else payload)
+        body: dict[str, Any] = {"model": payload["model"], "input": parsed.input}
+        if parsed.dimensions:
+            body["dimensions"] = parsed.dimensions
+        answer = parse_json(await exchange(gw, lease, "/api/embed", body))
+        return orjson.dumps(_openai_embeddings(payload["model"], answer, parsed.encoding_format))
+
+    return raw_json_reply(await gw.with_backend(payload["model"], call))
+
+
+def _openai_embeddings(model: str, answer: Any, encoding: str | None) -> dict[str, Any]:
     vectors = answer.get("embeddings") or []
-    encode = openai_wire.embedding_base64 if parsed.encoding_format == "base64" else list
+    encode = openai_wire.embedding_base64 if encoding == "base64" else list
     prompt_tokens = int(answer.get("prompt_eval_count") or 0)
-    return json_reply(
-        {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": encode(vector)}
-                for i, vector in enumerate(vectors)
-            ],
-            "model": payload["model"],
-            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-        }
-    )
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(vector)}
+            for i, vector in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

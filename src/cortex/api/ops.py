@@ -7,7 +7,6 @@ import asyncio
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ..errors import CortexError
 from ..gateway import gateway
 from .replies import json_reply
 
@@ -24,15 +23,22 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    """The upstream model server answers; a load balancer may send traffic."""
+    """At least one backend answers; a load balancer may send traffic."""
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await gateway(request).fetch("/api/version")
+            problems = await gateway(request).router.refresh()
     except TimeoutError:
-        return _unready(f"the model server did not answer within {READY_TIMEOUT:g} s")
-    except CortexError as exc:
-        return _unready(exc.message)
-    return json_reply({"status": "ready"})
+        return _unready(f"no model server answered within {READY_TIMEOUT:g} s")
+    if any(problem is None for problem in problems.values()):
+        return json_reply({"status": "ready"})
+    return _unready("; ".join(p for p in problems.values() if p))
+
+
+@router.get("/cortex/backends")
+async def backends(request: Request) -> Response:
+    """Each backend: health, circuit, load, models, latency; and the shared queue."""
+    router_ = gateway(request).router
+    return json_reply({"queued": router_.queued, "backends": [m.status() for m in router_.members]})
 
 
 def _unready(reason: str) -> Response:

@@ -1,67 +1,118 @@
-"""Building the response for one upstream exchange: relayed, translated or whole."""
+"""One client request relayed through the router: planned onto whichever backend serves it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
 from ..backends.base import UpstreamBody
-from ..errors import UpstreamProtocolError
+from ..config import UpstreamKind
+from ..errors import CortexError, UpstreamProtocolError
 from ..gateway import Gateway
-from ..stream.relay import Translator, read_whole, relay
-from ..stream.response import ErrorRenderer, RelayResponse
+from ..router import Lease, is_backend_fault
+from ..stream.relay import RelayLimits, Translator, read_whole, relay
+from ..stream.response import Attempt, ErrorRenderer, Headers, RelayResponse
 from .replies import JSON_MEDIA_TYPE
+
+# What to send to a backend of a given dialect, and how to relay its answer
+# (no translator: pass the whole body on as it is).
+Planned = tuple[str, bytes | dict[str, Any], Translator | None]
+Plan = Callable[[UpstreamKind], Planned]
+
+
+@dataclass
+class RoutedSource:
+    """A ``stream.response.Source``: each attempt leases a backend from the router."""
+
+    gw: Gateway
+    model: str
+    messages: list[Any] | None
+    plan: Plan
+
+    @property
+    def max_attempts(self) -> int:
+        return self.gw.settings.max_attempts
+
+    def can_retry(self, excluded: frozenset[str]) -> bool:
+        return self.gw.router.has_alternative(self.model, excluded)
+
+    @asynccontextmanager
+    async def attempt(self, excluded: frozenset[str]) -> AsyncIterator[Attempt]:
+        lease = await self.gw.router.acquire(self.model, self.messages, excluded)
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        try:
+            path, body, translator = self.plan(lease.backend.kind)
+            payload = body if isinstance(body, bytes) else orjson.dumps(body)
+            async with lease.backend.open("POST", path, payload) as upstream:
+                yield Attempt(
+                    parts=_parts(upstream, translator, self.gw.limits),
+                    error_frame=translator.error if translator is not None else None,
+                    headers=_headers(lease),
+                    on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
+                )
+        except CortexError as exc:
+            lease.failed(exc)
+            if is_backend_fault(exc):
+                exc.backend = lease.member.name
+            raise
+        finally:
+            lease.release()
+
+
+def _parts(
+    upstream: UpstreamBody, translator: Translator | None, limits: RelayLimits
+) -> AsyncGenerator[bytes, None]:
+    return (
+        relay(upstream, translator, limits) if translator is not None else _whole(upstream, limits)
+    )
+
+
+async def _whole(upstream: UpstreamBody, limits: RelayLimits) -> AsyncGenerator[bytes, None]:
+    yield await read_whole(upstream, limits)
+
+
+def _headers(lease: Lease) -> Headers:
+    headers = [(b"x-cortex-backend", lease.member.name.encode())]
+    if lease.waited:
+        headers.append((b"x-cortex-queue-ms", f"{lease.waited * 1000:.0f}".encode()))
+    return tuple(headers)
 
 
 def relay_response(
     gw: Gateway,
-    path: str,
-    body: bytes | dict[str, Any],
-    translator: Translator | None,
+    model: str,
+    messages: list[Any] | None,
+    plan: Plan,
     *,
     streaming: bool,
     media_type: str,
     error_body: ErrorRenderer,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
+    headers: Headers = (),
 ) -> Response:
-    """POST to the upstream and relay the answer.
-
-    Without a translator the upstream's whole body is passed on as is.
-    """
-    payload = body if isinstance(body, bytes) else orjson.dumps(body)
-
-    def open_upstream() -> AbstractAsyncContextManager[UpstreamBody]:
-        return gw.backend.open("POST", path, payload)
-
-    def produce(upstream: UpstreamBody) -> AsyncGenerator[bytes, None]:
-        if translator is None:
-            return _once(upstream, gw)
-        return relay(upstream, translator, gw.limits)
-
     return RelayResponse(
-        open_upstream,
-        produce,
+        RoutedSource(gw, model, messages, plan),
         media_type=media_type if streaming else JSON_MEDIA_TYPE,
         headers=headers if streaming else (),
         error_body=error_body,
-        error_frame=translator.error if translator is not None else None,
         streaming=streaming,
     )
 
 
-async def _once(upstream: UpstreamBody, gw: Gateway) -> AsyncGenerator[bytes, None]:
-    yield await read_whole(upstream, gw.limits)
-
-
-async def exchange(gw: Gateway, path: str, body: dict[str, Any]) -> Any:
-    """POST a small JSON document and return the upstream's parsed JSON answer."""
-    async with gw.backend.open("POST", path, orjson.dumps(body)) as upstream:
-        raw = await read_whole(upstream, gw.limits)
+def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError("the model server's answer is not JSON") from None
+
+
+async def exchange(gw: Gateway, lease: Lease, path: str, body: dict[str, Any] | bytes) -> bytes:
+    """POST a small document to the leased backend and return its whole answer."""
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    return await gw.post(lease.member, path, payload)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -101,7 +101,7 @@ class StaticBody:
 class LocalBackend:
     """The embedded model as a backend; its dialect towards the relay is Ollama's."""
 
-    kind = "ollama"
+    kind: Literal["ollama"] = "ollama"
     base_url = "embedded"
 
     def __init__(

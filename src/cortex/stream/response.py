@@ -13,48 +13,71 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing, suppress
+from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..backends.base import UpstreamBody
 from ..errors import CortexError
 
 logger = logging.getLogger("cortex.relay")
 
-Opener = Callable[[], AbstractAsyncContextManager[UpstreamBody]]
-Relay = Callable[[UpstreamBody], AsyncGenerator[bytes, None]]
 ErrorRenderer = Callable[[str, int], bytes]
 FrameRenderer = Callable[[str], bytes]
+Headers = tuple[tuple[bytes, bytes], ...]
 
 INTERNAL_ERROR = "internal error in the gateway"
 
 
+@dataclass
+class Attempt:
+    """One try at an upstream: its relayed parts and how to frame a late error."""
+
+    parts: AsyncGenerator[bytes, None]
+    error_frame: FrameRenderer | None = None
+    headers: Headers = ()
+    on_first_part: Callable[[], None] = lambda: None
+
+
+class Source(Protocol):
+    """Where a response's body comes from; a failed attempt may be followed by another.
+
+    An attempt that fails before anything reached the client is retried (with
+    its backend excluded) when its error names the ``backend`` at fault.
+    """
+
+    @property
+    def max_attempts(self) -> int: ...
+
+    def attempt(self, excluded: frozenset[str]) -> AbstractAsyncContextManager[Attempt]: ...
+
+    def can_retry(self, excluded: frozenset[str]) -> bool:
+        """Another backend could take the request."""
+        ...
+
+
 class RelayResponse(Response):
-    """Open the upstream, relay it, and report failures the only honest way left.
+    """Relay a source to the client and report failures the only honest way left.
 
     Response headers wait for the relay's first part: an error before it gets
-    a real status (``error_body``), one after it becomes an in-band frame
-    (``error_frame``). With ``streaming=False`` the relay yields one whole body.
+    a real status (``error_body``), one after it becomes an in-band frame (the
+    attempt's ``error_frame``). With ``streaming=False`` the relay yields one whole body.
     """
 
     def __init__(
         self,
-        open_upstream: Opener,
-        relay: Relay,
+        source: Source,
         *,
         media_type: str,
         error_body: ErrorRenderer,
-        error_frame: FrameRenderer | None = None,
-        headers: tuple[tuple[bytes, bytes], ...] = (),
+        headers: Headers = (),
         streaming: bool = True,
     ) -> None:
-        self._open = open_upstream
-        self._relay = relay
+        self._source = source
         self._media_type = media_type
         self._extra_headers = headers
         self._error_body = error_body
-        self._error_frame = error_frame
         self._streaming = streaming
         self.status_code = 200
         self.background = None
@@ -74,51 +97,64 @@ class RelayResponse(Response):
 
     async def _send_body(self, send: Send) -> None:
         started = False
-        try:
-            async with self._open() as upstream, aclosing(self._relay(upstream)) as parts:
-                async for part in parts:
-                    if not started:
-                        await self._start(send, part)
-                        started = True
-                        if not self._streaming:
-                            return
+        frame: FrameRenderer | None = None
+        excluded: frozenset[str] = frozenset()
+        for number in range(1, self._source.max_attempts + 1):
+            try:
+                async with (
+                    self._source.attempt(excluded) as attempt,
+                    aclosing(attempt.parts) as parts,
+                ):
+                    frame = attempt.error_frame
+                    async for part in parts:
+                        if not started:
+                            attempt.on_first_part()
+                            await self._start(send, part, attempt.headers)
+                            started = True
+                            if not self._streaming:
+                                return
+                            continue
+                        await send({"type": "http.response.body", "body": part, "more_body": True})
+            except CortexError as exc:
+                if not started and exc.backend is not None and number < self._source.max_attempts:
+                    excluded |= {exc.backend}
+                    if self._source.can_retry(excluded):
+                        logger.info("retrying on another backend after: %s", exc.message)
                         continue
-                    await send({"type": "http.response.body", "body": part, "more_body": True})
-        except CortexError as exc:
-            await self._fail(send, started, exc.status, exc.message)
-            return
-        except Exception:
-            logger.exception("relay failed")
-            await self._fail(send, started, 500, INTERNAL_ERROR)
-            return
+                await self._fail(send, started, exc, frame)
+                return
+            except Exception:
+                logger.exception("relay failed")
+                await self._fail(send, started, CortexError(INTERNAL_ERROR), frame)
+                return
+            break
         if not started:
-            await self._start(send, b"")
+            await self._start(send, b"", ())
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _start(self, send: Send, first: bytes) -> None:
-        headers = [(b"content-type", self._media_type.encode()), *self._extra_headers]
+    async def _start(self, send: Send, first: bytes, headers: Headers) -> None:
+        all_headers = [(b"content-type", self._media_type.encode()), *self._extra_headers, *headers]
         if not self._streaming:
-            headers.append((b"content-length", str(len(first)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+            all_headers.append((b"content-length", str(len(first)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": all_headers})
         await send({"type": "http.response.body", "body": first, "more_body": self._streaming})
 
-    async def _fail(self, send: Send, started: bool, status: int, message: str) -> None:
+    async def _fail(
+        self, send: Send, started: bool, exc: CortexError, frame: FrameRenderer | None
+    ) -> None:
         if started:
-            logger.warning("stream ended with an in-band error: %s", message)
-            frame = self._error_frame(message) if self._error_frame else b""
-            await send({"type": "http.response.body", "body": frame, "more_body": False})
+            logger.warning("stream ended with an in-band error: %s", exc.message)
+            data = frame(exc.message) if frame else b""
+            await send({"type": "http.response.body", "body": data, "more_body": False})
             return
-        body = self._error_body(message, status)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+        body = self._error_body(exc.message, exc.status)
+        headers = [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if exc.retry_after is not None:
+            headers.append((b"retry-after", str(exc.retry_after).encode()))
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
