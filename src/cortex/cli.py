@@ -32,8 +32,11 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 4000]")] = None,
     upstream: Annotated[
-        str | None,
-        typer.Option(help="Model server URL [default: $CORTEX_UPSTREAM, $OLLAMA_HOST, :11434]"),
+        list[str] | None,
+        typer.Option(
+            help="Model server URL; repeat for several backends "
+            "[default: $CORTEX_UPSTREAM, $OLLAMA_HOST, :11434]"
+        ),
     ] = None,
     default_model: Annotated[
         str | None, typer.Option(help="Model for requests that name none")
@@ -44,10 +47,11 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error")] = None,
 ) -> None:
     """Run the gateway."""
-    flags = {
+    flags: dict[str, object] = {
         "host": host,
         "port": port,
-        "upstream": upstream,
+        "upstream": upstream[0] if upstream and len(upstream) == 1 else None,
+        "backends": [{"url": url} for url in upstream] if upstream and len(upstream) > 1 else None,
         "default_model": default_model,
         "log_level": log_level,
     }

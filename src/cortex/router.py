@@ -250,8 +250,8 @@ class Router:
 
     async def _check_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.health_interval)
             await self.refresh()
+            await asyncio.sleep(self._settings.health_interval)
 
     async def close(self) -> None:
         if self._checker is not None:
