@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -11,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from . import __version__, web
+from . import __version__, observe, web
 from .api import ollama, ops
 from .api import openai as openai_api
 from .api.replies import raw_json_reply
@@ -21,6 +22,7 @@ from .backends.local import LocalBackend
 from .config import Settings, redact_url
 from .errors import CortexError, ollama_error_body, openai_error_body
 from .gateway import Gateway
+from .observe import RequestRecord, request_id
 
 logger = logging.getLogger("cortex")
 
@@ -34,7 +36,9 @@ class StreamingRoutes:
     FastAPI's middleware stack and router walk cost about 0.1 ms a request
     (measured), a fifth of what Córtex adds to the first token; the three
     streaming endpoints skip them. Everything else, the OpenAPI schema
-    included, goes through FastAPI, which also runs the lifespan.
+    included, goes through FastAPI, which also runs the lifespan. Every HTTP
+    request gets a record (request id, outcome, timings) that ends up in the
+    access log and the metrics.
     """
 
     def __init__(self, app: FastAPI, routes: Mapping[str, Handler]) -> None:
@@ -46,10 +50,38 @@ class StreamingRoutes:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._routes.get(scope["path"]) if scope["type"] == "http" else None
-        if handler is None or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        record = RequestRecord(request_id(scope["headers"]), scope["method"], scope["path"])
+        token = observe.current.set(record)
+        echo_id = (b"x-request-id", record.id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echo_id]
+            await send(message)
+
+        gw: Gateway | None = getattr(self.app.state, "gateway", None)
+        handler = self._routes.get(scope["path"]) if scope["method"] == "POST" else None
+        try:
+            if handler is None:
+                await self.app(scope, receive, send_with_id)
+                return
+            if gw is not None:
+                gw.metrics.active.inc()
+            await self._stream(handler, scope, receive, send_with_id)
+        finally:
+            if handler is not None and gw is not None:
+                gw.metrics.active.dec()
+            observe.current.reset(token)
+            ended = time.monotonic()
+            if gw is not None:
+                gw.metrics.observe(record, ended)
+            observe.log_access(record, ended)
+
+    async def _stream(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app
         request = Request(scope, receive)
         try:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from . import terminal_chat
+from . import logs, terminal_chat
 from .backends.local import LocalBackend
 from .config import ConfigError, load_settings
 from .server import build_server, listen_socket, resolve_upstream
@@ -60,11 +58,7 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"cortex: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level)
     settings = resolve_upstream(settings)
     try:
         sock = listen_socket(settings)

@@ -17,6 +17,7 @@ from .backends.local import LocalBackend
 from .catalog import DefaultModel, ModelEntry
 from .config import BackendSettings, Settings
 from .errors import CortexError
+from .metrics import Metrics
 from .router import Backend, Circuit, Lease, Member, Router, is_backend_fault
 from .stream.relay import RelayLimits, read_whole
 
@@ -45,6 +46,7 @@ class Gateway:
             for config in s.backend_list()
         ]
         self.router = Router(s, members, self.limits)
+        self.metrics = Metrics(self.router.knows, lambda: self.router.queued)
         self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
 
     def _backend(self, config: BackendSettings) -> Backend:

@@ -259,6 +259,13 @@ class Router:
         for waiter in self._waiters:
             waiter.future.cancel()
 
+    def knows(self, model: str) -> bool:
+        """Some backend lists this model (as of the last check)."""
+        return any(
+            m.models is not None and _listed(model, [e.name for e in m.models])
+            for m in self.members
+        )
+
     async def catalogue(self) -> list[ModelEntry]:
         """Every backend's models, merged without duplicates, in backend order."""
         await self.refresh()

@@ -43,3 +43,11 @@ async def backends(request: Request) -> Response:
 
 def _unready(reason: str) -> Response:
     return json_reply({"status": "unavailable", "error": reason}, status=503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    return Response(
+        gateway(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

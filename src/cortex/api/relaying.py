@@ -6,12 +6,15 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
+from .. import observe
 from ..backends.base import UpstreamBody
+from ..chat import Usage
 from ..config import UpstreamKind
 from ..errors import CortexError, UpstreamProtocolError
 from ..gateway import Gateway
@@ -44,6 +47,9 @@ class RoutedSource:
 
     @asynccontextmanager
     async def attempt(self, excluded: frozenset[str]) -> AsyncIterator[Attempt]:
+        record = observe.current.get()
+        if record is not None:
+            record.model = self.model
         lease = await self.gw.router.acquire(self.model, self.messages, excluded)
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
@@ -51,11 +57,15 @@ class RoutedSource:
             path, body, translator = self.plan(lease.backend.kind)
             payload = body if isinstance(body, bytes) else orjson.dumps(body)
             async with lease.backend.open("POST", path, payload) as upstream:
+                whole = WholeAnswer()
                 yield Attempt(
-                    parts=_parts(upstream, translator, self.gw.limits),
+                    parts=_parts(upstream, translator, self.gw.limits, whole),
                     error_frame=translator.error if translator is not None else None,
                     headers=_headers(lease),
                     on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
+                    backend=lease.member.name,
+                    queue_wait=lease.waited,
+                    usage=partial(_usage, translator, whole),
                 )
         except CortexError as exc:
             lease.failed(exc)
@@ -66,16 +76,45 @@ class RoutedSource:
             lease.release()
 
 
+@dataclass
+class WholeAnswer:
+    """A non-streaming answer passed on as is, kept to read its token counts."""
+
+    body: bytes = b""
+
+
 def _parts(
-    upstream: UpstreamBody, translator: Translator | None, limits: RelayLimits
+    upstream: UpstreamBody, translator: Translator | None, limits: RelayLimits, whole: WholeAnswer
 ) -> AsyncGenerator[bytes, None]:
-    return (
-        relay(upstream, translator, limits) if translator is not None else _whole(upstream, limits)
-    )
+    if translator is not None:
+        return relay(upstream, translator, limits)
+    return _whole(upstream, limits, whole)
 
 
-async def _whole(upstream: UpstreamBody, limits: RelayLimits) -> AsyncGenerator[bytes, None]:
-    yield await read_whole(upstream, limits)
+async def _whole(
+    upstream: UpstreamBody, limits: RelayLimits, whole: WholeAnswer
+) -> AsyncGenerator[bytes, None]:
+    whole.body = await read_whole(upstream, limits)
+    yield whole.body
+
+
+def _usage(translator: Translator | None, whole: WholeAnswer) -> Usage:
+    """Token counts as reported (Ollama's or OpenAI's fields), else the pieces relayed."""
+    if translator is not None:
+        usage = translator.usage
+        if usage.completion_tokens is None:
+            return Usage(usage.prompt_tokens, translator.pieces)
+        return usage
+    try:
+        answer = orjson.loads(whole.body)
+    except orjson.JSONDecodeError:
+        return Usage()
+    if not isinstance(answer, dict):
+        return Usage()
+    reported = answer.get("usage")
+    if isinstance(reported, dict):
+        return Usage(reported.get("prompt_tokens"), reported.get("completion_tokens"))
+    return Usage(answer.get("prompt_eval_count"), answer.get("eval_count"))
 
 
 def _headers(lease: Lease) -> Headers:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import orjson
 
+from .. import observe
 from ..config import UpstreamKind, redact_url
 from ..errors import (
     ConnectTimeout,
@@ -104,7 +105,7 @@ class HTTPBackend:
                     method,
                     self.base_url + path,
                     data=body,
-                    headers=self._headers,
+                    headers=self._with_request_id(),
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
                 )
@@ -129,6 +130,12 @@ class HTTPBackend:
             ) from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise self._unreachable(type(exc).__name__) from None
+
+    def _with_request_id(self) -> dict[str, str]:
+        record = observe.current.get()
+        if record is None:
+            return self._headers
+        return {**self._headers, "X-Request-ID": record.id}
 
     def _unreachable(self, reason: str) -> UpstreamError:
         logger.warning("model server %s unreachable: %s", redact_url(self.base_url), reason)

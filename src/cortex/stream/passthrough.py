@@ -6,10 +6,11 @@ nothing is re-encoded, so this is the fast path.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
+from ..chat import Usage
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, openai_error_body
 from .encode import SSE, Framing
 
@@ -27,9 +28,14 @@ class OllamaPassthrough:
         self.failure: CortexError | None = None
         self.ended = False
         self.complete = False
+        self.usage = Usage()
+        self.pieces = 0
 
     def feed(self, lines: list[bytes]) -> bytes:
-        good, outcome = _check_ollama(lines)
+        good, outcome, done = _check_ollama(lines)
+        self.pieces += good - (done is not None)
+        if done is not None:
+            self.usage = Usage(done.get("prompt_eval_count"), done.get("eval_count"))
         out = self._framing.lines(lines if good == len(lines) else lines[:good]) if good else b""
         if outcome == "error":
             out += self._framing.upstream_error(lines[good])
@@ -49,25 +55,26 @@ class OllamaPassthrough:
         return self._framing.error(message)
 
 
-def _check_ollama(lines: list[bytes]) -> tuple[int, Outcome]:
-    """How many leading lines may be forwarded, and what ended the batch.
+def _check_ollama(lines: list[bytes]) -> tuple[int, Outcome, dict[str, Any] | None]:
+    """How many leading lines may be forwarded, what ended the batch, and its final line.
 
     ``"error"`` and ``"invalid"`` refer to the line just after the good ones:
     an upstream error line, or one that is not a JSON object.
     """
     outcome: Outcome = "more"
+    done = None
     for index, line in enumerate(lines):
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError:
-            return index, "invalid"
+            return index, "invalid", done
         if type(message) is not dict:
-            return index, "invalid"
+            return index, "invalid", done
         if "error" in message:
-            return index, "error"
+            return index, "error", done
         if message.get("done") is True:
-            outcome = "done"
-    return len(lines), outcome
+            outcome, done = "done", message
+    return len(lines), outcome, done
 
 
 class OpenAIPassthrough:
@@ -79,6 +86,8 @@ class OpenAIPassthrough:
         self.failure: CortexError | None = None
         self.ended = False
         self.complete = False
+        self.usage = Usage()
+        self.pieces = 0
         self._finished = False
 
     def feed(self, lines: list[bytes]) -> bytes:
@@ -106,6 +115,7 @@ class OpenAIPassthrough:
                 self.ended = True
                 break
             self._finished = self._finished or _has_finish_reason(event)
+            self._count(event)
         return b"".join(out)
 
     def close(self) -> bytes:
@@ -117,6 +127,13 @@ class OpenAIPassthrough:
 
     def error(self, message: str) -> bytes:
         return b"data: " + openai_error_body(message, 502) + b"\n\n"
+
+    def _count(self, event: dict[str, Any]) -> None:
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            self.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        elif event.get("choices"):
+            self.pieces += 1
 
 
 def _has_finish_reason(event: dict[str, object]) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..backends.base import UpstreamBody
+from ..chat import Usage
 from ..errors import (
     CortexError,
     FirstByteTimeout,
@@ -49,6 +50,8 @@ class Translator(Protocol):
     failure: CortexError | None
     ended: bool
     complete: bool
+    usage: Usage  # the token counts the upstream reported, once it did
+    pieces: int  # pieces of the answer relayed, for when it reports none
 
     def feed(self, lines: list[bytes]) -> bytes: ...
 

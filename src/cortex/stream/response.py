@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing, suppress
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from typing import Protocol
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..errors import CortexError
+from .. import observe
+from ..chat import Usage
+from ..errors import CortexError, UpstreamError, UpstreamTimeout
 
 logger = logging.getLogger("cortex.relay")
 
@@ -38,6 +41,9 @@ class Attempt:
     error_frame: FrameRenderer | None = None
     headers: Headers = ()
     on_first_part: Callable[[], None] = lambda: None
+    backend: str | None = None
+    queue_wait: float = 0.0
+    usage: Callable[[], Usage] = Usage  # the token counts, read once the answer ended
 
 
 class Source(Protocol):
@@ -81,6 +87,7 @@ class RelayResponse(Response):
         self._streaming = streaming
         self.status_code = 200
         self.background = None
+        self._record = observe.current.get()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = asyncio.create_task(self._send_body(send))
@@ -93,11 +100,14 @@ class RelayResponse(Response):
             body.cancel()
             with suppress(asyncio.CancelledError):
                 await body
+            if self._record is not None:
+                self._record.outcome = "client-cancelled"
             logger.info("client went away; upstream request closed")
 
     async def _send_body(self, send: Send) -> None:
         started = False
         frame: FrameRenderer | None = None
+        current: Attempt | None = None
         excluded: frozenset[str] = frozenset()
         for number in range(1, self._source.max_attempts + 1):
             try:
@@ -105,32 +115,66 @@ class RelayResponse(Response):
                     self._source.attempt(excluded) as attempt,
                     aclosing(attempt.parts) as parts,
                 ):
-                    frame = attempt.error_frame
+                    frame, current = attempt.error_frame, attempt
+                    self._note_attempt(attempt)
                     async for part in parts:
                         if not started:
                             attempt.on_first_part()
+                            if self._record is not None:
+                                self._record.first_token = time.monotonic()
                             await self._start(send, part, attempt.headers)
                             started = True
                             if not self._streaming:
+                                self._note_usage(attempt)
+                                if self._record is not None:
+                                    self._record.outcome = "done"
                                 return
                             continue
                         await send({"type": "http.response.body", "body": part, "more_body": True})
+                    self._note_usage(attempt)
             except CortexError as exc:
                 if not started and exc.backend is not None and number < self._source.max_attempts:
                     excluded |= {exc.backend}
                     if self._source.can_retry(excluded):
                         logger.info("retrying on another backend after: %s", exc.message)
                         continue
+                self._note_failure(exc)
+                if current is not None:
+                    self._note_usage(current)
                 await self._fail(send, started, exc, frame)
                 return
             except Exception:
                 logger.exception("relay failed")
+                self._note_failure(CortexError(INTERNAL_ERROR))
                 await self._fail(send, started, CortexError(INTERNAL_ERROR), frame)
                 return
             break
+        if self._record is not None:
+            self._record.outcome = "done"
         if not started:
             await self._start(send, b"", ())
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _note_attempt(self, attempt: Attempt) -> None:
+        record = self._record
+        if record is not None:
+            record.relayed = True
+            record.backend = attempt.backend
+            record.queue_wait = attempt.queue_wait
+
+    def _note_usage(self, attempt: Attempt) -> None:
+        if self._record is not None:
+            usage = attempt.usage()
+            self._record.prompt_tokens = usage.prompt_tokens
+            self._record.completion_tokens = usage.completion_tokens
+
+    def _note_failure(self, exc: CortexError) -> None:
+        if self._record is not None:
+            timeout = isinstance(exc, UpstreamTimeout)
+            upstream = isinstance(exc, UpstreamError) or exc.status >= 500
+            self._record.outcome = (
+                "timeout" if timeout else "upstream-error" if upstream else "rejected"
+            )
 
     async def _start(self, send: Send, first: bytes, headers: Headers) -> None:
         all_headers = [(b"content-type", self._media_type.encode()), *self._extra_headers, *headers]

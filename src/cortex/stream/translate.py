@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..chat import Delta, ToolCall
+from ..chat import Delta, ToolCall, Usage
 from ..dialects.ollama import OllamaEncoder, OllamaParser
 from ..dialects.openai import OpenAIEncoder, OpenAIParser
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, openai_error_body
@@ -156,6 +156,8 @@ class Translate:
         self._thinking: list[str] = []
         self._calls: list[ToolCall] = []
         self._out = b""
+        self.usage = Usage()
+        self.pieces = 0
 
     def feed(self, lines: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -178,8 +180,11 @@ class Translate:
         return b"".join(out) if not self._aggregate else b""
 
     def _take(self, delta: Delta, final: bool) -> bytes:
+        if delta.content or delta.thinking:
+            self.pieces += 1
         if final:
             self.complete = True
+            self.usage = delta.usage or self.usage
         if self._aggregate:
             self._content.append(delta.content)
             self._thinking.append(delta.thinking)
