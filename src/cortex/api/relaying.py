@@ -49,8 +49,10 @@ class RoutedSource:
     async def attempt(self, excluded: frozenset[str]) -> AsyncIterator[Attempt]:
         record = observe.current.get()
         if record is not None:
-            record.model = self.model
+            record.model, record.relayed = self.model, True
         lease = await self.gw.router.acquire(self.model, self.messages, excluded)
+        if record is not None:
+            record.backend, record.queue_wait = lease.member.name, lease.waited
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         try:

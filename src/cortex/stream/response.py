@@ -159,8 +159,8 @@ class RelayResponse(Response):
         record = self._record
         if record is not None:
             record.relayed = True
-            record.backend = attempt.backend
-            record.queue_wait = attempt.queue_wait
+            record.backend = attempt.backend or record.backend
+            record.queue_wait = attempt.queue_wait or record.queue_wait
 
     def _note_usage(self, attempt: Attempt) -> None:
         if self._record is not None:
