@@ -20,7 +20,7 @@ from .api import openai as openai_api
 from .api.replies import raw_json_reply
 from .backends.local import LocalBackend
 from .config import Settings, redact_url
-from .errors import CortexError, ollama_error_body, openai_error_body
+from .errors import CortexError, Overloaded, ollama_error_body, openai_error_body
 from .gateway import Gateway
 from .observe import RequestRecord, request_id
 
@@ -71,6 +71,8 @@ class StreamingRoutes:
                 return
             if gw is not None:
                 gw.metrics.active.inc()
+                if gw.draining:
+                    handler = _refuse_while_draining
             await self._stream(handler, scope, receive, send_with_id)
         finally:
             if handler is not None and gw is not None:
@@ -91,6 +93,10 @@ class StreamingRoutes:
         except Exception as exc:
             response = await _unexpected_error(request, exc)
         await response(scope, receive, send)
+
+
+async def _refuse_while_draining(request: Request) -> Response:
+    raise Overloaded("Córtex is shutting down; send the request to another instance", 1)
 
 
 def create_app(settings: Settings) -> StreamingRoutes:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from .keys import KeyRecord
+
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 OLLAMA_DEFAULT_PORT = 11434
 MiB = 1024 * 1024
@@ -92,6 +94,14 @@ class Settings(BaseModel):
     queue_size: int = Field(default=256, ge=0)
     queue_timeout: float = Field(default=30.0, gt=0)
     affinity_slack: int = Field(default=2, ge=0)
+    keys: list[KeyRecord] = Field(default_factory=list)  # [[keys]] tables; see keys.py
+    keys_file: Path | None = None  # default: keys.default_keys_file()
+    keys_refresh: float = Field(default=2.0, gt=0)
+    require_keys: bool = False
+    ops_require_key: bool = True
+    redis_url: SecretStr | None = None
+    limits_on_redis_failure: Literal["open", "closed"] = "open"
+    drain_timeout: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any, TypeVar, cast
 import aiohttp
 from starlette.requests import Request
 
+from .access import Access, allow_model
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
 from .backends.local import LocalBackend
@@ -31,6 +33,7 @@ class Gateway:
     router: Router = field(init=False)
     limits: RelayLimits = field(init=False)
     default_model: DefaultModel = field(init=False)
+    access: Access = field(init=False)  # API keys and per-key limits
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -46,8 +49,12 @@ class Gateway:
             for config in s.backend_list()
         ]
         self.router = Router(s, members, self.limits)
+        self.draining = False
+        self.stopping = asyncio.Event()  # set when the drain time is up
+        self._loop = asyncio.get_running_loop()
         self.metrics = Metrics(self.router.knows, lambda: self.router.queued)
         self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
+        self.access = Access(s)
 
     def _backend(self, config: BackendSettings) -> Backend:
         s = self.settings
@@ -62,6 +69,18 @@ class Gateway:
         timeouts = Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout)
         key = config.api_key.get_secret_value() if config.api_key else None
         return HTTPBackend(config.kind, config.url, self.session, timeouts, key)
+
+    def begin_drain(self) -> None:
+        """Stop taking requests; end the answers still running after ``drain_timeout``.
+
+        Safe to call from a signal handler.
+        """
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        if not self.draining:
+            self.draining = True
+            self._loop.call_later(self.settings.drain_timeout, self.stopping.set)
 
     @property
     def single(self) -> Member | None:
@@ -85,6 +104,7 @@ class Gateway:
 
     async def with_backend(self, model: str, call: Callable[[Lease], Awaitable[T]]) -> T:
         """Run a non-streaming exchange on a backend for ``model``, failing over on faults."""
+        allow_model(model)
         excluded: frozenset[str] = frozenset()
         for attempt in range(self.settings.max_attempts):
             lease = await self.router.acquire(model, exclude=excluded)
@@ -121,10 +141,12 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
         )
         gateway = cls(settings, session)
+        await gateway.access.start()
         gateway.router.start()
         return gateway
 
     async def close(self) -> None:
+        await self.access.close()
         await self.router.close()
         for member in self.router.members:
             if isinstance(member.backend, LocalBackend):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import socket
+from types import FrameType
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -51,13 +53,28 @@ def resolve_upstream(settings: Settings) -> Settings:
     return settings.model_copy(update={"upstream_kind": "ollama"})
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, which on SIGTERM or SIGINT also starts the gateway's drain.
+
+    uvicorn stops accepting at once and waits for open requests; Córtex lets
+    answers run for ``drain_timeout`` seconds, then ends the rest with an
+    explicit in-band error, just before uvicorn would cancel them silently.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        gw = getattr(getattr(self.config.app, "state", None), "gateway", None)
+        if gw is not None:
+            gw.begin_drain()
+        super().handle_exit(sig, frame)
+
+
 def build_server(settings: Settings) -> uvicorn.Server:
-    return uvicorn.Server(
+    return DrainingServer(
         uvicorn.Config(
             create_app(settings),
             log_level="warning",
             access_log=False,
             server_header=False,
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + 2,
         )
     )

@@ -24,6 +24,8 @@ async def health() -> Response:
 @router.get("/ready")
 async def ready(request: Request) -> Response:
     """At least one backend answers; a load balancer may send traffic."""
+    if gateway(request).draining:
+        return _unready("Córtex is shutting down")
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             problems = await gateway(request).router.refresh()

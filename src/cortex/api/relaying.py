@@ -13,6 +13,7 @@ import orjson
 from starlette.responses import Response
 
 from .. import observe
+from ..access import allow_model
 from ..backends.base import UpstreamBody
 from ..chat import Usage
 from ..config import UpstreamKind
@@ -137,12 +138,14 @@ def relay_response(
     error_body: ErrorRenderer,
     headers: Headers = (),
 ) -> Response:
+    allow_model(model)
     return RelayResponse(
         RoutedSource(gw, model, messages, plan),
         media_type=media_type if streaming else JSON_MEDIA_TYPE,
         headers=headers if streaming else (),
         error_body=error_body,
         streaming=streaming,
+        stopping=gw.stopping,
     )
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing, suppress
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -79,8 +79,12 @@ class RelayResponse(Response):
         error_body: ErrorRenderer,
         headers: Headers = (),
         streaming: bool = True,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._source = source
+        self._stopping = stopping
+        self._started = False
+        self._frame: FrameRenderer | None = None
         self._media_type = media_type
         self._extra_headers = headers
         self._error_body = error_body
@@ -92,21 +96,28 @@ class RelayResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = asyncio.create_task(self._send_body(send))
         disconnect = asyncio.create_task(_wait_for_disconnect(receive))
-        await asyncio.wait((body, disconnect), return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Task[Any]] = {body, disconnect}
+        if self._stopping is not None:
+            waiting.add(asyncio.create_task(self._stopping.wait()))
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        for task in waiting - {body}:
+            task.cancel()
         if body.done():
-            disconnect.cancel()
             body.result()
-        else:
-            body.cancel()
-            with suppress(asyncio.CancelledError):
-                await body
+            return
+        body.cancel()
+        with suppress(asyncio.CancelledError):
+            await body
+        if disconnect.done() and not disconnect.cancelled():
             if self._record is not None:
                 self._record.outcome = "client-cancelled"
             logger.info("client went away; upstream request closed")
+            return
+        shutting_down = CortexError("Córtex is shutting down; the answer was cut short", status=503)
+        self._note_failure(shutting_down)
+        await self._fail(send, self._started, shutting_down, self._frame)
 
     async def _send_body(self, send: Send) -> None:
-        started = False
-        frame: FrameRenderer | None = None
         current: Attempt | None = None
         excluded: frozenset[str] = frozenset()
         for number in range(1, self._source.max_attempts + 1):
@@ -115,15 +126,15 @@ class RelayResponse(Response):
                     self._source.attempt(excluded) as attempt,
                     aclosing(attempt.parts) as parts,
                 ):
-                    frame, current = attempt.error_frame, attempt
+                    self._frame, current = attempt.error_frame, attempt
                     self._note_attempt(attempt)
                     async for part in parts:
-                        if not started:
+                        if not self._started:
                             attempt.on_first_part()
                             if self._record is not None:
                                 self._record.first_token = time.monotonic()
                             await self._start(send, part, attempt.headers)
-                            started = True
+                            self._started = True
                             if not self._streaming:
                                 self._note_usage(attempt)
                                 if self._record is not None:
@@ -133,7 +144,11 @@ class RelayResponse(Response):
                         await send({"type": "http.response.body", "body": part, "more_body": True})
                     self._note_usage(attempt)
             except CortexError as exc:
-                if not started and exc.backend is not None and number < self._source.max_attempts:
+                if (
+                    not self._started
+                    and exc.backend is not None
+                    and number < self._source.max_attempts
+                ):
                     excluded |= {exc.backend}
                     if self._source.can_retry(excluded):
                         logger.info("retrying on another backend after: %s", exc.message)
@@ -141,17 +156,17 @@ class RelayResponse(Response):
                 self._note_failure(exc)
                 if current is not None:
                     self._note_usage(current)
-                await self._fail(send, started, exc, frame)
+                await self._fail(send, self._started, exc, self._frame)
                 return
             except Exception:
                 logger.exception("relay failed")
                 self._note_failure(CortexError(INTERNAL_ERROR))
-                await self._fail(send, started, CortexError(INTERNAL_ERROR), frame)
+                await self._fail(send, self._started, CortexError(INTERNAL_ERROR), self._frame)
                 return
             break
         if self._record is not None:
             self._record.outcome = "done"
-        if not started:
+        if not self._started:
             await self._start(send, b"", ())
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

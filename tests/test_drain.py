@@ -1,0 +1,78 @@
+"""SIGTERM: stop accepting, let answers finish, end the stragglers explicitly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import orjson
+
+from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
+from tests.helpers import open_raw_stream, read_until
+from tests.test_seed_and_cli import free_port, wait_listening
+
+HELLO = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hola"}]}
+
+
+def serve(fake: FakeOllama, drain: float) -> tuple[int, subprocess.Popen[bytes]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cortex", "serve", "--port", str(port), "--upstream", fake.url],
+        env={**os.environ, "CORTEX_DRAIN_TIMEOUT": str(drain)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return port, process
+
+
+def body_of(sock: socket.socket, start: bytes) -> list[dict[str, object]]:
+    data = (
+        start
+        if start.endswith(b"\r\n0\r\n\r\n")
+        else start + read_until(sock, b"\r\n0\r\n\r\n", timeout=15)
+    )
+    _, _, chunked = data.partition(b"\r\n\r\n")
+    payload = b""
+    while chunked:
+        size, _, rest = chunked.partition(b"\r\n")
+        length = int(size, 16)
+        if length == 0:
+            break
+        payload += rest[:length]
+        chunked = rest[length + 2 :]
+    return [orjson.loads(line) for line in payload.splitlines()]
+
+
+def test_sigterm_lets_answers_in_flight_finish_and_refuses_new_ones(fake: FakeOllama) -> None:
+    port, process = serve(fake, drain=5)
+    fake.script = Script(tokens=["a", "b", "c", "d", "e"], delay=0.2)
+    sock = open_raw_stream("127.0.0.1", port, HELLO)
+    start = read_until(sock, b'"a"')
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with socket.socket() as late:
+        assert late.connect_ex(("127.0.0.1", port)) != 0, "a draining Córtex still accepts"
+    lines = body_of(sock, start)
+    sock.close()
+    assert "".join(str(m["message"]["content"]) for m in lines[:-1]) == "abcde"  # type: ignore[index]
+    assert lines[-1]["done"] is True
+    assert process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+
+
+def test_answers_still_running_at_the_drain_deadline_end_with_an_error(fake: FakeOllama) -> None:
+    port, process = serve(fake, drain=0.5)
+    fake.script = Script(count=1000, delay=0.05)
+    sock = open_raw_stream("127.0.0.1", port, HELLO)
+    start = read_until(sock, b"tok1 ")
+    process.send_signal(signal.SIGTERM)
+    lines = body_of(sock, start)
+    sock.close()
+    assert "shutting down" in str(lines[-1]["error"])
+    assert all(m.get("done") is not True for m in lines)
+    assert process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    assert fake.wait_disconnect(5) is not None
