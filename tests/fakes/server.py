@@ -5,6 +5,10 @@
         ...  # talk to fake.url
         fake.requests[-1].json, fake.wait_disconnect(timeout=5), fake.bytes_written
 
+A test that runs many scripted requests at once names a script per model instead:
+`fake.scripts["case-1"] = Script(fault="reset_mid")` (the model must also be listed in
+`fake.models`); requests for other models get `fake.script`.
+
 The same server is also an OpenAI-compatible model server (like llama-server, vLLM or
 LM Studio) under `fake.url + "/v1"`: the two APIs' paths do not collide, and one Script
 drives both. Set `fake.api_key` to require `Authorization: Bearer <key>` on /v1/*.
@@ -16,6 +20,7 @@ reading ahead on each connection notices a client that goes away even while a re
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
@@ -43,6 +48,7 @@ class FakeOllama:
         api_key: str | None = None,
     ) -> None:
         self.script = script or Script()
+        self.scripts: dict[str, Script] = {}  # per-model scripts, chosen by the request's model
         self.models = list(models) if models is not None else [wire.DEFAULT_MODEL]
         self.host = host
         self.api_key = api_key  # if set, /v1/* requests need `Authorization: Bearer <key>`
@@ -204,7 +210,7 @@ class FakeOllama:
     async def _serve(self, conn: Conn, req: Request) -> bool:
         """Answer one request while watching for the client to go away. Returns keep-alive."""
         rec = self._record(req)
-        script = self.script
+        script = self._script_for(req)
         watcher = asyncio.create_task(conn.watch())
         work = asyncio.create_task(
             self._respond(Out(conn, rec, req.wants_close, self._cond), req, script)
@@ -224,6 +230,17 @@ class FakeOllama:
             watcher.cancel()
             work.cancel()
             await asyncio.gather(watcher, work, return_exceptions=True)
+
+    def _script_for(self, req: Request) -> Script:
+        scripts = self.scripts
+        if scripts and req.body:
+            try:
+                model = json.loads(req.body).get("model")
+            except (ValueError, AttributeError, RecursionError):
+                model = None
+            if isinstance(model, str) and model in scripts:
+                return scripts[model]
+        return self.script
 
     async def _respond(self, out: Out, req: Request, script: Script) -> bool:
         path, method = req.path, req.method
