@@ -3,7 +3,11 @@
     CortexError                       500
     ├── BadRequest                    400  the client's request is malformed
     │   └── BodyTooLarge              413
+    ├── Unauthorized                  401  no API key, or not a valid one
+    ├── ModelNotAllowed               403  the key may not use this model
     ├── ModelNotFound                 404
+    ├── RateLimited                   429  a per-key limit is reached (Retry-After)
+    │   └── LimitsUnavailable         503  limits cannot be checked (Redis down, closed policy)
     ├── Overloaded                    503  every backend busy or unhealthy (Retry-After)
     └── UpstreamError                 502  the model server failed us
         ├── UpstreamUnreachable       502  refused, DNS failure, reset before an answer
@@ -22,6 +26,8 @@ Messages never contain upstream addresses or secrets: those go to the log.
 """
 
 from __future__ import annotations
+
+import math
 
 import orjson
 
@@ -50,12 +56,32 @@ class ModelNotFound(CortexError):
     status = 404
 
 
+class Unauthorized(CortexError):
+    status = 401
+
+
+class ModelNotAllowed(CortexError):
+    status = 403
+
+
 class Overloaded(CortexError):
     status = 503
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = max(1, round(retry_after))
+
+
+class RateLimited(CortexError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class LimitsUnavailable(RateLimited):
+    status = 503
 
 
 class UpstreamError(CortexError):
