@@ -76,3 +76,37 @@ def test_answers_still_running_at_the_drain_deadline_end_with_an_error(fake: Fak
     assert all(m.get("done") is not True for m in lines)
     assert process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
     assert fake.wait_disconnect(5) is not None
+
+
+def test_several_workers_share_one_port(fake: FakeOllama) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cortex", "serve", "--port", str(port), "--upstream", fake.url],
+        env={**os.environ, "CORTEX_WORKERS": "2", "CORTEX_UPSTREAM_API_KEY": "sk-child"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, process)
+        fake.script = Script(tokens=["a", "b"])
+        for _ in range(6):
+            sock = open_raw_stream("127.0.0.1", port, HELLO)
+            assert body_of(sock, b"")[-1]["done"] is True
+            sock.close()
+        workers = [p for p in os.listdir("/proc") if p.isdigit() and _child_of(int(p), process.pid)]
+        assert len(workers) == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) in (0, -signal.SIGTERM)
+
+
+def _child_of(pid: int, parent: int) -> bool:
+    """A worker process of ``parent`` (not multiprocessing's resource tracker)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            if int(stat.read().rsplit(")", 1)[1].split()[1]) != parent:
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"spawn_main" in cmdline.read()
+    except (OSError, ValueError, IndexError):
+        return False

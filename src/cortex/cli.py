@@ -12,7 +12,8 @@ import typer
 from . import logs, terminal_chat
 from .backends.local import LocalBackend
 from .config import ConfigError, load_settings
-from .server import build_server, listen_socket, resolve_upstream
+from .server import listen_socket, resolve_upstream
+from .server import serve as serve_until_stopped
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False)
 DEFAULT_URL = "http://127.0.0.1:4000"
@@ -43,6 +44,9 @@ def serve(
         Path | None, typer.Option(help="TOML settings file [default: $CORTEX_CONFIG]")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes sharing the port [default: 1]")
+    ] = None,
 ) -> None:
     """Run the gateway."""
     flags: dict[str, object] = {
@@ -52,6 +56,7 @@ def serve(
         "backends": [{"url": url} for url in upstream] if upstream and len(upstream) > 1 else None,
         "default_model": default_model,
         "log_level": log_level,
+        "workers": workers,
     }
     try:
         settings = load_settings(flags, os.environ, config)
@@ -67,9 +72,7 @@ def serve(
             f"cortex: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", err=True
         )
         raise typer.Exit(1) from None
-    server = build_server(settings)
-    server.run(sockets=[sock])
-    if not server.started:
+    if not serve_until_stopped(settings, sock):
         raise typer.Exit(1)
 
 

@@ -102,6 +102,7 @@ class Settings(BaseModel):
     redis_url: SecretStr | None = None
     limits_on_redis_failure: Literal["open", "closed"] = "open"
     drain_timeout: float = Field(default=30.0, ge=0)
+    workers: int = Field(default=1, ge=1, le=64)
 
     @model_validator(mode="before")
     @classmethod

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -143,7 +145,22 @@ class Gateway:
         gateway = cls(settings, session)
         await gateway.access.start()
         gateway.router.start()
+        gateway._drain_on_signals()
         return gateway
+
+    def _drain_on_signals(self) -> None:
+        """Start draining on SIGTERM/SIGINT, then let the server's own handler run.
+
+        The server stops accepting at once and waits for open requests; the
+        drain ends what is still running after ``drain_timeout`` with an explicit
+        error, before the server would cancel it silently.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded in another program (tests): it owns the signals
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if callable(previous):
+                signal.signal(sig, partial(_drain_then, self, previous))
 
     async def close(self) -> None:
         await self.access.close()
@@ -152,6 +169,11 @@ class Gateway:
             if isinstance(member.backend, LocalBackend):
                 await member.backend.close()
         await self.session.close()
+
+
+def _drain_then(gw: Gateway, previous: Callable[[int, Any], Any], signum: int, frame: Any) -> None:
+    gw.begin_drain()
+    previous(signum, frame)
 
 
 def _upstream_socket(receive_buffer: int, addr_info: Any) -> socket.socket:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
-from types import FrameType
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import uvicorn
+from pydantic import BaseModel, SecretStr
+from uvicorn.supervisors import Multiprocess
 
 from .app import create_app
 from .config import Settings
@@ -53,28 +58,55 @@ def resolve_upstream(settings: Settings) -> Settings:
     return settings.model_copy(update={"upstream_kind": "ollama"})
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn, which on SIGTERM or SIGINT also starts the gateway's drain.
-
-    uvicorn stops accepting at once and waits for open requests; Córtex lets
-    answers run for ``drain_timeout`` seconds, then ends the rest with an
-    explicit in-band error, just before uvicorn would cancel them silently.
-    """
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        gw = getattr(getattr(self.config.app, "state", None), "gateway", None)
-        if gw is not None:
-            gw.begin_drain()
-        super().handle_exit(sig, frame)
+def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        factory=isinstance(app, str),
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        # uvicorn cancels what is left after this; Córtex ends it explicitly first.
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + 2,
+    )
 
 
 def build_server(settings: Settings) -> uvicorn.Server:
-    return DrainingServer(
-        uvicorn.Config(
-            create_app(settings),
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + 2,
-        )
-    )
+    return uvicorn.Server(_config(settings, create_app(settings)))
+
+
+def serve(settings: Settings, sock: socket.socket) -> bool:
+    """Run until stopped, on ``settings.workers`` processes; False if it could not start."""
+    if settings.workers == 1:
+        server = build_server(settings)
+        server.run(sockets=[sock])
+        return server.started
+    os.environ[SETTINGS_VARIABLE] = orjson.dumps(_revealed(settings)).decode()
+    config = _config(settings, "cortex.server:app_from_environment", settings.workers)
+    Multiprocess(config, sockets=[sock]).run()
+    return True
+
+
+SETTINGS_VARIABLE = "CORTEX_WORKER_SETTINGS"
+
+
+def app_from_environment() -> Any:
+    """The app of one worker process, from the settings its parent resolved."""
+    return create_app(Settings.model_validate_json(os.environ[SETTINGS_VARIABLE]))
+
+
+def _revealed(settings: Settings) -> Any:
+    """The settings as JSON-ready data, secrets included (for a child process only)."""
+
+    def reveal(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, BaseModel):
+            return {k: reveal(getattr(value, k)) for k in type(value).model_fields}
+        if isinstance(value, list):
+            return [reveal(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return reveal(settings)
