@@ -43,6 +43,15 @@ class RunningGateway:
         self._socket.close()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """API keys the user made (~/.config/cortex/keys.json) must not turn keys on in tests."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeOllama]:
     with FakeOllama() as server:

@@ -27,10 +27,10 @@ wraps the streaming handlers, ``KeyGuard`` is FastAPI's middleware for the rest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -52,7 +52,8 @@ from .limits import CLOSED_RETRY_AFTER, Limiter, LimitStore, MemoryLimitStore, O
 
 logger = logging.getLogger("cortex.access")
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+H = TypeVar("H", bound=Handler)
 OPEN_PATHS = frozenset({"/health", "/ready", "/", "/docs", "/openapi.json"})
 OPEN_PREFIXES = ("/static/",)
 FAILED_OUTCOMES = frozenset({"upstream-error", "timeout", "error"})
@@ -227,7 +228,7 @@ class Ticketed(Response):
         await _run(self._inner, self._access, self._ticket, scope, receive, send)
 
 
-def guarded(handler: Handler) -> Handler:
+def guarded(handler: H) -> H:
     """A streaming handler behind the key check and the key's limits."""
 
     async def guarded_handler(request: Request) -> Response:
@@ -248,7 +249,7 @@ def guarded(handler: Handler) -> Handler:
             raise
         return Ticketed(response, access, ticket)
 
-    return guarded_handler
+    return cast(H, guarded_handler)
 
 
 class KeyGuard:

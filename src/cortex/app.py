@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from . import __version__, observe, web
+from .access import KeyGuard, guarded
 from .api import ollama, ops
 from .api import openai as openai_api
 from .api.replies import raw_json_reply
@@ -132,11 +133,13 @@ def create_app(settings: Settings) -> StreamingRoutes:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(KeyGuard)  # API keys and per-key limits (see access.py)
     streaming = {
         "/api/chat": ollama.chat,
         "/api/generate": ollama.generate,
         "/v1/chat/completions": openai_api.chat_completions,
     }
+    streaming = {path: guarded(handler) for path, handler in streaming.items()}
     return StreamingRoutes(app, streaming)
 
 

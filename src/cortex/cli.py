@@ -12,6 +12,7 @@ import typer
 from . import logs, terminal_chat
 from .backends.local import LocalBackend
 from .config import ConfigError, load_settings
+from .keys_cli import keys_app, usage
 from .server import listen_socket, resolve_upstream
 from .server import serve as serve_until_stopped
 
@@ -111,6 +112,10 @@ def models(
         details = entry.get("details") or {}
         sizes = (details.get("parameter_size"), details.get("quantization_level"))
         typer.echo("\t".join([str(entry.get("name")), *(v for v in sizes if v)]))
+
+
+cli.add_typer(keys_app, name="keys")
+cli.command()(usage)
 
 
 def main() -> None:

@@ -43,6 +43,12 @@ async def backends(request: Request) -> Response:
     return json_reply({"queued": router_.queued, "backends": [m.status() for m in router_.members]})
 
 
+@router.get("/cortex/usage")
+async def usage(request: Request) -> Response:
+    """Per API key and model: requests, prompt and completion tokens, errors; tokens today."""
+    return json_reply(await gateway(request).access.usage())
+
+
 def _unready(reason: str) -> Response:
     return json_reply({"status": "unavailable", "error": reason}, status=503)
 
