@@ -98,6 +98,8 @@ async def _whole(
     upstream: UpstreamBody, limits: RelayLimits, whole: WholeAnswer
 ) -> AsyncGenerator[bytes, None]:
     whole.body = await read_whole(upstream, limits)
+    if not isinstance(parse_json(whole.body), dict):
+        raise UpstreamProtocolError("the model server's answer is not a JSON object")
     yield whole.body
 
 
