@@ -77,9 +77,9 @@ def allow_model(model: str) -> None:
     ticket = TICKET.get()
     if ticket is None:
         return
+    ticket.model = model
     if not ticket.key.allows(model):
         raise ModelNotAllowed(f"model '{model}' is not allowed for key '{ticket.key.name}'")
-    ticket.model = model
 
 
 class Access:

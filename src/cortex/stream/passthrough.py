@@ -132,8 +132,23 @@ class OpenAIPassthrough:
         usage = event.get("usage")
         if isinstance(usage, dict):
             self.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
-        elif event.get("choices"):
+        elif _has_piece(event):
             self.pieces += 1
+
+
+def _has_piece(event: dict[str, Any]) -> bool:
+    """The event carries part of the answer (not just a role, a finish reason or usage)."""
+    for choice in event.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (
+            delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls")
+        ):
+            return True
+        if choice.get("text"):
+            return True
+    return False
 
 
 def _has_finish_reason(event: dict[str, object]) -> bool:
