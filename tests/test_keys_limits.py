@@ -154,6 +154,15 @@ def test_require_keys_refuses_everyone_when_there_are_none(start_gateway: StartG
     assert post(gw, key=WRONG).status_code == 401
 
 
+def test_a_shared_store_requires_keys_even_when_it_has_none(
+    redis_server: RedisServer, start_gateway: StartGateway
+) -> None:
+    """A Redis that lost its data (no persistence, a flush) must not open the gateway."""
+    assert post(start_gateway(redis_url=redis_server.url), key=None).status_code == 401
+    opened = start_gateway(redis_url=redis_server.url, require_keys=False)
+    assert post(opened, key=None).status_code == 200
+
+
 @pytest.mark.parametrize("upstream_kind", ["ollama", "openai"])
 def test_official_clients_with_and_without_a_key(
     upstream_kind: str, fake: FakeOllama, start_gateway: StartGateway

@@ -1,7 +1,8 @@
 """Who may call Córtex, and how much: API keys and per-key limits on every request.
 
-Keys are off while none exist (unless ``require_keys``): local use needs none.
-Once a key exists, requests need one, sent as ``Authorization: Bearer <key>``
+Keys are off while none exist: local use needs none. Once a key exists (or
+always, with ``require_keys``, which defaults to true when ``redis_url`` is
+set), requests need one, sent as ``Authorization: Bearer <key>``
 (the OpenAI SDKs' way) or ``X-API-Key: <key>``. Which paths:
 
 - open: ``/health``, ``/ready``, the chat page (``/``, ``/static/*``), ``/docs``
@@ -108,8 +109,8 @@ class Access:
 
     @property
     def on(self) -> bool:
-        """Keys are required (until the store is first read, assume they are)."""
-        return self.settings.require_keys or self.keys.any or not self.keys.loaded
+        """Keys are required: some exist, or the settings say so (``require_keys``)."""
+        return self.settings.keys_always_required or self.keys.any or not self.keys.loaded
 
     async def start(self) -> None:
         await self.keys.load(strict=True)
@@ -117,6 +118,13 @@ class Access:
         self.limiter.start()
         if self.on:
             logger.info("API keys are required; limits are kept in %s", self._where)
+        if self.on and self.settings.workers > 1 and self.settings.redis_url is None:
+            logger.warning(
+                "%d workers keep per-key limits each on their own, so a key gets up to %d "
+                "times its limits; set redis_url to share them",
+                self.settings.workers,
+                self.settings.workers,
+            )
 
     async def close(self) -> None:
         await self.keys.close()

@@ -97,7 +97,7 @@ class Settings(BaseModel):
     keys: list[KeyRecord] = Field(default_factory=list)  # [[keys]] tables; see keys.py
     keys_file: Path | None = None  # default: keys.default_keys_file()
     keys_refresh: float = Field(default=2.0, gt=0)
-    require_keys: bool = False
+    require_keys: bool | None = None  # None: only with redis_url or once a key exists
     ops_require_key: bool = True
     redis_url: SecretStr | None = None
     limits_on_redis_failure: Literal["open", "closed"] = "open"
@@ -121,6 +121,12 @@ class Settings(BaseModel):
             return list(self.backends)
         key = self.upstream_api_key
         return [BackendSettings(url=self.upstream, kind=self.kind, api_key=key)]
+
+    @property
+    def keys_always_required(self) -> bool:
+        """``require_keys``; unset, true with a shared (Redis) key store: a Redis that
+        lost its data must not open the gateway."""
+        return self.require_keys if self.require_keys is not None else self.redis_url is not None
 
     @property
     def kind(self) -> UpstreamKind:

@@ -155,7 +155,7 @@ def revoke(
         raise _fail(f"no key named {name!r}")
     left = _run(settings, lambda store: store.read())
     typer.echo(f"key {name!r} revoked", err=True)
-    if not left and not settings.keys and not settings.require_keys:
+    if not left and not settings.keys and not settings.keys_always_required:
         typer.echo(
             "cortex: no keys are left, so Córtex serves without keys again "
             "(set require_keys = true to refuse every request instead)",
