@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -154,3 +156,21 @@ def test_keys_tables_in_the_settings_file(tmp_path: Path, keys_file: Path) -> No
     config.write_text('[[keys]]\nname = "ci"\nkey_hash = "not-a-hash"\n')
     with pytest.raises(ConfigError, match="key_hash must be the SHA-256 of the key"):
         load_settings(config_file=config)
+
+
+def test_cortex_chat_and_models_send_the_key(start_gateway: StartGateway) -> None:
+    key = "ctx-" + "k" * 32
+    gw = start_gateway(keys=[{"name": "me", "key_hash": hash_key(key)}])
+    code, out, _ = run("models", "--url", gw.url, env={"CORTEX_API_KEY": key})
+    assert code == 0 and DEFAULT_MODEL in out
+    code, _, err = run("models", "--url", gw.url)
+    assert code == 1 and "HTTP 401: missing API key" in err
+    chat = subprocess.run(
+        [sys.executable, "-m", "cortex", "chat", "hola", "--url", gw.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "CORTEX_API_KEY": key},
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout == "Había una vez\n"

@@ -12,7 +12,7 @@ import typer
 from . import logs, terminal_chat
 from .backends.local import LocalBackend
 from .config import ConfigError, load_settings
-from .keys_cli import keys_app, usage
+from .keys_cli import KeyOption, keys_app, usage
 from .server import listen_socket, resolve_upstream
 from .server import serve as serve_until_stopped
 
@@ -87,9 +87,13 @@ def chat(
     model: Annotated[str | None, typer.Option(help="Model name [default: the server's]")] = None,
     system: Annotated[str | None, typer.Option(help="A system message")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print the raw chunks")] = False,
+    key: KeyOption = None,
 ) -> None:
     """Chat in the terminal; answers stream as they are generated. Ctrl-C stops an answer."""
-    lines = terminal_chat.local_lines(LocalBackend()) if local else terminal_chat.remote_lines(url)
+    if local:
+        lines = terminal_chat.local_lines(LocalBackend())
+    else:
+        lines = terminal_chat.remote_lines(url, key)
     session = terminal_chat.Session(lines, model, system, json_lines)
     if prompt is None:
         asyncio.run(session.interactive())
@@ -101,10 +105,11 @@ def chat(
 @cli.command()
 def models(
     url: Annotated[str, typer.Option(envvar="CORTEX_URL", help="Córtex to ask")] = DEFAULT_URL,
+    key: KeyOption = None,
 ) -> None:
     """List the models Córtex can serve."""
     try:
-        entries = asyncio.run(terminal_chat.list_models(url))
+        entries = asyncio.run(terminal_chat.list_models(url, key))
     except terminal_chat.ChatFailed as exc:
         typer.echo(f"cortex: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -39,6 +39,10 @@ keys_app = typer.Typer(
     help="Create, list and revoke API keys (see README, 'API keys and limits').",
     no_args_is_help=True,
 )
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--key", envvar="CORTEX_API_KEY", help="An API key, if Córtex requires them"),
+]
 ConfigOption = Annotated[
     Path | None, typer.Option(help="TOML settings file [default: $CORTEX_CONFIG]")
 ]
@@ -167,9 +171,7 @@ def usage(
     url: Annotated[str, typer.Option(envvar="CORTEX_URL", help="Córtex to ask")] = (
         "http://127.0.0.1:4000"
     ),
-    key: Annotated[
-        str | None, typer.Option(envvar="CORTEX_API_KEY", help="An API key, if keys are on")
-    ] = None,
+    key: KeyOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the raw JSON")] = False,
 ) -> None:
     """Requests, tokens and errors per API key and model, from a running Córtex."""

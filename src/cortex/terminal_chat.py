@@ -43,13 +43,19 @@ class Answer:
         )
 
 
-def remote_lines(url: str) -> Lines:
+def _auth(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def remote_lines(url: str, api_key: str | None = None) -> Lines:
     async def lines(payload: dict[str, Any]) -> AsyncIterator[bytes]:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(url.rstrip("/") + "/api/chat", json=payload) as response,
+                session.post(
+                    url.rstrip("/") + "/api/chat", json=payload, headers=_auth(api_key)
+                ) as response,
             ):
                 if response.status >= 400:
                     body = await response.read()
@@ -71,12 +77,12 @@ def remote_lines(url: str) -> Lines:
     return lines
 
 
-async def list_models(url: str) -> list[dict[str, Any]]:
+async def list_models(url: str, api_key: str | None = None) -> list[dict[str, Any]]:
     """The entries of a running Córtex's ``/api/tags``."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-            session.get(url.rstrip("/") + "/api/tags") as response,
+            session.get(url.rstrip("/") + "/api/tags", headers=_auth(api_key)) as response,
         ):
             body = await response.read()
     except aiohttp.ClientError:
