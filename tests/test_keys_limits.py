@@ -329,7 +329,13 @@ def test_allowed_models(fake: FakeOllama, start_gateway: StartGateway) -> None:
         assert refused.value.status_code == 403
         c.chat("fake-llama", HI)
     assert len([r for r in fake.requests if r.path == "/api/chat"]) == 2  # refusals never left
-    assert rows(usage_of(gw))[("ci", "other:7b")] == (3, 0, 0, 3)
+    assert post(gw, model="made-up-1").status_code == 403
+    assert post(gw, model="made-up-2").status_code == 403
+    # Models never answered and not in a catalogue share one row, so that made-up names
+    # cannot grow the table (one backend is not asked for its catalogue: other:7b is there).
+    assert rows(usage_of(gw)) == {("ci", DEFAULT_MODEL): (1, 26, 3, 0),
+                                  ("ci", "fake-llama"): (1, 26, 3, 0),
+                                  ("ci", "other"): (5, 0, 0, 5)}  # fmt: skip
 
 
 # Redis going away

@@ -86,8 +86,11 @@ def allow_model(model: str) -> None:
 class Access:
     """The keys a gateway accepts and the limits it enforces, with their stores."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, known: Callable[[str], bool] = lambda _: True) -> None:
         self.settings = settings
+        # Usage files a model no backend lists and none answered under "other"
+        self._known = known
+        self._answered: set[str] = set()
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
         policy = settings.limits_on_redis_failure
         self._where = redact_url(redis_url) if redis_url else "memory"
@@ -163,8 +166,13 @@ class Access:
             model = model or record.model
             prompt, completion = record.prompt_tokens or 0, record.completion_tokens or 0
             failed = failed or record.outcome in FAILED_OUTCOMES
-        name = ticket.key.name
-        await self.limiter.finish(name, ticket.lease, model or "-", prompt, completion, failed)
+        if model is None:
+            model = "-"
+        elif status == 200:
+            self._answered.add(model)
+        elif model not in self._answered and not self._known(model):
+            model = "other"  # a client must not grow the usage table with made-up names
+        await self.limiter.finish(ticket.key.name, ticket.lease, model, prompt, completion, failed)
 
     async def usage(self) -> dict[str, Any]:
         rows, today = await self.limiter.usage()

@@ -56,7 +56,7 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         self.metrics = Metrics(self.router.knows, lambda: self.router.queued)
         self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
-        self.access = Access(s)
+        self.access = Access(s, self.router.knows)
 
     def _backend(self, config: BackendSettings) -> Backend:
         s = self.settings
