@@ -377,6 +377,19 @@ def test_redis_stopped_mid_test(
     assert rows(usage_of(gw))[("ci", DEFAULT_MODEL)][0] >= 1  # counting in Redis again
 
 
+def test_an_unreachable_redis_at_start_and_its_password_stay_out_of_the_logs(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cortex")
+    gw = start_gateway(redis_url="redis://:hunter2@127.0.0.1:1/0", keys=[entry()])
+    assert post(gw).status_code == 200  # a configured key, limits open
+    unknown = post(gw, key=WRONG)  # it might be in Redis: no way to tell yet
+    assert unknown.status_code == 503
+    assert unknown.json() == {"error": "API keys cannot be checked right now"}
+    assert "redis://:***@127.0.0.1:1/0 is not answering" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
 def test_a_crashed_instances_slots_expire(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

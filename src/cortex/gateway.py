@@ -143,7 +143,11 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
         )
         gateway = cls(settings, session)
-        await gateway.access.start()
+        try:
+            await gateway.access.start()
+        except BaseException:
+            await session.close()
+            raise
         gateway.router.start()
         gateway._drain_on_signals()
         return gateway
