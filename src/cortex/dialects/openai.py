@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ..api.body import MAX_JSON_DEPTH, too_deep
 from ..chat import ChatRequest, Delta, FinishReason, Message, ToolCall, Usage
 from ..errors import BadRequest
 
@@ -100,6 +101,8 @@ def _tool_call(raw: dict[str, Any]) -> ToolCall:
         parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
     except orjson.JSONDecodeError:
         raise BadRequest("tool call arguments must be a JSON object") from None
+    if too_deep(parsed):
+        raise BadRequest(f"tool call arguments are nested more than {MAX_JSON_DEPTH} levels deep")
     return ToolCall(name=function.get("name", ""), arguments=parsed, id=raw.get("id"))
 
 
