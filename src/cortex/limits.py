@@ -38,6 +38,7 @@ WINDOW = 60.0  # seconds, for requests per minute
 LEASE_TTL = 60.0  # seconds a concurrency slot outlives its last renewal
 DAY = 86400
 CLOSED_RETRY_AFTER = 5.0
+RECHECK = 1.0  # seconds between tries while the store is down, so a hung Redis slows few
 Limit = Literal["rpm", "tokens", "concurrent"]
 FailurePolicy = Literal["open", "closed"]
 
@@ -201,6 +202,7 @@ class Limiter:
         self._outage = outage
         self._held: dict[str, set[str]] = defaultdict(set)
         self._renewer: asyncio.Task[None] | None = None
+        self._recheck_at = 0.0
 
     async def admit(self, key: KeyRecord, *, answer: bool) -> str | None:
         """Count a request for ``key``; raise RateLimited if a limit refuses it.
@@ -210,6 +212,8 @@ class Limiter:
         """
         lease = uuid.uuid4().hex if answer and key.concurrent else None
         try:
+            if self._waiting():
+                raise StoreUnavailable("still down")
             refusal = await self._store.admit(
                 key.name,
                 key.rpm or 0,
@@ -218,7 +222,7 @@ class Limiter:
                 lease,
             )
         except StoreUnavailable as exc:
-            self._outage.failed(exc)
+            self._failed(exc)
             if self._policy == "closed":
                 raise LimitsUnavailable(
                     "per-key limits cannot be checked right now", CLOSED_RETRY_AFTER
@@ -242,19 +246,22 @@ class Limiter:
         completion: int,
         error: bool,
     ) -> None:
+        if lease is not None:
+            self._held[name].discard(lease)
+        if self._waiting():
+            return  # the lease, if any, expires by itself
         try:
             if lease is not None:
-                self._held[name].discard(lease)
                 await self._store.release(name, lease)
             await self._store.record(name, model, prompt, completion, error)
         except StoreUnavailable as exc:
-            self._outage.failed(exc)  # the lease, if any, expires by itself
+            self._failed(exc)
 
     async def usage(self) -> tuple[list[UsageRow], dict[str, int]]:
         try:
             return await self._store.usage()
         except StoreUnavailable as exc:
-            self._outage.failed(exc)
+            self._failed(exc)
             raise LimitsUnavailable("usage cannot be read right now", CLOSED_RETRY_AFTER) from None
 
     def start(self) -> None:
@@ -276,4 +283,12 @@ class Limiter:
             try:
                 await self._store.renew(held, LEASE_TTL)
             except StoreUnavailable as exc:
-                self._outage.failed(exc)
+                self._failed(exc)
+
+    def _waiting(self) -> bool:
+        """The store failed less than RECHECK seconds ago: do not wait on it again yet."""
+        return self._outage.down and time.monotonic() < self._recheck_at
+
+    def _failed(self, exc: StoreUnavailable) -> None:
+        self._outage.failed(exc)
+        self._recheck_at = time.monotonic() + RECHECK
