@@ -83,3 +83,15 @@ def test_unknown_route_and_method_are_json_errors(gateway: RunningGateway) -> No
     assert wrong_method.status_code == 405
     assert "error" in wrong_method.json()
     assert "POST" in wrong_method.headers["allow"]
+
+
+def test_a_large_body_in_one_write_is_not_mistaken_for_a_large_head(
+    fake: FakeOllama, gateway: RunningGateway
+) -> None:
+    content = "x" * (5 * 1024 * 1024)
+    body = orjson.dumps(
+        {"model": "fake-llama:latest", "messages": [{"role": "user", "content": content}]}
+    )
+    response = post_raw(gateway, body)
+    assert response.status_code == 200
+    assert len(fake.requests[-1].body) == len(body)

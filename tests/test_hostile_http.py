@@ -82,6 +82,8 @@ def hostile() -> Iterator[Hostile]:
                     host="127.0.0.1",
                     port=0,
                     max_body_bytes=LIMIT,
+                    head_timeout=1.5,
+                    body_timeout=1.5,
                 )
                 rig.gateways[kind] = RunningGateway(settings).__enter__()
             yield rig
@@ -281,12 +283,6 @@ def test_paths_that_are_not_utf8_get_an_answer_in_the_dialects_shape(
 # ---- heads and bodies that never end ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Gap: no bound on a request head's size. uvicorn's httptools parser (the one "
-    "uvicorn[standard] picks) buffers any header size and count; h11_max_incomplete_event_size "
-    "applies only to h11. server.py sets neither http='h11' nor a limit.",
-)
 def test_a_request_head_over_one_mebibyte_is_refused(hostile: Hostile) -> None:
     head = (
         b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
@@ -300,12 +296,6 @@ def test_a_request_head_over_one_mebibyte_is_refused(hostile: Hostile) -> None:
     assert reply.status in (400, 413, 431), reply.status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Gap: no timeout for a request that trickles in. uvicorn arms its keep-alive "
-    "timeout only after a response, so a connection that sends nothing, half a head or half "
-    "a body is held open forever (slow-loris); Córtex reads the body with no deadline.",
-)
 def test_a_request_that_stops_half_way_is_dropped(hostile: Hostile) -> None:
     gateway = hostile.gateways["ollama"]
     starts = [
@@ -318,14 +308,14 @@ def test_a_request_that_stops_half_way_is_dropped(hostile: Hostile) -> None:
         sock = socket.create_connection((gateway.host, gateway.port))
         sock.sendall(start)
         socks.append(sock)
-    deadline = time.monotonic() + 6  # uvicorn's keep-alive timeout is 5 s
+    deadline = time.monotonic() + 4  # head_timeout and body_timeout are 1.5 s here
     try:
         for sock in socks:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data = sock.recv(65536)
             except TimeoutError:
-                pytest.fail("a connection was still open after 6 s of silence")
+                pytest.fail("a connection was still open after 4 s of silence")
             assert data == b"" or data.startswith(b"HTTP/1.1 4")
     finally:
         for sock in socks:

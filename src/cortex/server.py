@@ -17,6 +17,7 @@ from uvicorn.supervisors import Multiprocess
 
 from .app import create_app
 from .config import Settings
+from .protocol import BoundedHttpToolsProtocol
 
 logger = logging.getLogger("cortex")
 
@@ -61,6 +62,7 @@ def resolve_upstream(settings: Settings) -> Settings:
 def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
     return uvicorn.Config(
         app,
+        http=BoundedHttpToolsProtocol.bounded(settings.max_head_bytes, settings.head_timeout),
         factory=isinstance(app, str),
         workers=workers,
         log_level="warning",

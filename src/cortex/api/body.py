@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
+from ..config import Settings
 from ..errors import BadRequest, BodyTooLarge
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -17,21 +19,27 @@ Model = TypeVar("Model", bound=BaseModel)
 MAX_JSON_DEPTH = 128
 
 
-async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
-    """The raw body and its parsed JSON object; 400 or 413 with a clear message otherwise."""
+async def read_json_object(request: Request, settings: Settings) -> tuple[bytes, dict[str, Any]]:
+    """The raw body and its parsed JSON object; 400, 408 or 413 with a clear message otherwise."""
+    limit, timeout = settings.max_body_bytes, settings.body_timeout
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
     parts: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
-            parts.append(chunk)
+        async with asyncio.timeout(timeout):  # a trickled body must not hold a connection
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+                parts.append(chunk)
     except ClientDisconnect:
         raise BadRequest("the client closed the connection before sending its whole body") from None
+    except TimeoutError:
+        raise BadRequest(
+            f"the request body took more than {timeout:g} s to arrive", status=408
+        ) from None
     raw = b"".join(parts)
     if not raw.strip():
         raise BadRequest("request body is empty; expected a JSON object")

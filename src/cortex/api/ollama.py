@@ -96,7 +96,7 @@ async def _read(
 ) -> tuple[Gateway, bytes | None, dict[str, Any]]:
     """The gateway, the raw body (None once changed) and the payload with its model set."""
     gw = gateway(request)
-    raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
+    raw, payload = await read_json_object(request, gw.settings)
     validate(model, payload)
     if not payload.get("model"):
         payload["model"] = await gw.default_model.get()
@@ -242,7 +242,7 @@ async def running(request: Request) -> Response:
 @router.post("/api/show", openapi_extra=request_schema(ShowRequest))
 async def show(request: Request) -> Response:
     gw = gateway(request)
-    raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
+    raw, payload = await read_json_object(request, gw.settings)
     name = validate(ShowRequest, payload).model or payload.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest("invalid request: model: Field required")

@@ -70,7 +70,7 @@ class EmbeddingsRequest(BaseModel):
 @router.post("/chat/completions", openapi_extra=request_schema(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     gw = gateway(request)
-    raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
+    raw, payload = await read_json_object(request, gw.settings)
     validate(ChatCompletionRequest, payload)
     body: bytes | dict[str, Any] = raw
     if not payload.get("model"):
@@ -119,7 +119,7 @@ async def retrieve_model(model: str, request: Request) -> Response:
 @router.post("/embeddings", openapi_extra=request_schema(EmbeddingsRequest))
 async def embeddings(request: Request) -> Response:
     gw = gateway(request)
-    raw, payload = await read_json_object(request, gw.settings.max_body_bytes)
+    raw, payload = await read_json_object(request, gw.settings)
     parsed = validate(EmbeddingsRequest, payload)
     if not payload.get("model"):
         payload["model"] = await gw.default_model.get()

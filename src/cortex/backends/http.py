@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ REQUEST_HEADERS = {
     "User-Agent": "cortex",
 }
 MAX_ERROR_BODY = 64 * 1024
+LARGE_BODY = 1024 * 1024  # aiohttp sends larger bodies from a stream, not raw bytes
 
 
 class AiohttpBody:
@@ -104,7 +106,7 @@ class HTTPBackend:
                 return await self._session.request(
                     method,
                     self.base_url + path,
-                    data=body,
+                    data=body if body is None or len(body) <= LARGE_BODY else io.BytesIO(body),
                     headers=self._with_request_id(),
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),

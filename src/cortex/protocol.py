@@ -1,0 +1,94 @@
+"""uvicorn's httptools protocol with the two bounds it lacks.
+
+A request head (request line and headers) may be at most ``max_head`` bytes and
+must arrive within ``head_timeout`` seconds of the connection or of its first
+byte; otherwise the connection gets a short error and is closed. Without them a client could make
+Córtex buffer an endless header, or hold a connection open by trickling one
+(slow-loris). Bodies are bounded in size and time where they are read
+(``api/body.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    max_head = 64 * 1024
+    head_timeout = 10.0
+
+    @classmethod
+    def bounded(cls, max_head: int, head_timeout: float) -> type[BoundedHttpToolsProtocol]:
+        """This protocol with the given bounds (uvicorn instantiates the class itself)."""
+        return type(cls.__name__, (cls,), {"max_head": max_head, "head_timeout": head_timeout})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._reading_head = True
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._reading_head:
+            super().data_received(data)
+            return
+        room = self.max_head - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            return
+        super().data_received(data[:room])  # parse up to the bound, then judge
+        if self._reading_head:
+            self._refuse(431, "Request Header Fields Too Large", "the request head is too large")
+            return
+        if not self.transport.is_closing():
+            super().data_received(data[room:])
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_head()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def _start_head(self) -> None:
+        self._reading_head = True
+        self._head_bytes = 0
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._reading_head and self._head_bytes:
+            self._refuse(408, "Request Timeout", "the request head took too long to arrive")
+        elif self._reading_head:
+            self.transport.close()  # an idle connection that never sent a request
+
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        if self.transport.is_closing():
+            return
+        body = orjson.dumps({"error": message})
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body)
+        )
+        self.transport.close()
