@@ -77,7 +77,7 @@ def test_load_spreads_by_outstanding_streams(
     fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
 ) -> None:
     fake.models = second.models = [MODEL]
-    fake.script = second.script = Script(tokens=["a", "b", "c"], delay=0.3)
+    fake.script = second.script = Script(tokens=["a", "b", "c"], delay=0.6)
     gateway = start_gateway(backends=[{"url": fake.url}, {"url": second.url}])
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         answers = list(
@@ -91,7 +91,7 @@ def test_weights_skew_the_share(
     fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
 ) -> None:
     fake.models = second.models = [MODEL]
-    fake.script = second.script = Script(tokens=["a", "b"], delay=0.4)
+    fake.script = second.script = Script(tokens=["a", "b"], delay=1.0)
     gateway = start_gateway(backends=[{"url": fake.url, "weight": 3}, {"url": second.url}])
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: chat(gateway, [{"role": "user", "content": f"q{i}"}]), range(8)))
@@ -227,13 +227,25 @@ def test_saturated_backends_queue_requests_in_order(
             futures.append(
                 pool.submit(chat, gateway, [{"role": "user", "content": f"q{i}"}], "fake-llama")
             )
-            time.sleep(0.05)
+            # The next one is sent only once this one is in the gateway: at the backend or queued.
+            wait_for(lambda i=i: served(fake) + queued(gateway) > i)
         answers = [f.result() for f in futures]
     assert all(a.status_code == 200 for a in answers)
     order = [r.json["messages"][0]["content"] for r in fake.requests if r.path == "/api/chat"]
     assert order == ["q0", "q1", "q2", "q3"]
     assert "x-cortex-queue-ms" in answers[-1].headers
     assert int(answers[-1].headers["x-cortex-queue-ms"]) > 100
+
+
+def queued(gateway: RunningGateway) -> int:
+    return int(httpx.get(gateway.url + "/cortex/backends").json()["queued"])
+
+
+def wait_for(condition: object, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 def test_a_full_queue_is_a_503_with_retry_after(

@@ -25,7 +25,7 @@ from ..stream.encode import NDJSON, SSE, wants_sse
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
 from .body import read_json_object, request_schema, validate
-from .relaying import Planned, exchange, parse_json, relay_response
+from .relaying import Planned, exchange, lone_backends_answer, parse_json, relay_response
 from .replies import json_reply, raw_json_reply
 
 router = APIRouter(tags=["Ollama"])
@@ -205,19 +205,14 @@ async def _openai_embeddings(
 @router.get("/api/tags")
 async def tags(request: Request) -> Response:
     gw = gateway(request)
-    single = gw.single
-    if single is not None and single.backend.kind == "ollama":
-        return raw_json_reply(await gw.fetch(single, "/api/tags"))
-    return raw_json_reply(tags_body(await gw.models()))
+    own = await lone_backends_answer(gw, "ollama", "/api/tags")
+    return own or raw_json_reply(tags_body(await gw.models()))
 
 
 @router.get("/api/version")
 async def version(request: Request) -> Response:
-    gw = gateway(request)
-    single = gw.single
-    if single is not None and single.backend.kind == "ollama":
-        return raw_json_reply(await gw.fetch(single, "/api/version"))
-    return json_reply({"version": __version__})
+    own = await lone_backends_answer(gateway(request), "ollama", "/api/version")
+    return own or json_reply({"version": __version__})
 
 
 @router.get("/api/ps")

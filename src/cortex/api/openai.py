@@ -23,7 +23,7 @@ from ..stream.encode import SSE
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate
 from .body import read_json_object, request_schema, validate
-from .relaying import Planned, exchange, parse_json, relay_response
+from .relaying import Planned, exchange, lone_backends_answer, parse_json, relay_response
 from .replies import json_reply, raw_json_reply
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
@@ -102,10 +102,8 @@ async def chat_completions(request: Request) -> Response:
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     gw = gateway(request)
-    single = gw.single
-    if single is not None and single.backend.kind == "openai":
-        return raw_json_reply(await gw.fetch(single, "/models"))
-    return raw_json_reply(openai_list_body(await gw.models()))
+    own = await lone_backends_answer(gw, "openai", "/models")
+    return own or raw_json_reply(openai_list_body(await gw.models()))
 
 
 @router.get("/models/{model:path}")

@@ -22,7 +22,7 @@ from ..gateway import Gateway
 from ..router import Lease, is_backend_fault
 from ..stream.relay import RelayLimits, Translator, read_whole, relay
 from ..stream.response import Attempt, ErrorRenderer, Headers, RelayResponse
-from .replies import JSON_MEDIA_TYPE
+from .replies import JSON_MEDIA_TYPE, raw_json_reply
 
 # What to send to a backend of a given dialect, and how to relay its answer
 # (no translator: pass the whole body on as it is).
@@ -162,3 +162,11 @@ async def exchange(gw: Gateway, lease: Lease, path: str, body: dict[str, Any] | 
     """POST a small document to the leased backend and return its whole answer."""
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
     return await gw.post(lease.member, path, payload)
+
+
+async def lone_backends_answer(gw: Gateway, kind: UpstreamKind, path: str) -> Response | None:
+    """With a single backend speaking ``kind``, its own answer to a metadata GET, as is."""
+    single = gw.single
+    if single is None or single.backend.kind != kind:
+        return None
+    return raw_json_reply(await gw.fetch(single, path))
