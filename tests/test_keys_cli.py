@@ -123,6 +123,13 @@ def test_cortex_usage_reads_a_running_gateway(keys_file: Path, start_gateway: St
     gw = start_gateway(keys_file=keys_file)
     assert chat_status(gw, key) == 200
     assert chat_status(gw, key) == 200
+    headers = {"Authorization": f"Bearer {key}"}
+    eventually(  # the client has each answer a moment before the gateway has counted it
+        lambda: (
+            httpx.get(gw.url + "/cortex/usage", headers=headers).json()["tokens_today"]
+            == {"ci": 58}
+        )
+    )
 
     code, out, err = run("usage", "--url", gw.url, "--key", key)
     assert code == 0, err

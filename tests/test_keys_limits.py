@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -60,6 +60,28 @@ def usage_of(gw: RunningGateway, key: str = KEY) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+def usage_after(gw: RunningGateway, requests: int, key: str = KEY) -> dict[str, Any]:
+    """``/cortex/usage`` once it counts ``requests`` requests in all: a client can have the
+    whole answer a moment before the gateway has counted it."""
+    deadline = time.monotonic() + 5
+    while True:
+        usage = usage_of(gw, key)
+        if sum(r["requests"] for r in usage["usage"]) >= requests or time.monotonic() > deadline:
+            return usage
+        time.sleep(0.02)
+
+
+def soon(check: Callable[[], bool]) -> bool:
+    """True once ``check`` is: a client can have the whole answer a moment before the
+    gateway has freed its slot."""
+    deadline = time.monotonic() + 5
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def rows(usage: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int, int, int]]:
@@ -208,7 +230,7 @@ def test_requests_per_minute_429_in_both_dialects(
     assert ollama_shape.json() == {"error": "requests per minute limit of 3 reached for key 'ci'"}
     assert 1 <= int(ollama_shape.headers["retry-after"]) <= 60
     assert post(gw, key=OTHER).status_code == 200  # another key has its own count
-    assert rows(usage_of(gw, OTHER))[("ci", DEFAULT_MODEL)] == (3, 78, 9, 0)  # refusals: none
+    assert rows(usage_after(gw, 4, OTHER))[("ci", DEFAULT_MODEL)] == (3, 78, 9, 0)  # refusals: none
 
 
 def test_two_instances_sharing_one_redis_enforce_one_limit(
@@ -219,7 +241,7 @@ def test_two_instances_sharing_one_redis_enforce_one_limit(
     with ThreadPoolExecutor(30) as pool:
         statuses = list(pool.map(lambda i: post(both[i % 2]).status_code, range(30)))
     assert sorted(statuses) == [200] * 10 + [429] * 20
-    served = rows(usage_of(both[0]))[("ci", DEFAULT_MODEL)][0]
+    served = rows(usage_after(both[0], 10))[("ci", DEFAULT_MODEL)][0]
     assert served == 10
     assert rows(usage_of(both[1])) == rows(usage_of(both[0]))  # one shared table
 
@@ -234,7 +256,7 @@ def test_concurrency_limit_across_two_instances(
         statuses = list(pool.map(lambda i: post(both[i % 2]).status_code, range(6)))
     assert sorted(statuses) == [200, 200, 429, 429, 429, 429]
     fake.script = Script()
-    assert post(both[0]).status_code == 200  # the slots came back
+    assert soon(lambda: post(both[0]).status_code == 200)  # the slots came back
 
 
 def test_a_stream_holds_its_slot_until_it_ends(
@@ -263,7 +285,7 @@ def test_a_stream_holds_its_slot_until_it_ends(
     streaming.join(10)
     assert finished == [200]
     fake.script = Script()
-    assert post(gw).status_code == 200
+    assert soon(lambda: post(gw).status_code == 200)
 
 
 @pytest.mark.parametrize("client", ["ollama", "openai"])
@@ -293,6 +315,7 @@ def test_tokens_per_day_counted_from_the_upstreams_counts(
 
     ask()
     ask()  # 29 tokens used: still under 50, so this one runs and ends at 58
+    usage_after(gw, 2)
     error = ollama.ResponseError if client == "ollama" else openai.RateLimitError
     with pytest.raises(error) as spent:
         ask()
@@ -309,7 +332,7 @@ def test_without_reported_counts_the_streamed_pieces_are_counted(
     gw = start_gateway(upstream="openai+" + fake.url, keys=[entry()])
     with openai_client(gw) as client:
         list(client.chat.completions.create(model=DEFAULT_MODEL, messages=HI, stream=True))  # type: ignore[arg-type]
-    assert rows(usage_of(gw))[("ci", DEFAULT_MODEL)] == (1, 0, 3, 0)
+    assert rows(usage_after(gw, 1))[("ci", DEFAULT_MODEL)] == (1, 0, 3, 0)
 
 
 def test_allowed_models(fake: FakeOllama, start_gateway: StartGateway) -> None:
@@ -333,7 +356,7 @@ def test_allowed_models(fake: FakeOllama, start_gateway: StartGateway) -> None:
     assert post(gw, model="made-up-2").status_code == 403
     # Models never answered and not in a catalogue share one row, so that made-up names
     # cannot grow the table (one backend is not asked for its catalogue: other:7b is there).
-    assert rows(usage_of(gw)) == {("ci", DEFAULT_MODEL): (1, 26, 3, 0),
+    assert rows(usage_after(gw, 7)) == {("ci", DEFAULT_MODEL): (1, 26, 3, 0),
                                   ("ci", "fake-llama"): (1, 26, 3, 0),
                                   ("ci", "other"): (5, 0, 0, 5)}  # fmt: skip
 
@@ -433,7 +456,7 @@ def test_usage_matches_the_traffic(
     fake.script = Script()
     assert post(gw, key=OTHER, model="fake-llama").status_code == 200
     assert httpx.get(gw.url + "/api/tags", headers=bearer(OTHER)).status_code == 200
-    table = rows(usage_of(gw))
+    table = rows(usage_after(gw, 7))
     assert table == {
         ("ci", DEFAULT_MODEL): (5, 3 * 26, 3 * 3 + 1, 2),
         ("web", "fake-llama"): (1, 26, 3, 0),

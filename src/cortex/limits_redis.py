@@ -21,13 +21,14 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import orjson
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from . import limits
-from .keys import KeyRecord
+from .keys import KeyFileError, KeyRecord
 from .limits import DAY, WINDOW, Refusal, StoreUnavailable, UsageRow, today, until_midnight
 
 T = TypeVar("T")
@@ -187,10 +188,11 @@ class RedisKeyStore:
 
     async def read(self) -> list[KeyRecord]:
         raw = await _call(lambda: self._redis.hgetall(KEYS_HASH))
-        return sorted(
-            (KeyRecord.model_validate_json(value) for value in raw.values()),
-            key=lambda r: r.created or "",
-        )
+        try:
+            records = [KeyRecord.model_validate_json(value) for value in raw.values()]
+        except ValidationError as exc:
+            raise KeyFileError(f"a key in Redis ({KEYS_HASH}) is not valid: {exc}") from None
+        return sorted(records, key=lambda r: r.created or "")
 
     async def add(self, record: KeyRecord) -> bool:
         body = orjson.dumps(record.model_dump(exclude_none=True))
