@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..chat import ChatRequest, Delta, FinishReason, Message, ToolCall, Usage
+from ..errors import BadRequest, UpstreamProtocolError
 
 # Ollama option -> OpenAI-style sampling key (see the README's translation table).
 OPTIONS_TO_SAMPLING = {
@@ -23,6 +24,7 @@ OPTIONS_TO_SAMPLING = {
 }
 SAMPLING_TO_OPTIONS = {v: k for k, v in OPTIONS_TO_SAMPLING.items()}
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+UNEXPECTED_SHAPE = "the model server sent a message of an unexpected shape"
 
 Shape = Literal["chat", "generate"]
 
@@ -59,14 +61,10 @@ def generate_request(payload: dict[str, Any]) -> ChatRequest:
 
 
 def _message(raw: dict[str, Any]) -> Message:
-    calls = [
-        ToolCall(
-            name=call["function"]["name"],
-            arguments=call["function"].get("arguments") or {},
-            id=call.get("id"),
-        )
-        for call in raw.get("tool_calls") or []
-    ]
+    try:
+        calls = [_tool_call(call) for call in raw.get("tool_calls") or []]
+    except ValueError as exc:
+        raise BadRequest(f"invalid request: messages.tool_calls: {exc}") from None
     return Message(
         role=raw["role"],
         content=raw.get("content") or "",
@@ -74,6 +72,18 @@ def _message(raw: dict[str, Any]) -> Message:
         tool_calls=calls,
         name=raw.get("tool_name"),
     )
+
+
+def _tool_call(raw: Any) -> ToolCall:
+    """One of Ollama's ``tool_calls``; ValueError says what is wrong with it."""
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise ValueError("each call needs a function with a name")
+    arguments = function.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        raise ValueError("function.arguments must be an object")
+    call_id = raw.get("id")
+    return ToolCall(function["name"], arguments, call_id if isinstance(call_id, str) else None)
 
 
 def _format(value: Any) -> Literal["json"] | dict[str, Any] | None:
@@ -127,24 +137,26 @@ class OllamaParser:
         self._called_tools = False
 
     def parse(self, line: dict[str, Any]) -> Delta:
+        """The line's delta; UpstreamProtocolError if it is not shaped as Ollama's are."""
         message = line.get("message") or {}
-        calls = [
-            ToolCall(
-                name=c["function"]["name"],
-                arguments=c["function"].get("arguments") or {},
-                id=c.get("id"),
-            )
-            for c in message.get("tool_calls") or []
-        ]
+        raw_calls = (message.get("tool_calls") or []) if isinstance(message, dict) else None
+        if not isinstance(raw_calls, list):
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
+        try:
+            calls = [_tool_call(c) for c in raw_calls]
+        except ValueError:
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE) from None
         self._called_tools = self._called_tools or bool(calls)
-        delta = Delta(
-            content=message.get("content") or line.get("response") or "",
-            thinking=message.get("thinking") or line.get("thinking") or "",
-            tool_calls=calls,
-        )
+        content = message.get("content") or line.get("response") or ""
+        thinking = message.get("thinking") or line.get("thinking") or ""
+        if not isinstance(content, str) or not isinstance(thinking, str):
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
+        delta = Delta(content=content, thinking=thinking, tool_calls=calls)
         if line.get("done") is True:
             delta.finish_reason = self._finish_reason(line.get("done_reason"))
-            delta.usage = Usage(line.get("prompt_eval_count"), line.get("eval_count"))
+            delta.usage = Usage(
+                _count(line.get("prompt_eval_count")), _count(line.get("eval_count"))
+            )
             delta.durations = {k: line[k] for k in DURATIONS if isinstance(line.get(k), int)}
         return delta
 
@@ -152,6 +164,11 @@ class OllamaParser:
         if self._called_tools:
             return "tool_calls"
         return "length" if done_reason == "length" else "stop"
+
+
+def _count(value: Any) -> int | None:
+    """A token count as reported, if it is one."""
+    return value if type(value) is int and value >= 0 else None
 
 
 def created_at() -> str:

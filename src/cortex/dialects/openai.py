@@ -13,7 +13,7 @@ import orjson
 
 from ..api.body import MAX_JSON_DEPTH, too_deep
 from ..chat import ChatRequest, Delta, FinishReason, Message, ToolCall, Usage
-from ..errors import BadRequest
+from ..errors import BadRequest, UpstreamProtocolError
 
 SAMPLING_KEYS = (
     "temperature",
@@ -27,6 +27,7 @@ SAMPLING_KEYS = (
     "min_p",
     "repeat_penalty",
 )
+UNEXPECTED_SHAPE = "the model server sent an event of an unexpected shape"
 IMAGE_PREFIXES = {
     "/9j/": "image/jpeg",
     "iVBOR": "image/png",
@@ -85,10 +86,14 @@ def _content(content: Any) -> tuple[str, list[str]]:
     texts, images = [], []
     for part in content:
         if part.get("type") == "text":
-            texts.append(part.get("text", ""))
+            text = part.get("text", "")
+            if not isinstance(text, str):
+                raise BadRequest("invalid request: a text part's text must be a string")
+            texts.append(text)
         elif part.get("type") == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            if not url.startswith("data:") or ";base64," not in url:
+            image = part.get("image_url") or {}
+            url = image.get("url", "") if isinstance(image, dict) else None
+            if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
                 raise BadRequest("images must be given as base64 data: URLs")
             images.append(url.split(";base64,", 1)[1])
     return "".join(texts), images
@@ -96,14 +101,19 @@ def _content(content: Any) -> tuple[str, list[str]]:
 
 def _tool_call(raw: dict[str, Any]) -> ToolCall:
     function = raw.get("function") or {}
+    if not isinstance(function, dict) or not isinstance(function.get("name", ""), str):
+        raise BadRequest("invalid request: a tool call needs a function with a name")
     arguments = function.get("arguments") or "{}"
     try:
         parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
     except orjson.JSONDecodeError:
         raise BadRequest("tool call arguments must be a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("tool call arguments must be a JSON object")
     if too_deep(parsed):
         raise BadRequest(f"tool call arguments are nested more than {MAX_JSON_DEPTH} levels deep")
-    return ToolCall(name=function.get("name", ""), arguments=parsed, id=raw.get("id"))
+    call_id = raw.get("id")
+    return ToolCall(function.get("name", ""), parsed, call_id if isinstance(call_id, str) else None)
 
 
 def _format(response_format: Any) -> Any:
@@ -112,7 +122,9 @@ def _format(response_format: Any) -> Any:
     if response_format.get("type") == "json_object":
         return "json"
     if response_format.get("type") == "json_schema":
-        return (response_format.get("json_schema") or {}).get("schema") or "json"
+        json_schema = response_format.get("json_schema")
+        schema = json_schema.get("schema") if isinstance(json_schema, dict) else None
+        return schema if isinstance(schema, dict) and schema else "json"
     return None
 
 
@@ -187,29 +199,50 @@ class OpenAIParser:
         return self._finish is not None
 
     def parse(self, event: dict[str, Any]) -> Delta | None:
+        """The event's delta, if it carries one; UpstreamProtocolError if it is misshapen."""
         usage = event.get("usage")
         if isinstance(usage, dict):
-            self._usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            self._usage = Usage(
+                _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+            )
         choices = event.get("choices") or []
+        if not isinstance(choices, list):
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
         if not choices:
             return None
         choice = choices[0]
-        delta = choice.get("delta") or {}
-        for fragment in delta.get("tool_calls") or []:
+        if not isinstance(choice, dict) or not isinstance(delta := choice.get("delta") or {}, dict):
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
+        fragments = delta.get("tool_calls") or []
+        if not isinstance(fragments, list):
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
+        for fragment in fragments:
             self._join(fragment)
         if choice.get("finish_reason"):
             reason = choice["finish_reason"]
             self._finish = reason if reason in ("length", "tool_calls") else "stop"
         content = delta.get("content") or choice.get("text") or ""
         thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        if not isinstance(content, str) or not isinstance(thinking, str):
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
         return Delta(content=content, thinking=thinking) if content or thinking else None
 
-    def _join(self, fragment: dict[str, Any]) -> None:
-        call = self._calls.setdefault(fragment.get("index", 0), {"name": "", "arguments": ""})
-        call["id"] = fragment.get("id") or call.get("id")
-        function = fragment.get("function") or {}
-        call["name"] += function.get("name") or ""
-        call["arguments"] += function.get("arguments") or ""
+    def _join(self, fragment: Any) -> None:
+        function = (fragment.get("function") or {}) if isinstance(fragment, dict) else None
+        index = fragment.get("index", 0) if isinstance(fragment, dict) else None
+        if not isinstance(function, dict) or type(index) is not int:
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
+        name, arguments, call_id = (
+            function.get("name") or "",
+            function.get("arguments") or "",
+            fragment.get("id"),
+        )
+        if not isinstance(name, str) or not isinstance(arguments, str):
+            raise UpstreamProtocolError(UNEXPECTED_SHAPE)
+        call = self._calls.setdefault(index, {"name": "", "arguments": ""})
+        call["id"] = (call_id if isinstance(call_id, str) else None) or call.get("id")
+        call["name"] += name
+        call["arguments"] += arguments
 
     def finish(self) -> Delta:
         """The closing delta: joined tool calls, finish reason and usage."""
@@ -218,10 +251,17 @@ class OpenAIParser:
             try:
                 arguments = orjson.loads(call["arguments"] or "{}")
             except orjson.JSONDecodeError:
+                arguments = None
+            if not isinstance(arguments, dict) or too_deep(arguments):
                 arguments = {"_unparsed": call["arguments"]}
             calls.append(ToolCall(call["name"], arguments, call.get("id")))
         reason: FinishReason = "tool_calls" if calls else self._finish or "stop"
         return Delta(tool_calls=calls, finish_reason=reason, usage=self._usage)
+
+
+def _count(value: Any) -> int | None:
+    """A token count as reported, if it is one."""
+    return value if type(value) is int and value >= 0 else None
 
 
 class OpenAIEncoder:
