@@ -320,3 +320,56 @@ def test_a_request_that_stops_half_way_is_dropped(hostile: Hostile) -> None:
     finally:
         for sock in socks:
             sock.close()
+
+
+# ---- well-formed JSON, misshapen fields ------------------------------------------------------
+
+
+def assistant_calls(calls: Any) -> dict[str, Any]:
+    return {**HELLO, "messages": [{"role": "assistant", "content": "", "tool_calls": calls}]}
+
+
+def user_parts(parts: Any) -> dict[str, Any]:
+    return {**HELLO, "messages": [{"role": "user", "content": parts}]}
+
+
+MISSHAPEN = {
+    "tool call without function": ("/api/chat", assistant_calls([{}])),
+    "tool call function not an object": ("/api/chat", assistant_calls([{"function": 5}])),
+    "tool call without a name": ("/api/chat", assistant_calls([{"function": {"arguments": {}}}])),
+    "tool call arguments a list": (
+        "/api/chat",
+        assistant_calls([{"function": {"name": "f", "arguments": [1, 2]}}]),
+    ),
+    "openai tool call function a string": (
+        "/v1/chat/completions",
+        assistant_calls([{"id": "c1", "type": "function", "function": "f"}]),
+    ),
+    "openai tool call arguments not an object": (
+        "/v1/chat/completions",
+        assistant_calls(
+            [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]
+        ),
+    ),
+    "openai text part not a string": (
+        "/v1/chat/completions",
+        user_parts([{"type": "text", "text": 5}]),
+    ),
+    "openai image_url a string": (
+        "/v1/chat/completions",
+        user_parts([{"type": "image_url", "image_url": "data:image/png;base64,AAAA"}]),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MISSHAPEN))
+def test_misshapen_fields_that_need_translating_are_a_400(hostile: Hostile, case: str) -> None:
+    """Through translation (Ollama client → OpenAI upstream and back): a 400, not a 500.
+    Relayed untouched to an upstream of the same dialect, the upstream judges them."""
+    path, payload = MISSHAPEN[case]
+    kind = "openai" if path.startswith("/api/") else "ollama"
+    rejected(hostile.post(kind, path, json.dumps(payload).encode()), path, 400)
+    same = hostile.post(
+        "ollama" if kind == "openai" else "openai", path, json.dumps(payload).encode()
+    )
+    assert same.status < 500
