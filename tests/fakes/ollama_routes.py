@@ -162,6 +162,8 @@ async def embed(host: Host, out: Out, req: Request) -> bool:
         return await _bad(out, "invalid input type")
     dims = body.get("dimensions")
     dims = dims if isinstance(dims, int) and dims > 0 else vectors.DIMENSIONS
+    if dims > vectors.MAX_DIMENSIONS:
+        return await _bad(out, f"dimensions must be at most {vectors.MAX_DIMENSIONS}")
     host.touch(name, body.get("keep_alive"))
     embeddings = [vectors.embedding(text, dims) for text in texts]
     tokens = sum(vectors.token_count(text) for text in texts)

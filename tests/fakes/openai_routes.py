@@ -182,6 +182,9 @@ async def _embeddings(host: Host, out: Out, req: Request) -> bool:
         return await out.whole(400, wire.JSON, wire.error_body(message))
     dims = body.get("dimensions")
     dims = dims if isinstance(dims, int) and dims > 0 else vectors.DIMENSIONS
+    if dims > vectors.MAX_DIMENSIONS:
+        message = f"dimensions must be at most {vectors.MAX_DIMENSIONS}"
+        return await out.whole(400, wire.JSON, wire.error_body(message))
     as_base64 = body.get("encoding_format") == "base64"
     host.touch(host.resolve(body["model"]) or body["model"])
     return await out.whole(

@@ -12,6 +12,7 @@ import hashlib
 import struct
 
 DIMENSIONS = 8
+MAX_DIMENSIONS = 4096  # a model's embedding length: more is refused (and would stall the fake)
 
 
 def embedding(text: str, dimensions: int = DIMENSIONS) -> list[float]:
