@@ -465,6 +465,21 @@ def test_usage_matches_the_traffic(
     assert usage_of(gw)["tokens_today"] == {"ci": 3 * 29 + 1, "web": 29}
 
 
+def test_an_answer_the_client_left_still_counts(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    fake.script = Script(count=20, delay=0.05)
+    gw = start_gateway(keys=[entry()])
+    body = orjson.dumps({"model": DEFAULT_MODEL, "messages": HI})
+    with httpx.stream("POST", gw.url + "/api/chat", content=body, headers=bearer(KEY)) as r:
+        lines = r.iter_lines()
+        next(lines), next(lines)  # then hang up
+    assert fake.wait_disconnect(timeout=5)
+    (requests, prompt, completion, errors) = rows(usage_after(gw, 1))[("ci", DEFAULT_MODEL)]
+    assert (requests, prompt, errors) == (1, 0, 0)  # leaving is not an error
+    assert 2 <= completion < 20  # the pieces relayed before Córtex noticed
+
+
 def test_keys_never_reach_logs_or_answers(
     start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -61,15 +61,24 @@ class RoutedSource:
             payload = body if isinstance(body, bytes) else orjson.dumps(body)
             async with lease.backend.open("POST", path, payload) as upstream:
                 whole = WholeAnswer()
-                yield Attempt(
-                    parts=_parts(upstream, translator, self.gw.limits, whole),
-                    error_frame=translator.error if translator is not None else None,
-                    headers=_headers(lease),
-                    on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
-                    backend=lease.member.name,
-                    queue_wait=lease.waited,
-                    usage=partial(_usage, translator, whole),
-                )
+                try:
+                    yield Attempt(
+                        parts=_parts(upstream, translator, self.gw.limits, whole),
+                        error_frame=translator.error if translator is not None else None,
+                        headers=_headers(lease),
+                        on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
+                        backend=lease.member.name,
+                        queue_wait=lease.waited,
+                        usage=partial(_usage, translator, whole),
+                    )
+                except asyncio.CancelledError:
+                    # The client left (the OpenAI SDK hangs up right after [DONE]): the
+                    # tokens it got still count, for per-key limits and usage.
+                    if record is not None:
+                        usage = _usage(translator, whole)
+                        record.prompt_tokens = usage.prompt_tokens
+                        record.completion_tokens = usage.completion_tokens
+                    raise
         except CortexError as exc:
             lease.failed(exc)
             if is_backend_fault(exc):
