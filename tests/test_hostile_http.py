@@ -21,8 +21,8 @@ import pytest
 
 from cortex.config import Settings
 from tests.conftest import RunningGateway
-from tests.fakes import DEFAULT_MODEL, FakeOllama
-from tests.invariant import Reply, error_message, parse_response
+from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
+from tests.invariant import ClientFraming, Reply, error_message, judge, parse_response
 
 LIMIT = 64 * 1024
 HELLO: dict[str, Any] = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hola"}]}
@@ -82,6 +82,8 @@ def hostile() -> Iterator[Hostile]:
                     host="127.0.0.1",
                     port=0,
                     max_body_bytes=LIMIT,
+                    max_line_bytes=LIMIT,
+                    max_response_bytes=4 * LIMIT,
                     head_timeout=1.5,
                     body_timeout=1.5,
                 )
@@ -373,3 +375,45 @@ def test_misshapen_fields_that_need_translating_are_a_400(hostile: Hostile, case
         "ollama" if kind == "openai" else "openai", path, json.dumps(payload).encode()
     )
     assert same.status < 500
+
+
+# ---- no CORS unless configured ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/tags"), ("POST", "/api/chat"), ("OPTIONS", "/v1/chat/completions")],
+)
+def test_no_cross_origin_access_is_granted(hostile: Hostile, method: str, path: str) -> None:
+    """A page on another origin cannot read Córtex's answers: no CORS headers, and a
+    preflight is not approved."""
+    body = json.dumps(HELLO).encode() if method == "POST" else b""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    reply = hostile.send("ollama", head.encode() + body)
+    assert not [h for h in reply.headers if h.startswith("access-control-")], reply.headers
+    if method == "OPTIONS":
+        assert reply.status >= 400
+
+
+# ---- a hostile upstream: lines and answers without end ---------------------------------------
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_upstream_line_or_answer_over_the_bound_is_an_explicit_error(
+    hostile: Hostile, kind: str, stream: bool
+) -> None:
+    """One token of 8× the line bound: a streamed answer ends with an error, a whole one is a
+    502; neither is buffered without limit."""
+    hostile.fake.script = Script(tokens=("x" * (8 * LIMIT),))
+    path = "/api/chat" if kind == "ollama" else "/v1/chat/completions"
+    payload = {**HELLO, "stream": stream}
+    reply = hostile.post(kind, path, json.dumps(payload).encode())
+    framing = ClientFraming("bound", "ollama" if kind == "ollama" else "openai", stream=stream)
+    verdict = judge(framing, reply, None)
+    assert verdict.outcome == "error"
+    assert "longer than" in verdict.error or "exceeded" in verdict.error, verdict.error

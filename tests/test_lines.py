@@ -88,3 +88,12 @@ def test_a_bounded_line_that_completes_in_time_is_fine() -> None:
     decoder = LineDecoder(max_line_bytes=16)
     assert decoder.feed(b"x" * 10) == []
     assert decoder.feed(b"y" * 5 + b"\nz") == [b"x" * 10 + b"y" * 5]
+
+
+def test_a_line_past_the_bound_raises_even_when_it_ends_in_the_same_chunk() -> None:
+    decoder = LineDecoder(max_line_bytes=16)
+    decoder.feed(b"x" * 10)
+    with pytest.raises(LineTooLong):
+        decoder.feed(b"y" * 10 + b"\n")
+    with pytest.raises(LineTooLong):
+        LineDecoder(max_line_bytes=16).feed(b'{"ok":1}\n' + b"z" * 17 + b"\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 class LineTooLong(ValueError):
-    """A line grew past the decoder's bound without a newline."""
+    """A line grew past the decoder's bound."""
 
 
 class LineDecoder:
@@ -24,8 +24,11 @@ class LineDecoder:
             self._tail += chunk
             self._check_tail()
             return []
-        lines = (self._tail + chunk).split(b"\n")
+        data = self._tail + chunk
+        lines = data.split(b"\n")
         self._tail = lines.pop()
+        if len(data) > self._max and max(map(len, lines)) > self._max:
+            raise LineTooLong(f"a line longer than {self._max} bytes")
         self._check_tail()
         return [line.rstrip(b"\r") for line in lines if line.strip()]
 
@@ -41,4 +44,4 @@ class LineDecoder:
 
     def _check_tail(self) -> None:
         if len(self._tail) > self._max:
-            raise LineTooLong(f"a line exceeded {self._max} bytes without a newline")
+            raise LineTooLong(f"a line longer than {self._max} bytes")
