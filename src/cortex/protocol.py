@@ -18,16 +18,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    max_head = 64 * 1024
-    head_timeout = 10.0
-
-    @classmethod
-    def bounded(cls, max_head: int, head_timeout: float) -> type[BoundedHttpToolsProtocol]:
-        """This protocol with the given bounds (uvicorn instantiates the class itself)."""
-        return type(cls.__name__, (cls,), {"max_head": max_head, "head_timeout": head_timeout})
+    """The bounds come from attributes set on uvicorn's config (see ``server.py``),
+    which uvicorn hands to each protocol and pickles for each worker process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_head: int = getattr(self.config, "cortex_max_head", 64 * 1024)
+        self.head_timeout: float = getattr(self.config, "cortex_head_timeout", 10.0)
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None

@@ -60,9 +60,9 @@ def resolve_upstream(settings: Settings) -> Settings:
 
 
 def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
-        http=BoundedHttpToolsProtocol.bounded(settings.max_head_bytes, settings.head_timeout),
+        http=BoundedHttpToolsProtocol,
         factory=isinstance(app, str),
         workers=workers,
         log_level="warning",
@@ -71,6 +71,9 @@ def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
         # uvicorn cancels what is left after this; Córtex ends it explicitly first.
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + 2,
     )
+    config.cortex_max_head = settings.max_head_bytes  # type: ignore[attr-defined]
+    config.cortex_head_timeout = settings.head_timeout  # type: ignore[attr-defined]
+    return config
 
 
 def build_server(settings: Settings) -> uvicorn.Server:
