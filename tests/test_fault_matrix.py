@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -564,25 +565,22 @@ def leave(rig: Rig, stage: str, kind: str, framing: ClientFraming) -> str | None
     """Leave at ``stage``; None if the upstream request then closed within a second."""
     model = rig.model(Script(**STAGE_SCRIPTS[stage]))
     gateway = rig.patient[kind]
-    sock = socket.create_connection((gateway.host, gateway.port))
-    sock.settimeout(10)
-    sock.sendall(request_bytes(framing, framing.payload(model)))
-    if not wait_for(lambda: model in rig.records(), timeout=5):
-        sock.close()
-        return "the request never reached the upstream"
-    if stage.startswith("after") or stage.startswith("mid"):
-        marker = b"tok0" if stage.startswith("after") else b"tok30"
-        data = b""
-        while marker not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return f"the stream ended before {marker!r}: {data[-300:]!r}"
-            data += chunk
-    else:
-        time.sleep(0.2)
-    if stage.endswith("reset"):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
+    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock:
+        sock.sendall(request_bytes(framing, framing.payload(model)))
+        if not wait_for(lambda: model in rig.records(), timeout=5):
+            return "the request never reached the upstream"
+        if stage.startswith(("after", "mid")):
+            marker = b"tok0" if stage.startswith("after") else b"tok30"
+            data = b""
+            while marker not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return f"the stream ended before {marker!r}: {data[-300:]!r}"
+                data += chunk
+        else:
+            time.sleep(0.2)
+        if stage.endswith("reset"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     left = time.monotonic()
     rec = rig.records()[model][-1]
     if not wait_for(lambda: rec.disconnected_at is not None, timeout=5):
