@@ -128,3 +128,19 @@ def test_json_log_lines_off_a_terminal() -> None:
     assert entry["level"] == "warning"
     assert entry["request_id"] == "r1"
     assert entry["status"] == 200
+
+
+def test_model_labels_stay_bounded_when_an_upstream_answers_for_any_name() -> None:
+    from cortex.metrics import MAX_MODEL_LABELS, Metrics
+    from cortex.observe import RequestRecord
+
+    metrics = Metrics(lambda model: False, lambda: 0)
+    for n in range(MAX_MODEL_LABELS + 50):
+        record = RequestRecord(f"r{n}", "POST", "/api/chat", status=200, model=f"made-up-{n}")
+        record.relayed = True
+        metrics.observe(record, record.started + 0.1)
+    families = text_string_to_metric_families(metrics.render().decode())
+    models = {
+        s.labels["model"] for f in families for s in f.samples if s.name == "cortex_requests_total"
+    }
+    assert len(models) == MAX_MODEL_LABELS + 1  # the first hundred, and "other"

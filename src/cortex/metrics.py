@@ -13,12 +13,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from .observe import RequestRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+MAX_MODEL_LABELS = 100
 RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 500)
 
 
 class Metrics:
     def __init__(self, known_model: Callable[[str], bool], queue_depth: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._models: set[str] = set()
         self._known_model = known_model
         r = self.registry
         self.requests = Counter(
@@ -75,8 +77,7 @@ class Metrics:
 
     def observe(self, record: RequestRecord, ended: float) -> None:
         route = record.path if record.relayed else "other"
-        known = record.model and (record.status == 200 or self._known_model(record.model))
-        model = record.model if known and record.model else "other"
+        model = self._model_label(record)
         backend = record.backend or "none"
         self.requests.labels(route, model, backend, str(record.status)).inc()
         if not record.relayed:
@@ -98,6 +99,17 @@ class Metrics:
             self.cancellations.labels(route).inc()
         elif record.outcome in ("upstream-error", "timeout"):
             self.upstream_errors.labels(backend, record.outcome).inc()
+
+    def _model_label(self, record: RequestRecord) -> str:
+        """A listed model, or one that was answered for, while there are few; else "other"."""
+        model = record.model
+        if not model or not (record.status == 200 or self._known_model(model)):
+            return "other"
+        if model not in self._models:
+            if len(self._models) >= MAX_MODEL_LABELS:
+                return "other"  # an upstream that answers for any name cannot grow the series
+            self._models.add(model)
+        return model
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -65,6 +65,7 @@ def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
         http=BoundedHttpToolsProtocol,
         factory=isinstance(app, str),
         workers=workers,
+        limit_concurrency=settings.max_connections,  # beyond it, uvicorn answers 503
         log_level="warning",
         access_log=False,
         server_header=False,
