@@ -1,11 +1,21 @@
-"""A minimal, fast Ollama upstream for benchmarks: one NDJSON line per token.
+"""A minimal, fast model server for benchmarks, in both dialects: one message per token.
 
-``POST /api/chat`` answers with ``options.num_predict`` tokens (default 10), each
-line written as its own HTTP chunk, waiting for the socket to drain when it
-pushes back. ``bench_delay_ms`` in the request body sleeps before every token;
-without it the server still yields to its event loop between tokens, as a real
-model server does between forward passes. The status line travels with the
-first token, as Go's net/http sends it on the first flush.
+``POST /api/chat`` (Ollama) answers with one NDJSON line per token, then the
+``"done":true`` line. ``POST /v1/chat/completions`` (OpenAI-compatible) answers
+with one ``chat.completion.chunk`` server-sent event per token (the first also
+carries the role), a finish event, a usage event when
+``stream_options.include_usage`` asks for it, then ``data: [DONE]``. Every
+message is written as its own HTTP chunk, waiting for the socket to drain when
+it pushes back. The status line travels with the first token, as Go's net/http
+(Ollama) sends it on the first flush.
+
+The knobs ride in the model name, which Córtex keeps when it translates a
+request from one dialect to the other (it rebuilds the body, dropping fields it
+does not know): ``bench-t2000-d5`` asks for 2000 tokens, sleeping 5 ms before
+each. Without them the token count comes from ``options.num_predict`` or
+``max_tokens`` / ``max_completion_tokens`` (default 10) and the delay from a
+``bench_delay_ms`` field (default 0). Without a delay the server still yields to
+its event loop between tokens, as a real model server does between forward passes.
 
 Run as a script it serves on 127.0.0.1 and prints its URL. The benchmark also
 runs it inside its own event loop, with ``on_hangup``, to see exactly when a
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -29,9 +40,16 @@ T = TypeVar("T")
 _HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
 )
+_SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
 _LAST_CHUNK = b"0\r\n\r\n"
 _MAX_REQUEST = 1024 * 1024
 _CREATED_AT = b"2025-01-01T12:00:00.123456789Z"
+_CREATED = 1735732800
+_PROMPT_TOKENS = 26
+_KNOBS = re.compile(r"-(t|d)(\d+(?:\.\d+)?)")
 
 
 def _whole(status: bytes, content_type: bytes, body: bytes) -> bytes:
@@ -59,6 +77,38 @@ def _final_line(model: bytes, count: int) -> bytes:
         b'"prompt_eval_count":26,"prompt_eval_duration":383809000,"eval_count":%d,'
         b'"eval_duration":%d}\n' % (model, _CREATED_AT, 400_000_000, count, count * 15_000_000)
     )
+
+
+def _event(model: bytes, delta: bytes, finish: bytes, usage: bytes) -> bytes:
+    return (
+        b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%d,'
+        b'"model":"%b","system_fingerprint":"fp_bench","choices":[{"index":0,"delta":%b,'
+        b'"logprobs":null,"finish_reason":%b}]%b}\n\n' % (_CREATED, model, delta, finish, usage)
+    )
+
+
+def _usage_event(model: bytes, count: int) -> bytes:
+    return (
+        b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%d,'
+        b'"model":"%b","system_fingerprint":"fp_bench","choices":[],"usage":{"prompt_tokens":%d,'
+        b'"completion_tokens":%d,"total_tokens":%d}}\n\n'
+        % (_CREATED, model, _PROMPT_TOKENS, count, _PROMPT_TOKENS + count)
+    )
+
+
+def knobs(request: dict[str, Any]) -> tuple[bytes, int, float]:
+    """The model name, the token count and the delay before each token (seconds)."""
+    model = str(request.get("model") or "bench")
+    options = request.get("options") or {}
+    count = options.get("num_predict") or request.get("max_completion_tokens")
+    count = count or request.get("max_tokens") or 10
+    delay_ms = request.get("bench_delay_ms") or 0
+    for knob, value in _KNOBS.findall(model):
+        if knob == "t":
+            count = int(float(value))
+        else:
+            delay_ms = float(value)
+    return model.encode(), int(count), float(delay_ms) / 1000
 
 
 class _Connection(asyncio.Protocol):
@@ -136,23 +186,41 @@ class _Connection(asyncio.Protocol):
     async def _respond(self, method: str, path: str, body: bytes) -> None:
         if (method, path) == ("POST", "/api/chat"):
             await self._stream(orjson.loads(body))
+        elif (method, path) == ("POST", "/v1/chat/completions"):
+            await self._stream_openai(orjson.loads(body))
         elif (method, path) == ("GET", "/api/tags"):
             self._write(_whole(b"200 OK", b"application/json", b'{"models":[]}'))
+        elif (method, path) == ("GET", "/v1/models"):
+            self._write(_whole(b"200 OK", b"application/json", b'{"object":"list","data":[]}'))
         elif path == "/":
             self._write(_whole(b"200 OK", b"text/plain", b"Ollama is running"))
         else:
             self._write(_whole(b"404 Not Found", b"text/plain", b"404 page not found"))
 
     async def _stream(self, request: dict[str, Any]) -> None:
-        count = int((request.get("options") or {}).get("num_predict", 10))
-        delay = float(request.get("bench_delay_ms", 0)) / 1000
-        model = str(request.get("model") or "bench").encode()
+        model, count, delay = knobs(request)
         pending = _HEAD
         for index in range(count):
             await asyncio.sleep(delay)
             await self._send(pending + _chunk(_token_line(model, index)))
             pending = b""
         await self._send(pending + _chunk(_final_line(model, count)) + _LAST_CHUNK)
+
+    async def _stream_openai(self, request: dict[str, Any]) -> None:
+        model, count, delay = knobs(request)
+        with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        usage = b',"usage":null' if with_usage else b""
+        pending = _SSE_HEAD
+        for index in range(count):
+            await asyncio.sleep(delay)
+            role = b'"role":"assistant",' if index == 0 else b""
+            delta = b'{%b"content":"tok%d "}' % (role, index)
+            await self._send(pending + _chunk(_event(model, delta, b"null", usage)))
+            pending = b""
+        await self._send(pending + _chunk(_event(model, b"{}", b'"stop"', usage)))
+        if with_usage:
+            await self._send(_chunk(_usage_event(model, count)))
+        await self._send(_chunk(b"data: [DONE]\n\n") + _LAST_CHUNK)
 
     async def _send(self, data: bytes) -> None:
         self._write(data)

@@ -205,10 +205,14 @@ class Cortex:
         return self.log.read().decode(errors="replace").splitlines()
 
 
-async def start_cortex(procs: Processes, upstream_port: int) -> Cortex:
+async def start_cortex(procs: Processes, upstream_port: int, kind: str = "ollama") -> Cortex:
+    """Córtex relaying to the fake upstream in its ``kind`` dialect (ollama or openai)."""
     port = free_port()
+    upstream = f"http://{HOST}:{upstream_port}"
+    if kind != "ollama":
+        upstream = f"{kind}+{upstream}"  # Córtex then calls {upstream}/v1/chat/completions
     argv = [sys.executable, "-m", "cortex", "serve", "--port", str(port)]
-    argv += ["--upstream", f"http://{HOST}:{upstream_port}", "--default-model", "bench"]
+    argv += ["--upstream", upstream, "--default-model", "bench"]
     argv += ["--log-level", "warning"]
     log = procs.log_file()
     cortex = Cortex(await procs.spawn(argv, procs.pinning.cortex, log), port, log)

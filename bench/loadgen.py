@@ -1,9 +1,11 @@
-"""A lean HTTP/1.1 load generator for streamed NDJSON answers.
+"""A lean HTTP/1.1 load generator for streamed chat answers, in both client dialects.
 
 Each connection is an asyncio protocol that writes a hand-made request and
-parses the chunked answer as it arrives, timing the first complete NDJSON line
-(time to first chunk, TTFC) and the whole answer, and checking that the last
-line says ``"done":true``. Connections are kept alive between requests.
+parses the chunked answer as it arrives, splitting it into messages (Ollama's
+NDJSON lines, or OpenAI's server-sent events), timing the first complete
+message that carries content or a role (time to first chunk, TTFC) and the
+whole answer, and checking how the answer ends: a ``"done":true`` line for
+Ollama, ``data: [DONE]`` for OpenAI. Connections are kept alive between requests.
 """
 
 from __future__ import annotations
@@ -11,19 +13,35 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import orjson
 
 State = Literal["head", "size", "data", "data_end", "trailer", "idle"]
+Dialect = Literal["ollama", "openai"]
+DIALECTS: tuple[Dialect, ...] = ("ollama", "openai")
+# How messages end, the media type they come in, and whether the last one ends the answer.
+_SEPARATOR = {"ollama": b"\n", "openai": b"\n\n"}
+_MEDIA_TYPE = {"ollama": b"application/x-ndjson", "openai": b"text/event-stream"}
+
+
+def _final_ollama(message: bytes) -> bool:
+    return b'"done":true' in message
+
+
+def _final_openai(message: bytes) -> bool:
+    return message.strip() in (b"data: [DONE]", b"data:[DONE]")
+
+
+_FINAL = {"ollama": _final_ollama, "openai": _final_openai}
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    ttfc: float  # seconds from writing the request to the first complete line
+    ttfc: float  # seconds from writing the request to the first complete message with content
     total: float  # seconds from writing the request to the terminal chunk
-    lines: int
-    chunks: int  # HTTP chunks with data: more lines than chunks means lines were batched
+    messages: int  # NDJSON lines or SSE events
+    chunks: int  # HTTP chunks with data: more messages than chunks means they were batched
     error: str = ""
 
     @property
@@ -31,21 +49,40 @@ class Result:
         return not self.error
 
 
-def chat_request(host: str, port: int, tokens: int, delay_ms: float = 0) -> bytes:
-    """A streamed /api/chat request asking the fake upstream for ``tokens`` tokens."""
-    body = orjson.dumps(
-        {
-            "model": "bench",
-            "messages": [{"role": "user", "content": "Say something."}],
-            "options": {"num_predict": tokens},
-            "bench_delay_ms": delay_ms,
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    raw: bytes  # the whole HTTP request
+    dialect: Dialect  # how its answer is framed
+
+
+def chat_request(
+    host: str, port: int, tokens: int, delay_ms: float = 0, dialect: Dialect = "ollama"
+) -> ChatRequest:
+    """A streamed chat request in ``dialect`` asking the fake upstream for ``tokens`` tokens,
+    each after ``delay_ms``. The knobs ride in the model name (see fake_upstream.py), which
+    survives Córtex's translation between dialects; the token count is also asked for the
+    ordinary way."""
+    model = f"bench-t{tokens}-d{delay_ms:g}"
+    messages = [{"role": "user", "content": "Say something."}]
+    payload: dict[str, Any]
+    if dialect == "ollama":
+        path = "/api/chat"
+        payload = {"model": model, "messages": messages, "options": {"num_predict": tokens}}
+    else:
+        path = "/v1/chat/completions"
+        payload = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": tokens,
         }
-    )
+    body = orjson.dumps(payload)
     head = (
-        f"POST /api/chat HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: cortex-bench\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: cortex-bench\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
-    return head.encode() + body
+    return ChatRequest(head.encode() + body, dialect)
 
 
 class StreamConnection(asyncio.Protocol):
@@ -58,13 +95,15 @@ class StreamConnection(asyncio.Protocol):
         self._remaining = 0
         self._started = 0.0
         self._first = 0.0
-        self._lines = 0
+        self._messages = 0
         self._chunks = 0
         self._tail = b""
-        self._last_line = b""
+        self._last = b""
+        self._dialect: Dialect = "ollama"
+        self._separator = _SEPARATOR["ollama"]
         self._result: asyncio.Future[Result] | None = None
-        self._want_lines = 0
-        self._enough_lines: asyncio.Future[None] | None = None
+        self._want = 0
+        self._enough: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, host: str, port: int) -> StreamConnection:
@@ -80,29 +119,28 @@ class StreamConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    async def request(self, raw: bytes) -> Result:
+    async def request(self, request: ChatRequest) -> Result:
         """Send a request and wait for its whole answer."""
-        return await self._send(raw)
+        return await self._send(request)
 
-    async def read_lines(self, raw: bytes, count: int) -> None:
-        """Send a request and return once ``count`` lines of the answer arrived."""
+    async def read_messages(self, request: ChatRequest, count: int) -> None:
+        """Send a request and return once ``count`` messages of the answer arrived."""
         loop = asyncio.get_running_loop()
-        self._want_lines, self._enough_lines = count, loop.create_future()
-        result = self._send(raw)
-        done, _ = await asyncio.wait(
-            (self._enough_lines, result), return_when=asyncio.FIRST_COMPLETED
-        )
-        if self._enough_lines not in done:
-            raise RuntimeError(f"the answer ended before {count} lines: {result.result()}")
+        self._want, self._enough = count, loop.create_future()
+        result = self._send(request)
+        done, _ = await asyncio.wait((self._enough, result), return_when=asyncio.FIRST_COMPLETED)
+        if self._enough not in done:
+            raise RuntimeError(f"the answer ended before {count} messages: {result.result()}")
 
-    def _send(self, raw: bytes) -> asyncio.Future[Result]:
+    def _send(self, request: ChatRequest) -> asyncio.Future[Result]:
         if self._transport is None or self._result is not None:
             raise RuntimeError("connection closed or busy")
         self._result = asyncio.get_running_loop().create_future()
-        self._state, self._lines, self._chunks = "head", 0, 0
-        self._tail, self._last_line = b"", b""
+        self._state, self._messages, self._chunks, self._first = "head", 0, 0, 0.0
+        self._tail, self._last = b"", b""
+        self._dialect, self._separator = request.dialect, _SEPARATOR[request.dialect]
         self._started = time.perf_counter()
-        self._transport.write(raw)
+        self._transport.write(request.raw)
         return self._result
 
     # ---- protocol callbacks ---------------------------------------------------------------
@@ -162,28 +200,38 @@ class StreamConnection(asyncio.Protocol):
 
     def _head(self, head: bytes, now: float) -> None:
         status = head.split(b"\r\n", 1)[0]
+        lower = head.lower()
         if not status.startswith(b"HTTP/1.1 200 "):
             self._fail(now, status.decode("latin-1"))
-        elif b"transfer-encoding: chunked" not in head.lower():
+        elif b"transfer-encoding: chunked" not in lower:
             self._fail(now, "the answer is not chunked")
+        elif b"content-type: " + _MEDIA_TYPE[self._dialect] not in lower:
+            self._fail(now, f"the answer is not {_MEDIA_TYPE[self._dialect].decode()}")
         else:
             self._state = "size"
 
     def _body(self, data: bytes, now: float) -> None:
-        newlines = data.count(b"\n")
-        if not newlines:
-            self._tail += data
-            return
-        if not self._lines:
-            self._first = now
-        self._lines += newlines
+        sep = self._separator
         text = self._tail + data if self._tail else data
-        end = text.rfind(b"\n")
-        self._last_line = text[text.rfind(b"\n", 0, end) + 1 : end]
-        self._tail = text[end + 1 :]
-        enough = self._enough_lines
-        if enough is not None and self._lines >= self._want_lines and not enough.done():
+        count = text.count(sep)
+        if not count:
+            self._tail = text
+            return
+        end = text.rfind(sep)
+        if not self._first:
+            self._first_content(text[:end], now)
+        self._messages += count
+        start = text.rfind(sep, 0, end)
+        self._last = text[start + len(sep) if start >= 0 else 0 : end]
+        self._tail = text[end + len(sep) :]
+        enough = self._enough
+        if enough is not None and self._messages >= self._want and not enough.done():
             enough.set_result(None)
+
+    def _first_content(self, messages: bytes, now: float) -> None:
+        """Time the first message with content or a role (an SSE comment is neither)."""
+        if b'"content"' in messages or b'"role"' in messages:
+            self._first = now
 
     def _fail(self, now: float, error: str) -> None:
         self._finish(now, error)
@@ -194,16 +242,18 @@ class StreamConnection(asyncio.Protocol):
         result, self._result = self._result, None
         if result is None or result.done():
             return
-        if not error and b'"done":true' not in self._last_line:
-            error = f"the last line is not final: {self._last_line[:200]!r}"
-        ttfc = self._first - self._started if self._lines else float("nan")
-        result.set_result(Result(ttfc, now - self._started, self._lines, self._chunks, error))
+        if not error and not _FINAL[self._dialect](self._last):
+            error = f"the last message is not final: {self._last[:200]!r}"
+        elif not error and not self._first:
+            error = "no message carried content or a role"
+        ttfc = self._first - self._started if self._first else float("nan")
+        result.set_result(Result(ttfc, now - self._started, self._messages, self._chunks, error))
 
 
 async def run_load(
-    host: str, port: int, raw: bytes, requests: int, concurrency: int
+    host: str, port: int, request: ChatRequest, requests: int, concurrency: int
 ) -> tuple[list[Result], float]:
-    """Send ``requests`` copies of ``raw`` over ``concurrency`` kept-alive connections.
+    """Send ``requests`` copies of ``request`` over ``concurrency`` kept-alive connections.
 
     Returns the results and the wall-clock seconds the whole load took.
     """
@@ -217,7 +267,7 @@ async def run_load(
         for _ in left:
             if connection.closed:
                 connection = await StreamConnection.open(host, port)
-            results.append(await connection.request(raw))
+            results.append(await connection.request(request))
         connection.close()
 
     started = time.perf_counter()

@@ -1,12 +1,15 @@
-"""Córtex relay benchmark: the same load straight at a fake Ollama and through Córtex.
+"""Córtex relay benchmark: the same load straight at a fake model server and through Córtex.
 
     .venv/bin/python bench/relay.py [--quick]
 
-Starts a fast fake upstream (bench/fake_upstream.py) and ``cortex serve`` as
-subprocesses, pinned to different CPUs when the machine allows, then measures
-time to first chunk at concurrency 1 and 64, relay throughput with Córtex's CPU
-cost per 1000 lines, and how fast a client hang-up reaches the upstream.
-Prints a table and writes JSON to bench/results/.
+Starts a fast fake upstream (bench/fake_upstream.py, speaking both Ollama and
+OpenAI) and two ``cortex serve`` (one in front of each dialect) as subprocesses,
+pinned to different CPUs when the machine allows. For the Ollama path it
+measures time to first chunk at concurrency 1 and 64, relay throughput with
+Córtex's CPU cost per 1000 lines, and how fast a client hang-up reaches the
+upstream; then it compares the four client → upstream dialect paths (two
+relayed byte for byte, two translated) side by side. Prints two tables and
+writes JSON to bench/results/.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import math
 import os
 import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,7 +43,7 @@ from harness import (
     start_upstream,
     summary,
 )
-from loadgen import Result, StreamConnection, chat_request, run_load
+from loadgen import DIALECTS, ChatRequest, Dialect, Result, StreamConnection, chat_request, run_load
 
 TARGET_ADDED_TTFC = 0.001  # seconds, p50 at concurrency 1 (the issue's aim)
 TARGET_DISCONNECT = 0.100  # seconds, client hang-up until the upstream connection is closed
@@ -60,6 +64,10 @@ class Plan:
     disconnect_delay_ms: float = 20
     disconnect_after_lines: int = 3
     warmup: int = 50
+    # (e): the four dialect paths, measured in interleaved rounds
+    path_rounds: int = 5
+    path_sequential: int = 300  # per round and target, at concurrency 1
+    path_warmup: int = 20  # per round and target
 
 
 QUICK = Plan(
@@ -69,6 +77,8 @@ QUICK = Plan(
     paced_tokens=200,
     disconnect_trials=20,
     warmup=20,
+    path_rounds=1,
+    path_sequential=100,
 )
 
 
@@ -82,26 +92,46 @@ class Targets:
         return (("direct", self.direct), ("via", self.via))
 
 
-@dataclass
-class Row:
-    label: str
-    direct: str = ""
-    via: str = ""
-    added: str = ""
-    target: str = ""
+@dataclass(frozen=True)
+class Route:
+    """A client dialect relayed by Córtex to an upstream dialect."""
 
-    def cells(self) -> list[str]:
-        return [self.label, self.direct, self.via, self.added, self.target]
+    client: Dialect
+    upstream: Dialect
+    port: int  # the Córtex in front of an upstream of this dialect
+    pid: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.client}→{self.upstream}"
+
+    @property
+    def translated(self) -> bool:
+        return self.client != self.upstream
+
+
+@dataclass
+class Table:
+    """Rows of cells; a row with only a label is a section heading."""
+
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+    def add(self, *cells: str) -> None:
+        self.rows.append(list(cells))
+
+
+MAIN_HEADER = ["scenario", "direct", "via Córtex", "added / ratio", "target"]
 
 
 @dataclass
 class Report:
-    rows: list[Row] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=lambda: [Table(MAIN_HEADER)])
     data: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def add(self, *cells: str) -> None:
-        self.rows.append(Row(*cells))
+        self.tables[0].add(*cells)
 
 
 # ---- (a), (b): time to first chunk ----------------------------------------------------------
@@ -165,7 +195,7 @@ async def throughput(targets: Targets, streams: int, tokens: int, delay_ms: floa
             targets.pids, run_load(HOST, port, raw, streams, streams)
         )
         checked(results, name)
-        lines = sum(r.lines for r in results)
+        lines = sum(r.messages for r in results)
         chunks = sum(r.chunks for r in results)
         out[name] = {"lines": lines, "chunks": chunks, "wall_s": wall, "processes": used}
     return out
@@ -201,12 +231,14 @@ def load_side_note(report: Report, stats: Stats) -> None:
 # ---- (d): client hang-up to upstream closed -------------------------------------------------
 
 
-async def hangup_trial(port: int, raw: bytes, lines: int, hangups: asyncio.Queue[float]) -> float:
+async def hangup_trial(
+    port: int, raw: ChatRequest, lines: int, hangups: asyncio.Queue[float]
+) -> float:
     """Read a few lines of a slow answer, hang up, and time until the upstream notices."""
     while not hangups.empty():
         hangups.get_nowait()
     connection = await StreamConnection.open(HOST, port)
-    await connection.read_lines(raw, lines)
+    await connection.read_messages(raw, lines)
     closed_at = time.perf_counter()
     connection.close()
     try:
@@ -254,6 +286,190 @@ def disconnect_rows(report: Report, stats: Stats, plan: Plan) -> None:
         report.add("  upstream never saw the hang-up", "", f"{stats['via']['missed']} trials")
 
 
+# ---- (e): the four dialect paths ------------------------------------------------------------
+
+
+async def dialect_paths(
+    paths: list[Route], upstream_port: int, upstream_pid: int, plan: Plan
+) -> dict[str, Any]:
+    """Each client dialect straight at the fake upstream, and the four paths through Córtex,
+    in interleaved rounds (reversed every other round) so drift hits them all alike.
+
+    TTFC samples are pooled over the rounds; CPU figures are kept per round and summarised
+    by their median.
+    """
+    me = os.getpid()
+    direct: dict[str, list[Result]] = {d: [] for d in DIALECTS}
+    c1: dict[str, list[Result]] = {p.name: [] for p in paths}
+    c1_cpu: dict[str, float] = {p.name: 0.0 for p in paths}
+    flood: dict[str, list[dict[str, Any]]] = {p.name: [] for p in paths}
+    paced: dict[str, list[dict[str, Any]]] = {p.name: [] for p in paths}
+
+    async def sequential(port: int, dialect: Dialect, pids: dict[str, int], what: str) -> Any:
+        request = chat_request(HOST, port, plan.short_tokens, dialect=dialect)
+        checked((await run_load(HOST, port, request, plan.path_warmup, 1))[0], f"{what} warm-up")
+        (results, _), used = await measured(
+            pids, run_load(HOST, port, request, plan.path_sequential, 1)
+        )
+        return checked(results, what), used
+
+    async def streams(path: Route, tokens: int, delay_ms: float) -> dict[str, Any]:
+        pids = {"cortex": path.pid, "upstream": upstream_pid, "load generator": me}
+        warm = chat_request(HOST, path.port, tokens // 10, delay_ms, path.client)
+        n = plan.cpu_streams
+        checked((await run_load(HOST, path.port, warm, n, n))[0], f"{path.name} warm-up")
+        request = chat_request(HOST, path.port, tokens, delay_ms, path.client)
+        (results, wall), used = await measured(pids, run_load(HOST, path.port, request, n, n))
+        checked(results, path.name)
+        messages = sum(r.messages for r in results)
+        return {
+            "messages": messages,
+            "chunks": sum(r.chunks for r in results),
+            "wall_s": wall,
+            "processes": used,
+            "cpu_ms_per_1000": used["cortex"]["cpu_s"] / messages * 1e6,
+        }
+
+    for round_ in range(plan.path_rounds):
+        order = list(DIALECTS) + paths
+        for target in order if round_ % 2 == 0 else order[::-1]:
+            if isinstance(target, Route):
+                pids = {"cortex": target.pid, "upstream": upstream_pid, "load generator": me}
+                results, used = await sequential(target.port, target.client, pids, target.name)
+                c1[target.name] += results
+                c1_cpu[target.name] += used["cortex"]["cpu_s"]
+            else:
+                pids = {"upstream": upstream_pid, "load generator": me}
+                results, _ = await sequential(upstream_port, target, pids, f"{target} direct")
+                direct[target] += results
+        for path in paths if round_ % 2 == 0 else paths[::-1]:
+            flood[path.name].append(await streams(path, plan.cpu_tokens, 0))
+        for path in paths if round_ % 2 == 0 else paths[::-1]:
+            paced[path.name].append(await streams(path, plan.paced_tokens, plan.paced_delay_ms))
+
+    def latency_of(results: list[Result]) -> dict[str, Any]:
+        return {
+            "ttfc": summary([r.ttfc for r in results]),
+            "total": summary([r.total for r in results]),
+        }
+
+    def rounds_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "cpu_ms_per_1000": statistics.median(r["cpu_ms_per_1000"] for r in runs),
+            "messages_per_s": statistics.median(r["messages"] / r["wall_s"] for r in runs),
+            "messages_per_chunk": sum(r["messages"] for r in runs) / sum(r["chunks"] for r in runs),
+            "cortex_busy": statistics.median(
+                r["processes"]["cortex"]["cpu_s"] / r["wall_s"] for r in runs
+            ),
+            "cortex_waiting": statistics.median(
+                r["processes"]["cortex"]["wait_s"] / r["wall_s"] for r in runs
+            ),
+            "rounds": runs,
+        }
+
+    return {
+        "rounds": plan.path_rounds,
+        "direct": {d: latency_of(direct[d]) for d in DIALECTS},
+        "paths": {
+            p.name: {
+                "client": p.client,
+                "upstream": p.upstream,
+                "translated": p.translated,
+                "baseline": f"{p.upstream} direct",
+                "concurrency_1": {
+                    **latency_of(c1[p.name]),
+                    "cortex_cpu_ms_per_request": c1_cpu[p.name] / len(c1[p.name]) * 1e3,
+                },
+                "throughput": rounds_of(flood[p.name]),
+                "paced": rounds_of(paced[p.name]),
+            }
+            for p in paths
+        },
+    }
+
+
+def paths_table(stats: dict[str, Any], paths: list[Route], plan: Plan) -> Table:
+    rounds = stats["rounds"]
+    table = Table(
+        [f"(e) client→upstream dialect, {rounds} interleaved round(s)"] + [p.name for p in paths]
+    )
+    by = stats["paths"]
+    direct = stats["direct"]
+
+    def row(label: str, cell: Any) -> None:
+        table.add(label, *(cell(p, by[p.name]) for p in paths))
+
+    base = by[paths[0].name]
+    same = {p.client: by[p.name] for p in paths if not p.translated}
+    row("  relayed as", lambda p, _: "translated" if p.translated else "bytes")
+    row("  direct baseline: client →", lambda p, _: f"{p.upstream} fake")
+    n = plan.path_sequential * rounds
+    table.add(f"concurrency 1, {n} requests x {plan.short_tokens} tokens per path")
+    for q in ("p50", "p99"):
+        row(f"  TTFC {q} direct", lambda p, _, q=q: ms(direct[p.upstream]["ttfc"][q]))
+        row(f"  TTFC {q} via Córtex", lambda p, s, q=q: ms(s["concurrency_1"]["ttfc"][q]))
+        row(
+            f"  TTFC {q} added",
+            lambda p, s, q=q: added(direct[p.upstream]["ttfc"][q], s["concurrency_1"]["ttfc"][q]),
+        )
+    row(
+        f"  added p50 target < {TARGET_ADDED_TTFC * 1e3:g} ms",
+        lambda p, s: (
+            "PASS"
+            if s["concurrency_1"]["ttfc"]["p50"] - direct[p.upstream]["ttfc"]["p50"]
+            < TARGET_ADDED_TTFC
+            else "FAIL"
+        ),
+    )
+    row(
+        "  whole answer p50 added",
+        lambda p, s: added(direct[p.upstream]["total"]["p50"], s["concurrency_1"]["total"]["p50"]),
+    )
+    row(
+        "  Córtex CPU per request",
+        lambda p, s: f"{s['concurrency_1']['cortex_cpu_ms_per_request']:.3f} ms",
+    )
+    for key, title in (
+        ("throughput", f"{plan.cpu_streams} streams x {plan.cpu_tokens} tokens, no delay"),
+        (
+            "paced",
+            f"{plan.cpu_streams} streams x {plan.paced_tokens} tokens, "
+            f"a token every {plan.paced_delay_ms:g} ms per stream",
+        ),
+    ):
+        table.add(f"{title} (median of rounds)")
+        row("  Córtex CPU per 1000 messages", lambda p, s, k=key: ms(s[k]["cpu_ms_per_1000"] / 1e3))
+        if rounds > 1:
+            row(
+                "    min - max of the rounds, ms",
+                lambda p, s, k=key: "{:.1f} - {:.1f}".format(
+                    *(f(r["cpu_ms_per_1000"] for r in s[k]["rounds"]) for f in (min, max))
+                ),
+            )
+        row(
+            f"  vs {paths[0].name}",
+            lambda p, s, k=key: ratio(s[k]["cpu_ms_per_1000"], base[k]["cpu_ms_per_1000"]),
+        )
+        row(
+            "  translated / same-dialect, same client",
+            lambda p, s, k=key: (
+                ratio(s[k]["cpu_ms_per_1000"], same[p.client][k]["cpu_ms_per_1000"])
+                if p.translated
+                else ""
+            ),
+        )
+        row("  messages/s via Córtex", lambda p, s, k=key: f"{s[k]['messages_per_s']:,.0f}")
+        row(
+            "  messages per HTTP chunk received",
+            lambda p, s, k=key: f"{s[k]['messages_per_chunk']:.1f}",
+        )
+        row(
+            "  Córtex busy / waiting for a CPU",
+            lambda p, s, k=key: f"{s[k]['cortex_busy']:.0%} / {s[k]['cortex_waiting']:.0%}",
+        )
+    return table
+
+
 # ---- formatting -----------------------------------------------------------------------------
 
 
@@ -273,13 +489,17 @@ def busy(process: dict[str, float], wall: float) -> str:
     return f"{process['cpu_s'] / wall:.0%} / {process['wait_s'] / wall:.0%}"
 
 
-def print_table(report: Report) -> None:
-    header = Row("scenario", "direct", "via Córtex", "added / ratio", "target")
-    table = [r.cells() for r in (header, *report.rows)]
-    widths = [max(len(cells[i]) for cells in table if any(cells[1:])) for i in range(5)]
-    rule = "-" * (sum(widths) + 8)
+def ratio(value: float, base: float) -> str:
+    return f"x{value / base:.2f}" if base > 0 else "-"
+
+
+def print_table(table: Table) -> None:
+    columns = len(table.header)
+    rows = [table.header] + [r + [""] * (columns - len(r)) for r in table.rows]
+    widths = [max(len(cells[i]) for cells in rows if any(cells[1:])) for i in range(columns)]
+    rule = "-" * (sum(widths) + 2 * (columns - 1))
     print(rule)
-    for i, cells in enumerate(table):
+    for i, cells in enumerate(rows):
         if not any(cells[1:]):
             print(cells[0])
             continue
@@ -300,7 +520,11 @@ def print_header(data: dict[str, Any]) -> None:
 
 
 def print_footer(report: Report, path: Path) -> None:
-    print("TTFC: request written -> first complete NDJSON line. 'added' = via pXX - direct pXX.")
+    print(
+        "TTFC: request written -> first complete message (NDJSON line or SSE event) carrying "
+        "content or a role.\n'added' = via pXX - direct pXX. A message is one NDJSON line or "
+        "one SSE event; (e) counts Córtex's CPU per 1000 the client received."
+    )
     print("busy / waiting: share of wall time a process ran on a CPU / was runnable but not.")
     for note in report.notes:
         print(f"note: {note}")
@@ -319,20 +543,31 @@ def write_json(data: dict[str, Any]) -> Path:
 
 
 async def relayed(procs: Processes, plan: Plan, report: Report) -> list[str]:
-    """Scenarios (a) to (c) against one fake upstream subprocess; Córtex's log lines."""
+    """Scenarios (a) to (c') and (e) against one fake upstream subprocess; Córtex's log lines."""
     upstream, upstream_port = await start_upstream(procs)
     cortex = await start_cortex(procs, upstream_port)
+    cortex_openai = await start_cortex(procs, upstream_port, "openai")
     pids = {"cortex": cortex.proc.pid, "upstream": upstream.pid, "load generator": os.getpid()}
     targets = Targets(upstream_port, cortex.port, pids)
+    front = {"ollama": cortex, "openai": cortex_openai}
+    pairs: list[tuple[Dialect, Dialect]] = [
+        ("ollama", "ollama"),
+        ("openai", "openai"),
+        ("ollama", "openai"),
+        ("openai", "ollama"),
+    ]
+    paths = [Route(c, u, front[u].port, front[u].proc.pid) for c, u in pairs]
     try:
         c1 = await latency(targets, plan, plan.sequential, 1)
         cn = await latency(targets, plan, plan.concurrent, plan.concurrency)
         c = await throughput(targets, plan.cpu_streams, plan.cpu_tokens)
         paced = await throughput(targets, plan.cpu_streams, plan.paced_tokens, plan.paced_delay_ms)
+        four = await dialect_paths(paths, upstream_port, upstream.pid, plan)
     finally:
         await procs.stop(cortex.proc)
+        await procs.stop(cortex_openai.proc)
         await procs.stop(upstream)
-    report.data.update(concurrency_1=c1, concurrency_n=cn, throughput=c, paced=paced)
+    report.data.update(concurrency_1=c1, concurrency_n=cn, throughput=c, paced=paced, paths=four)
     tokens = plan.short_tokens
     latency_rows(
         report, f"(a) concurrency 1, {plan.sequential} requests x {tokens} tokens", c1, True
@@ -348,7 +583,8 @@ async def relayed(procs: Processes, plan: Plan, report: Report) -> list[str]:
         f"a token every {plan.paced_delay_ms:g} ms per stream",
         paced,
     )
-    return cortex.log_lines()
+    report.tables.append(paths_table(four, paths, plan))
+    return cortex.log_lines() + cortex_openai.log_lines()
 
 
 async def main(plan: Plan, mode: str) -> int:
@@ -367,7 +603,8 @@ async def main(plan: Plan, mode: str) -> int:
         report.data["disconnect"], more_log = await disconnects(procs, plan)
     disconnect_rows(report, report.data["disconnect"], plan)
     finish(report, started, cpu, log + more_log)
-    print_table(report)
+    for table in report.tables:
+        print_table(table)
     print_footer(report, write_json(report.data))
     return 0
 
@@ -388,7 +625,7 @@ def finish(report: Report, started: float, cpu: CpuClock, log: list[str]) -> Non
 
 def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller runs, about 15 s")
+    parser.add_argument("--quick", action="store_true", help="smaller runs, about 30 s")
     args = parser.parse_args(argv)
     plan, mode = (QUICK, "quick") if args.quick else (Plan(), "full")
     try:
