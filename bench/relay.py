@@ -47,6 +47,7 @@ from loadgen import DIALECTS, ChatRequest, Dialect, Result, StreamConnection, ch
 
 TARGET_ADDED_TTFC = 0.001  # seconds, p50 at concurrency 1 (the issue's aim)
 TARGET_DISCONNECT = 0.100  # seconds, client hang-up until the upstream connection is closed
+MIN_FIT_RUNS = 9  # (e)'s cost fit: three rounds of the three loads
 Stats = dict[str, dict[str, Any]]
 
 
@@ -295,57 +296,73 @@ async def dialect_paths(
     """Each client dialect straight at the fake upstream, and the four paths through Córtex,
     in interleaved rounds (reversed every other round) so drift hits them all alike.
 
-    TTFC samples are pooled over the rounds; CPU figures are kept per round and summarised
-    by their median.
+    Every run through Córtex is kept (messages, HTTP chunks and requests the client
+    received, Córtex's CPU) for the summaries and the cost fit; TTFC samples are pooled.
     """
     me = os.getpid()
     direct: dict[str, list[Result]] = {d: [] for d in DIALECTS}
     c1: dict[str, list[Result]] = {p.name: [] for p in paths}
-    c1_cpu: dict[str, float] = {p.name: 0.0 for p in paths}
-    flood: dict[str, list[dict[str, Any]]] = {p.name: [] for p in paths}
-    paced: dict[str, list[dict[str, Any]]] = {p.name: [] for p in paths}
+    runs: dict[str, dict[str, list[Run]]] = {
+        p.name: {"concurrency_1": [], "throughput": [], "paced": []} for p in paths
+    }
 
-    async def sequential(port: int, dialect: Dialect, pids: dict[str, int], what: str) -> Any:
-        request = chat_request(HOST, port, plan.short_tokens, dialect=dialect)
-        checked((await run_load(HOST, port, request, plan.path_warmup, 1))[0], f"{what} warm-up")
-        (results, _), used = await measured(
-            pids, run_load(HOST, port, request, plan.path_sequential, 1)
+    async def load(
+        target: Route | Dialect, request: ChatRequest, requests: int, concurrency: int
+    ) -> tuple[list[Result], Run | None]:
+        if isinstance(target, Route):
+            port, what = target.port, target.name
+            pids = {"cortex": target.pid, "upstream": upstream_pid, "load generator": me}
+        else:
+            port, what = upstream_port, f"{target} direct"
+            pids = {"upstream": upstream_pid, "load generator": me}
+        (results, wall), used = await measured(
+            pids, run_load(HOST, port, request, requests, concurrency)
         )
-        return checked(results, what), used
+        checked(results, what)
+        if "cortex" not in used:
+            return results, None
+        run = Run(
+            messages=sum(r.messages for r in results),
+            chunks=sum(r.chunks for r in results),
+            requests=len(results),
+            wall_s=wall,
+            cpu_s=used["cortex"]["cpu_s"],
+            wait_s=used["cortex"]["wait_s"],
+        )
+        return results, run
 
-    async def streams(path: Route, tokens: int, delay_ms: float) -> dict[str, Any]:
-        pids = {"cortex": path.pid, "upstream": upstream_pid, "load generator": me}
-        warm = chat_request(HOST, path.port, tokens // 10, delay_ms, path.client)
+    async def sequential(target: Route | Dialect) -> None:
+        port, dialect = (
+            (target.port, target.client) if isinstance(target, Route) else (upstream_port, target)
+        )
+        request = chat_request(HOST, port, plan.short_tokens, dialect=dialect)
+        await load(target, request, plan.path_warmup, 1)
+        results, run = await load(target, request, plan.path_sequential, 1)
+        if isinstance(target, Route):
+            assert run is not None
+            c1[target.name] += results
+            runs[target.name]["concurrency_1"].append(run)
+        else:
+            direct[target] += results
+
+    async def streams(path: Route, key: str, tokens: int, delay_ms: float) -> None:
         n = plan.cpu_streams
-        checked((await run_load(HOST, path.port, warm, n, n))[0], f"{path.name} warm-up")
+        warm = chat_request(HOST, path.port, tokens // 10, delay_ms, path.client)
+        await load(path, warm, n, n)
         request = chat_request(HOST, path.port, tokens, delay_ms, path.client)
-        (results, wall), used = await measured(pids, run_load(HOST, path.port, request, n, n))
-        checked(results, path.name)
-        messages = sum(r.messages for r in results)
-        return {
-            "messages": messages,
-            "chunks": sum(r.chunks for r in results),
-            "wall_s": wall,
-            "processes": used,
-            "cpu_ms_per_1000": used["cortex"]["cpu_s"] / messages * 1e6,
-        }
+        _, run = await load(path, request, n, n)
+        assert run is not None
+        runs[path.name][key].append(run)
 
     for round_ in range(plan.path_rounds):
-        order = list(DIALECTS) + paths
-        for target in order if round_ % 2 == 0 else order[::-1]:
-            if isinstance(target, Route):
-                pids = {"cortex": target.pid, "upstream": upstream_pid, "load generator": me}
-                results, used = await sequential(target.port, target.client, pids, target.name)
-                c1[target.name] += results
-                c1_cpu[target.name] += used["cortex"]["cpu_s"]
-            else:
-                pids = {"upstream": upstream_pid, "load generator": me}
-                results, _ = await sequential(upstream_port, target, pids, f"{target} direct")
-                direct[target] += results
-        for path in paths if round_ % 2 == 0 else paths[::-1]:
-            flood[path.name].append(await streams(path, plan.cpu_tokens, 0))
-        for path in paths if round_ % 2 == 0 else paths[::-1]:
-            paced[path.name].append(await streams(path, plan.paced_tokens, plan.paced_delay_ms))
+        forward = round_ % 2 == 0
+        order: list[Route | Dialect] = [*DIALECTS, *paths]
+        for target in order if forward else order[::-1]:
+            await sequential(target)
+        for path in paths if forward else paths[::-1]:
+            await streams(path, "throughput", plan.cpu_tokens, 0)
+        for path in paths if forward else paths[::-1]:
+            await streams(path, "paced", plan.paced_tokens, plan.paced_delay_ms)
 
     def latency_of(results: list[Result]) -> dict[str, Any]:
         return {
@@ -353,39 +370,109 @@ async def dialect_paths(
             "total": summary([r.total for r in results]),
         }
 
-    def rounds_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "cpu_ms_per_1000": statistics.median(r["cpu_ms_per_1000"] for r in runs),
-            "messages_per_s": statistics.median(r["messages"] / r["wall_s"] for r in runs),
-            "messages_per_chunk": sum(r["messages"] for r in runs) / sum(r["chunks"] for r in runs),
-            "cortex_busy": statistics.median(
-                r["processes"]["cortex"]["cpu_s"] / r["wall_s"] for r in runs
-            ),
-            "cortex_waiting": statistics.median(
-                r["processes"]["cortex"]["wait_s"] / r["wall_s"] for r in runs
-            ),
-            "rounds": runs,
-        }
-
-    return {
+    out: dict[str, Any] = {
         "rounds": plan.path_rounds,
         "direct": {d: latency_of(direct[d]) for d in DIALECTS},
-        "paths": {
-            p.name: {
-                "client": p.client,
-                "upstream": p.upstream,
-                "translated": p.translated,
-                "baseline": f"{p.upstream} direct",
-                "concurrency_1": {
-                    **latency_of(c1[p.name]),
-                    "cortex_cpu_ms_per_request": c1_cpu[p.name] / len(c1[p.name]) * 1e3,
-                },
-                "throughput": rounds_of(flood[p.name]),
-                "paced": rounds_of(paced[p.name]),
-            }
-            for p in paths
-        },
+        "paths": {},
     }
+    for p in paths:
+        mine = runs[p.name]
+        c1_cpu = sum(r.cpu_s for r in mine["concurrency_1"])
+        everything = [r for kind in mine.values() for r in kind]
+        out["paths"][p.name] = {
+            "client": p.client,
+            "upstream": p.upstream,
+            "translated": p.translated,
+            "baseline": f"{p.upstream} direct",
+            "concurrency_1": {
+                **latency_of(c1[p.name]),
+                "cortex_cpu_ms_per_request": c1_cpu / len(c1[p.name]) * 1e3,
+                "rounds": [asdict(r) for r in mine["concurrency_1"]],
+            },
+            "throughput": rounds_of(mine["throughput"]),
+            "paced": rounds_of(mine["paced"]),
+            "cost_fit": cost_fit(everything),
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class Run:
+    """One load through Córtex, as the client received it, and Córtex's CPU meanwhile."""
+
+    messages: int
+    chunks: int  # HTTP chunks: Córtex's writes of the answer body
+    requests: int
+    wall_s: float
+    cpu_s: float
+    wait_s: float
+
+    @property
+    def cpu_ms_per_1000(self) -> float:
+        return self.cpu_s / self.messages * 1e6
+
+
+def rounds_of(runs: list[Run]) -> dict[str, Any]:
+    return {
+        "cpu_ms_per_1000": statistics.median(r.cpu_ms_per_1000 for r in runs),
+        "cpu_ms_per_1000_min": min(r.cpu_ms_per_1000 for r in runs),
+        "cpu_ms_per_1000_max": max(r.cpu_ms_per_1000 for r in runs),
+        "messages_per_s": statistics.median(r.messages / r.wall_s for r in runs),
+        "messages_per_chunk": sum(r.messages for r in runs) / sum(r.chunks for r in runs),
+        "cortex_busy": statistics.median(r.cpu_s / r.wall_s for r in runs),
+        "cortex_waiting": statistics.median(r.wait_s / r.wall_s for r in runs),
+        "rounds": [asdict(r) for r in runs],
+    }
+
+
+def cost_fit(runs: list[Run]) -> dict[str, float] | None:
+    """Córtex's CPU over a path's runs as a x messages + b x HTTP chunks + c x requests.
+
+    Weighted least squares on relative error (each run divided by its own CPU), so the
+    short concurrency-1 runs count as much as the long ones. ``a`` is what one more
+    message costs when its chunk's cost is shared: the many-token figure that does not
+    depend on how far behind the upstream Córtex happened to fall.
+    """
+    if len(runs) < MIN_FIT_RUNS or any(r.cpu_s <= 0 for r in runs):
+        return None
+    rows = [(r.messages / r.cpu_s, r.chunks / r.cpu_s, r.requests / r.cpu_s) for r in runs]
+    normal = [[sum(x[i] * x[j] for x in rows) for j in range(3)] for i in range(3)]
+    rhs = [sum(x[i] for x in rows) for i in range(3)]
+    solution = solve3(normal, rhs)
+    if solution is None:
+        return None
+    a, b, c = solution
+    if min(a, b, c) <= 0:
+        return None  # the runs did not pin the three costs down
+    errors = [abs(a * r.messages + b * r.chunks + c * r.requests - r.cpu_s) / r.cpu_s for r in runs]
+    return {
+        "cpu_ms_per_1000_messages": a * 1e6,
+        "cpu_ms_per_1000_chunks": b * 1e6,
+        "cpu_ms_per_request": c * 1e3,
+        "max_relative_error": max(errors),
+        "runs": len(runs),
+    }
+
+
+def solve3(m: list[list[float]], v: list[float]) -> tuple[float, float, float] | None:
+    """Cramer's rule for a 3x3 system; None when it is (nearly) singular."""
+
+    def det(a: list[list[float]]) -> float:
+        return (
+            a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
+            - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+            + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])
+        )
+
+    d = det(m)
+    scale = max(abs(x) for row in m for x in row) ** 3
+    if abs(d) <= 1e-12 * scale:
+        return None
+    columns = []
+    for k in range(3):
+        replaced = [[v[i] if j == k else m[i][j] for j in range(3)] for i in range(3)]
+        columns.append(det(replaced) / d)
+    return columns[0], columns[1], columns[2]
 
 
 def paths_table(stats: dict[str, Any], paths: list[Route], plan: Plan) -> Table:
@@ -395,12 +482,20 @@ def paths_table(stats: dict[str, Any], paths: list[Route], plan: Plan) -> Table:
     )
     by = stats["paths"]
     direct = stats["direct"]
+    first = paths[0].name
+    same = {p.client: p.name for p in paths if not p.translated}
 
     def row(label: str, cell: Any) -> None:
         table.add(label, *(cell(p, by[p.name]) for p in paths))
 
-    base = by[paths[0].name]
-    same = {p.client: by[p.name] for p in paths if not p.translated}
+    def ratios(value: Any) -> None:
+        """The vs-ollama→ollama and translated/same-dialect rows for a figure."""
+        row(f"    vs {first}", lambda p, s: ratio(value(s), value(by[first])))
+        row(
+            "    translated / same-dialect, same client",
+            lambda p, s: ratio(value(s), value(by[same[p.client]])) if p.translated else "",
+        )
+
     row("  relayed as", lambda p, _: "translated" if p.translated else "bytes")
     row("  direct baseline: client →", lambda p, _: f"{p.upstream} fake")
     n = plan.path_sequential * rounds
@@ -429,43 +524,60 @@ def paths_table(stats: dict[str, Any], paths: list[Route], plan: Plan) -> Table:
         "  Córtex CPU per request",
         lambda p, s: f"{s['concurrency_1']['cortex_cpu_ms_per_request']:.3f} ms",
     )
-    for key, title in (
-        ("throughput", f"{plan.cpu_streams} streams x {plan.cpu_tokens} tokens, no delay"),
-        (
-            "paced",
-            f"{plan.cpu_streams} streams x {plan.paced_tokens} tokens, "
-            f"a token every {plan.paced_delay_ms:g} ms per stream",
-        ),
-    ):
-        table.add(f"{title} (median of rounds)")
-        row("  Córtex CPU per 1000 messages", lambda p, s, k=key: ms(s[k]["cpu_ms_per_1000"] / 1e3))
+
+    def spread(key: str) -> None:
         if rounds > 1:
             row(
                 "    min - max of the rounds, ms",
-                lambda p, s, k=key: "{:.1f} - {:.1f}".format(
-                    *(f(r["cpu_ms_per_1000"] for r in s[k]["rounds"]) for f in (min, max))
+                lambda p, s: (
+                    f"{s[key]['cpu_ms_per_1000_min']:.1f} - {s[key]['cpu_ms_per_1000_max']:.1f}"
                 ),
             )
-        row(
-            f"  vs {paths[0].name}",
-            lambda p, s, k=key: ratio(s[k]["cpu_ms_per_1000"], base[k]["cpu_ms_per_1000"]),
+
+    table.add("Córtex CPU per 1000 messages, measured (median of the rounds)")
+    row(
+        f"  {plan.cpu_streams} x {plan.cpu_tokens} tokens, no delay",
+        lambda p, s: ms(s["throughput"]["cpu_ms_per_1000"] / 1e3),
+    )
+    spread("throughput")
+    row(
+        "    messages per HTTP chunk sent",
+        lambda p, s: f"{s['throughput']['messages_per_chunk']:.1f}",
+    )
+    row("    messages/s via Córtex", lambda p, s: f"{s['throughput']['messages_per_s']:,.0f}")
+    row(
+        "    Córtex busy / waiting for a CPU",
+        lambda p, s: (
+            f"{s['throughput']['cortex_busy']:.0%} / {s['throughput']['cortex_waiting']:.0%}"
+        ),
+    )
+    row(
+        f"  {plan.cpu_streams} x {plan.paced_tokens} tokens, {plan.paced_delay_ms:g} ms apart",
+        lambda p, s: ms(s["paced"]["cpu_ms_per_1000"] / 1e3),
+    )
+    spread("paced")
+    row("    messages per HTTP chunk sent", lambda p, s: f"{s['paced']['messages_per_chunk']:.1f}")
+    ratios(lambda s: s["paced"]["cpu_ms_per_1000"])
+
+    if not all(s["cost_fit"] for s in by.values()):
+        table.add(f"(no cost fit: it needs {MIN_FIT_RUNS // 3} or more rounds that pin it down)")
+    else:
+        table.add(
+            "Córtex CPU fitted over all runs of a path: a x messages + b x chunks + c x requests"
         )
         row(
-            "  translated / same-dialect, same client",
-            lambda p, s, k=key: (
-                ratio(s[k]["cpu_ms_per_1000"], same[p.client][k]["cpu_ms_per_1000"])
-                if p.translated
-                else ""
-            ),
+            "  a: per 1000 messages (many tokens)",
+            lambda p, s: ms(s["cost_fit"]["cpu_ms_per_1000_messages"] / 1e3),
         )
-        row("  messages/s via Córtex", lambda p, s, k=key: f"{s[k]['messages_per_s']:,.0f}")
+        ratios(lambda s: s["cost_fit"]["cpu_ms_per_1000_messages"])
         row(
-            "  messages per HTTP chunk received",
-            lambda p, s, k=key: f"{s[k]['messages_per_chunk']:.1f}",
+            "  b: per 1000 HTTP chunks sent",
+            lambda p, s: ms(s["cost_fit"]["cpu_ms_per_1000_chunks"] / 1e3),
         )
+        row("  c: per request", lambda p, s: ms(s["cost_fit"]["cpu_ms_per_request"] / 1e3))
         row(
-            "  Córtex busy / waiting for a CPU",
-            lambda p, s, k=key: f"{s[k]['cortex_busy']:.0%} / {s[k]['cortex_waiting']:.0%}",
+            "  largest error of the fit on one run",
+            lambda p, s: f"{s['cost_fit']['max_relative_error']:.0%}",
         )
     return table
 
