@@ -67,8 +67,6 @@ class RoutedSource:
                         error_frame=translator.error if translator is not None else None,
                         headers=_headers(lease),
                         on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
-                        backend=lease.member.name,
-                        queue_wait=lease.waited,
                         usage=partial(_usage, translator, whole),
                     )
                 except asyncio.CancelledError:

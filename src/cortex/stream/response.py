@@ -41,8 +41,6 @@ class Attempt:
     error_frame: FrameRenderer | None = None
     headers: Headers = ()
     on_first_part: Callable[[], None] = lambda: None
-    backend: str | None = None
-    queue_wait: float = 0.0
     usage: Callable[[], Usage] = Usage  # the token counts, read once the answer ended
 
 
@@ -127,7 +125,6 @@ class RelayResponse(Response):
                     aclosing(attempt.parts) as parts,
                 ):
                     self._frame, current = attempt.error_frame, attempt
-                    self._note_attempt(attempt)
                     async for part in parts:
                         if not self._started:
                             attempt.on_first_part()
@@ -169,13 +166,6 @@ class RelayResponse(Response):
         if not self._started:
             await self._start(send, b"", ())
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    def _note_attempt(self, attempt: Attempt) -> None:
-        record = self._record
-        if record is not None:
-            record.relayed = True
-            record.backend = attempt.backend or record.backend
-            record.queue_wait = attempt.queue_wait or record.queue_wait
 
     def _note_usage(self, attempt: Attempt) -> None:
         if self._record is not None:
