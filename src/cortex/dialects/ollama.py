@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..chat import ChatRequest, Delta, FinishReason, Message, ToolCall, Usage
@@ -172,8 +171,26 @@ def _count(value: Any) -> int | None:
 
 
 def created_at() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}000Z"
+    return Stamps().now()
+
+
+class Stamps:
+    """Ollama's ``created_at`` (RFC 3339, nanosecond digits, UTC).
+
+    Formatting the date was a third of a translated stream's CPU (profiled), so
+    the part down to the second is formatted once per second.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        return f"{self._prefix}{micro:06d}000Z"
 
 
 class OllamaEncoder:
@@ -187,6 +204,7 @@ class OllamaEncoder:
         self._model = model
         self._shape = shape
         self._started = time.monotonic_ns()
+        self._stamps = Stamps()
         self._first_piece: int | None = None
         self._pieces = 0
 
@@ -195,7 +213,7 @@ class OllamaEncoder:
             self._first_piece = time.monotonic_ns()
         if delta.content or delta.thinking:
             self._pieces += 1
-        out: dict[str, Any] = {"model": self._model, "created_at": created_at()}
+        out: dict[str, Any] = {"model": self._model, "created_at": self._stamps.now()}
         if self._shape == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": delta.content}
             if delta.thinking:
