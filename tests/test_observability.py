@@ -101,6 +101,22 @@ def test_one_access_line_per_request_without_secrets(
     assert "hola" not in caplog.text  # prompts are never logged
 
 
+def test_metrics_and_access_log_can_be_turned_off(
+    fake: FakeOllama, start_gateway: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = start_gateway(metrics=False, access_log=False)  # type: ignore[operator]
+    fake.script = Script(tokens=["a", "b"])
+    with caplog.at_level(logging.INFO, logger="cortex.access"):
+        answer = post_chat(gateway.url, HELLO)
+        time.sleep(0.1)
+    assert answer.status_code == 200
+    assert b'"done":true' in answer.content
+    assert not [r for r in caplog.records if r.name == "cortex.access"]
+    scraped = httpx.get(gateway.url + "/metrics")
+    assert scraped.status_code == 404
+    assert "metrics are turned off" in scraped.json()["error"]
+
+
 def test_request_ids_are_echoed_passed_upstream_or_made(
     fake: FakeOllama, gateway: RunningGateway
 ) -> None:

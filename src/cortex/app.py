@@ -42,9 +42,10 @@ class StreamingRoutes:
     access log and the metrics.
     """
 
-    def __init__(self, app: FastAPI, routes: Mapping[str, Handler]) -> None:
+    def __init__(self, app: FastAPI, routes: Mapping[str, Handler], access_log: bool) -> None:
         self.app = app
         self._routes = routes
+        self._access_log = access_log
 
     @property
     def state(self) -> State:
@@ -65,24 +66,26 @@ class StreamingRoutes:
             await send(message)
 
         gw: Gateway | None = getattr(self.app.state, "gateway", None)
+        metrics = gw.metrics if gw is not None else None
         handler = self._routes.get(scope["path"]) if scope["method"] == "POST" else None
         try:
             if handler is None:
                 await self.app(scope, receive, send_with_id)
                 return
-            if gw is not None:
-                gw.metrics.active.inc()
-                if gw.draining:
-                    handler = _refuse_while_draining
+            if gw is not None and gw.draining:
+                handler = _refuse_while_draining
+            if metrics is not None:
+                metrics.active.inc()
             await self._stream(handler, scope, receive, send_with_id)
         finally:
-            if handler is not None and gw is not None:
-                gw.metrics.active.dec()
+            if handler is not None and metrics is not None:
+                metrics.active.dec()
             observe.current.reset(token)
             ended = time.monotonic()
-            if gw is not None:
-                gw.metrics.observe(record, ended)
-            observe.log_access(record, ended)
+            if metrics is not None:
+                metrics.observe(record, ended)
+            if self._access_log:
+                observe.log_access(record, ended)
 
     async def _stream(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app
@@ -140,7 +143,7 @@ def create_app(settings: Settings) -> StreamingRoutes:
         "/v1/chat/completions": openai_api.chat_completions,
     }
     streaming = {path: guarded(handler) for path, handler in streaming.items()}
-    return StreamingRoutes(app, streaming)
+    return StreamingRoutes(app, streaming, settings.access_log)
 
 
 def _serving(settings: Settings, gw: Gateway) -> str:

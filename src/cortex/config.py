@@ -85,6 +85,8 @@ class Settings(BaseModel):
     client_socket_buffer: int = Field(default=256 * 1024, ge=4096)
     models_cache_seconds: float = Field(default=60.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+    metrics: bool = True
     local_model_path: Path | None = None
     local_model_name: str | None = None
     local_chat_template: bool | None = None

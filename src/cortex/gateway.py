@@ -54,7 +54,9 @@ class Gateway:
         self.draining = False
         self.stopping = asyncio.Event()  # set when the drain time is up
         self._loop = asyncio.get_running_loop()
-        self.metrics = Metrics(self.router.knows, lambda: self.router.queued)
+        self.metrics: Metrics | None = (
+            Metrics(self.router.knows, lambda: self.router.queued) if s.metrics else None
+        )
         self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
         self.access = Access(s, self.router.knows)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 
 from ..gateway import gateway
@@ -55,7 +55,8 @@ def _unready(reason: str) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (text exposition format)."""
-    return Response(
-        gateway(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    """Prometheus metrics (text exposition format); 404 when `metrics = false`."""
+    metrics = gateway(request).metrics
+    if metrics is None:
+        raise HTTPException(404, "metrics are turned off (the metrics setting)")
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
