@@ -205,15 +205,18 @@ class Cortex:
         return self.log.read().decode(errors="replace").splitlines()
 
 
-async def start_cortex(procs: Processes, upstream_port: int, kind: str = "ollama") -> Cortex:
-    """Córtex relaying to the fake upstream in its ``kind`` dialect (ollama or openai)."""
+async def start_cortex(
+    procs: Processes, upstream_port: int, kind: str = "ollama", extra: Sequence[str] = ()
+) -> Cortex:
+    """Córtex relaying to the fake upstream in its ``kind`` dialect (ollama or openai);
+    ``extra`` are more ``cortex serve`` arguments (e.g. ``--config FILE``)."""
     port = free_port()
     upstream = f"http://{HOST}:{upstream_port}"
     if kind != "ollama":
         upstream = f"{kind}+{upstream}"  # Córtex then calls {upstream}/v1/chat/completions
     argv = [sys.executable, "-m", "cortex", "serve", "--port", str(port)]
     argv += ["--upstream", upstream, "--default-model", "bench"]
-    argv += ["--log-level", "warning"]
+    argv += ["--log-level", "warning", *extra]
     log = procs.log_file()
     cortex = Cortex(await procs.spawn(argv, procs.pinning.cortex, log), port, log)
     await wait_listening(cortex)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -56,7 +57,12 @@ class ChatRequest:
 
 
 def chat_request(
-    host: str, port: int, tokens: int, delay_ms: float = 0, dialect: Dialect = "ollama"
+    host: str,
+    port: int,
+    tokens: int,
+    delay_ms: float = 0,
+    dialect: Dialect = "ollama",
+    headers: Mapping[str, str] | None = None,
 ) -> ChatRequest:
     """A streamed chat request in ``dialect`` asking the fake upstream for ``tokens`` tokens,
     each after ``delay_ms``. The knobs ride in the model name (see fake_upstream.py), which
@@ -80,7 +86,9 @@ def chat_request(
     body = orjson.dumps(payload)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: cortex-bench\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        + "\r\n"
     )
     return ChatRequest(head.encode() + body, dialect)
 
