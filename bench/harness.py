@@ -217,10 +217,15 @@ async def start_cortex(
     argv = [sys.executable, "-m", "cortex", "serve", "--port", str(port)]
     argv += ["--upstream", upstream, "--default-model", "bench"]
     argv += ["--log-level", "warning", *extra]
+    return await start_gateway(procs, argv, port)
+
+
+async def start_gateway(procs: Processes, argv: Sequence[str], port: int) -> Cortex:
+    """A relay (Córtex or another) on Córtex's CPU, once it listens on ``port``."""
     log = procs.log_file()
-    cortex = Cortex(await procs.spawn(argv, procs.pinning.cortex, log), port, log)
-    await wait_listening(cortex)
-    return cortex
+    gateway = Cortex(await procs.spawn(argv, procs.pinning.cortex, log), port, log)
+    await wait_listening(gateway)
+    return gateway
 
 
 def free_port() -> int:
@@ -267,6 +272,20 @@ def runnable_seconds(pid: int) -> float:
         with contextlib.suppress(OSError, IndexError):
             total += int((task / "schedstat").read_text().split()[1])
     return total / 1e9
+
+
+def family(pid: int) -> list[int]:
+    """A process and all its descendants (nginx's master and its worker, say)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+    found = [pid]
+    for parent in found:
+        found += [child for child, ppid in parents.items() if ppid == parent]
+    return found
 
 
 def usage(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
