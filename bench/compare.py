@@ -1,0 +1,605 @@
+"""Córtex beside nginx and a hand-written relay, side by side in one run (issue #7).
+
+    bench/run [--quick]          # installs what is missing, then runs this
+    .venv/bin/python bench/compare.py [--quick]
+
+The same loads go straight at a fake model server (bench/fake_upstream.py) and
+through three relays in front of it: nginx (the reference), Córtex, and the
+FastAPI + httpx relay people write by hand (bench/handwritten.py); a second
+Córtex, in front of the fake as an OpenAI server, gives the translated path
+(Ollama client, OpenAI upstream). The relays share one CPU, the upstream and
+the load generator the other. Prints the figures and the issue's targets with
+met / missed, writes JSON to bench/results/ and a plot of the time to first
+chunk to docs/performance-ttfc.png (a quick run puts it beside its JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import orjson
+from fake_upstream import run, serve
+from harness import (
+    HERE,
+    HOST,
+    ROOT,
+    Cortex,
+    CpuClock,
+    Processes,
+    choose_pinning,
+    family,
+    free_port,
+    machine,
+    measured,
+    percentile,
+    processes,
+    start_cortex,
+    start_gateway,
+    start_upstream,
+    summary,
+)
+from loadgen import ChatRequest, Result, StreamConnection, chat_request, run_load
+from relay import Report, Table, checked, finish, hangup_trial, print_table
+
+DIRECT, NGINX, CORTEX, HAND, TRANSLATED = (
+    "direct",
+    "nginx",
+    "Córtex",
+    "hand-written",
+    "Córtex translated",
+)
+RELAYS = (NGINX, CORTEX, HAND)
+PLOT = ROOT / "docs" / "performance-ttfc.png"
+
+NGINX_CONF = Template("""\
+worker_processes 1;
+pid $dir/nginx-$port.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    upstream model { server $upstream; keepalive 128; }
+    server {
+        listen $host:$port;
+        location / {
+            proxy_pass http://model;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+""")
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int = 5
+    c1_requests: int = 200  # per round and target
+    cn_requests: int = 256  # per round and target
+    concurrency: int = 64
+    short_tokens: int = 10
+    streams: int = 64
+    fast_tokens: int = 1000
+    paced_tokens: int = 200
+    paced_delay_ms: float = 5
+    warmup: int = 20
+    disconnect_trials: int = 12  # per round and target
+    disconnect_delay_ms: float = 20
+    disconnect_after: int = 3
+    background_streams: int = 32
+    background_delay_ms: float = 5
+
+
+QUICK = Plan(
+    rounds=1,
+    c1_requests=150,
+    cn_requests=192,
+    fast_tokens=500,
+    paced_tokens=100,
+    disconnect_trials=15,
+    background_streams=16,
+)
+
+
+@dataclass(frozen=True)
+class Aims:
+    ttfc_p50_c1: float = 0.0005
+    ttfc_p99_c1: float = 0.002
+    ttfc_p99_cn: float = 0.005
+    cpu_vs_nginx: float = 2.0
+    throughput_share: float = 0.5
+    disconnect_p99: float = 0.050
+
+
+AIMS = Aims()
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    port: int
+    server: Cortex | None = None  # the relay's process and log; none for direct
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return () if self.server is None else tuple(family(self.server.proc.pid))
+
+    def log_lines(self) -> list[str]:
+        lines = [] if self.server is None else self.server.log_lines()
+        return [f"{self.name}: {line}" for line in lines]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One load: what the client received, and the relay's CPU meanwhile."""
+
+    requests: int
+    messages: int
+    chunks: int
+    wall_s: float
+    cpu_s: float
+    wait_s: float
+    load_side_cpu_s: float  # the upstream and the load generator, sharing a CPU
+
+    @property
+    def cpu_ms_per_1000(self) -> float:
+        return self.cpu_s / self.messages * 1e6
+
+
+@dataclass
+class Samples:
+    """Everything measured for one target over the rounds."""
+
+    ttfc_c1: list[float] = field(default_factory=list)
+    ttfc_cn: list[float] = field(default_factory=list)
+    short: list[Run] = field(default_factory=list)  # the runs of 10-token answers
+    fast: list[Run] = field(default_factory=list)
+    paced: list[Run] = field(default_factory=list)
+    disconnect: list[float] = field(default_factory=list)
+
+
+# ---- the relays -----------------------------------------------------------------------------
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise RuntimeError("nginx is not installed: bench/run installs it (apt-get install nginx)")
+    return found
+
+
+async def start_nginx(procs: Processes, upstream_port: int, workdir: Path) -> Target:
+    port = free_port()
+    conf = workdir / f"nginx-{port}.conf"
+    upstream = f"{HOST}:{upstream_port}"
+    conf.write_text(NGINX_CONF.substitute(dir=workdir, port=port, host=HOST, upstream=upstream))
+    argv = [nginx_binary(), "-p", str(workdir), "-c", str(conf), "-e", "stderr"]
+    return Target(NGINX, port, await start_gateway(procs, [*argv, "-g", "daemon off;"], port))
+
+
+async def start_handwritten(procs: Processes, upstream_port: int) -> Target:
+    port = free_port()
+    argv = [sys.executable, str(HERE / "handwritten.py"), "--port", str(port)]
+    argv += ["--upstream", f"http://{HOST}:{upstream_port}"]
+    return Target(HAND, port, await start_gateway(procs, argv, port))
+
+
+async def start_relays(
+    procs: Processes, upstream_port: int, workdir: Path, translated: bool
+) -> list[Target]:
+    """Direct, then the relays in front of the upstream; the translated Córtex if asked."""
+    cortex = await start_cortex(procs, upstream_port)
+    targets = [
+        Target(DIRECT, upstream_port),
+        await start_nginx(procs, upstream_port, workdir),
+        Target(CORTEX, cortex.port, cortex),
+        await start_handwritten(procs, upstream_port),
+    ]
+    if translated:
+        openai = await start_cortex(procs, upstream_port, "openai")
+        targets.append(Target(TRANSLATED, openai.port, openai))
+    return targets
+
+
+# ---- loads ----------------------------------------------------------------------------------
+
+
+async def load(
+    target: Target, request: ChatRequest, requests: int, concurrency: int, load_side: list[int]
+) -> tuple[list[Result], Run]:
+    pids = {f"relay {pid}": pid for pid in target.pids}
+    pids |= {f"load {pid}": pid for pid in load_side}
+    (results, wall), used = await measured(
+        pids, run_load(HOST, target.port, request, requests, concurrency)
+    )
+    checked(results, target.name)
+
+    def total(prefix: str, key: str) -> float:
+        return sum(u[key] for name, u in used.items() if name.startswith(prefix))
+
+    return results, Run(
+        requests=len(results),
+        messages=sum(r.messages for r in results),
+        chunks=sum(r.chunks for r in results),
+        wall_s=wall,
+        cpu_s=total("relay", "cpu_s"),
+        wait_s=total("relay", "wait_s"),
+        load_side_cpu_s=total("load", "cpu_s"),
+    )
+
+
+async def latency(
+    target: Target, plan: Plan, concurrency: int, requests: int, load_side: list[int]
+) -> tuple[list[float], Run]:
+    request = chat_request(HOST, target.port, plan.short_tokens)
+    await load(target, request, max(plan.warmup, 2 * concurrency), concurrency, load_side)
+    results, run_ = await load(target, request, requests, concurrency, load_side)
+    return [r.ttfc for r in results], run_
+
+
+async def streams(
+    target: Target, plan: Plan, tokens: int, delay_ms: float, load_side: list[int]
+) -> Run:
+    n = plan.streams
+    await load(target, chat_request(HOST, target.port, tokens // 10, delay_ms), n, n, load_side)
+    _, run_ = await load(target, chat_request(HOST, target.port, tokens, delay_ms), n, n, load_side)
+    return run_
+
+
+def ordered(targets: list[Target], round_: int) -> list[Target]:
+    return targets if round_ % 2 == 0 else targets[::-1]
+
+
+async def relay_rounds(
+    targets: list[Target], plan: Plan, load_side: list[int], out: dict[str, Samples]
+) -> None:
+    """TTFC at 1 and many streams, then CPU and throughput, in interleaved rounds (order
+    reversed every other round) so drift hits every target alike."""
+    for round_ in range(plan.rounds):
+        for t in ordered(targets, round_):
+            c1, run_ = await latency(t, plan, 1, plan.c1_requests, load_side)
+            out[t.name].ttfc_c1 += c1
+            out[t.name].short.append(run_)
+        for t in ordered(targets, round_):
+            cn, run_ = await latency(t, plan, plan.concurrency, plan.cn_requests, load_side)
+            out[t.name].ttfc_cn += cn
+            out[t.name].short.append(run_)
+        for t in ordered(targets, round_):
+            out[t.name].fast.append(await streams(t, plan, plan.fast_tokens, 0, load_side))
+        for t in ordered(targets, round_):
+            paced = await streams(t, plan, plan.paced_tokens, plan.paced_delay_ms, load_side)
+            out[t.name].paced.append(paced)
+        print(f"  round {round_ + 1}/{plan.rounds} done", flush=True)
+
+
+# ---- client hang-up under load --------------------------------------------------------------
+
+
+class Background:
+    """Long paced streams through a target, to hang up beside."""
+
+    def __init__(self, connections: list[StreamConnection], tasks: list[asyncio.Task[Result]]):
+        self.connections = connections
+        self.tasks = tasks
+
+    @classmethod
+    async def start(cls, port: int, streams: int, delay_ms: float) -> Background:
+        connections = await asyncio.gather(
+            *(StreamConnection.open(HOST, port) for _ in range(streams))
+        )
+        request = chat_request(HOST, port, 10_000_000, delay_ms)
+        tasks = [asyncio.ensure_future(c.request(request)) for c in connections]
+        await asyncio.sleep(0.3)
+        return cls(connections, tasks)
+
+    async def stop(self, what: str) -> None:
+        ended = [t.result() for t in self.tasks if t.done()]
+        for connection in self.connections:
+            connection.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if ended:
+            raise RuntimeError(f"{what}: background streams ended early: {ended[0]}")
+
+
+async def hangups_under_load(
+    target: Target, plan: Plan, hangups: asyncio.Queue[float], trials: int
+) -> list[float]:
+    background = await Background.start(
+        target.port, plan.background_streams, plan.background_delay_ms
+    )
+    request = chat_request(HOST, target.port, 100_000, plan.disconnect_delay_ms)
+    try:
+        await hangup_trial(target.port, request, plan.disconnect_after, hangups)
+        return [
+            await hangup_trial(target.port, request, plan.disconnect_after, hangups)
+            for _ in range(trials)
+        ]
+    finally:
+        await background.stop(target.name)
+        await asyncio.sleep(0.5)
+
+
+async def disconnect_rounds(
+    procs: Processes, plan: Plan, workdir: Path, out: dict[str, Samples]
+) -> list[str]:
+    """The upstream runs in this event loop, so it sees the hang-up on the benchmark's
+    clock; a fresh set of relays stands in front of it. Returns the relays' logs."""
+    hangups: asyncio.Queue[float] = asyncio.Queue()
+    server = await serve(HOST, 0, hangups.put_nowait)
+    targets = await start_relays(procs, server.sockets[0].getsockname()[1], workdir, False)
+    try:
+        for round_ in range(plan.rounds):
+            for t in ordered(targets, round_):
+                trials = plan.disconnect_trials
+                out[t.name].disconnect += await hangups_under_load(t, plan, hangups, trials)
+        return [line for t in targets for line in t.log_lines()]
+    finally:
+        await procs.stop_all()
+        server.close()
+
+
+# ---- figures --------------------------------------------------------------------------------
+
+
+def median_of(runs: list[Run], value: Callable[[Run], float]) -> float:
+    return statistics.median(value(r) for r in runs)
+
+
+def figures(samples: dict[str, Samples]) -> dict[str, dict[str, Any]]:
+    direct = samples[DIRECT]
+    out: dict[str, dict[str, Any]] = {}
+    for name, s in samples.items():
+        f: dict[str, Any] = {
+            "ttfc_c1": summary(s.ttfc_c1),
+            "ttfc_cn": summary(s.ttfc_cn),
+            "added_c1_p50": percentile(s.ttfc_c1, 50) - percentile(direct.ttfc_c1, 50),
+            "added_c1_p99": percentile(s.ttfc_c1, 99) - percentile(direct.ttfc_c1, 99),
+            "added_cn_p99": percentile(s.ttfc_cn, 99) - percentile(direct.ttfc_cn, 99),
+            "messages_per_s": median_of(s.fast, lambda r: r.messages / r.wall_s),
+            "messages_per_chunk": sum(r.messages for r in s.fast) / sum(r.chunks for r in s.fast),
+            "fast_busy": median_of(s.fast, lambda r: r.cpu_s / r.wall_s),
+            "fast_waiting": median_of(s.fast, lambda r: r.wait_s / r.wall_s),
+            "load_side_busy": median_of(s.fast, lambda r: r.load_side_cpu_s / r.wall_s),
+        }
+        if s.disconnect:
+            f["disconnect"] = summary(s.disconnect)
+        if name != DIRECT:
+            f["cpu_fast"] = median_of(s.fast, lambda r: r.cpu_ms_per_1000)
+            f["cpu_paced"] = median_of(s.paced, lambda r: r.cpu_ms_per_1000)
+            f["cpu_per_request"] = sum(r.cpu_s for r in s.short) / sum(r.requests for r in s.short)
+        out[name] = f
+    for f in out.values():
+        f["throughput_share"] = f["messages_per_s"] / out[DIRECT]["messages_per_s"]
+        if "cpu_fast" in f:
+            f["cpu_fast_vs_nginx"] = f["cpu_fast"] / out[NGINX]["cpu_fast"]
+            f["cpu_paced_vs_nginx"] = f["cpu_paced"] / out[NGINX]["cpu_paced"]
+    return out
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms"
+
+
+def plus_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:+.3f} ms"
+
+
+def figures_table(figs: dict[str, dict[str, Any]], plan: Plan) -> Table:
+    names = list(figs)
+    table = Table(["", *names])
+
+    def row(label: str, cell: Callable[[dict[str, Any]], str], relays_only: bool = False) -> None:
+        table.add(label, *("" if relays_only and n == DIRECT else cell(figs[n]) for n in names))
+
+    n1, nn = plan.c1_requests * plan.rounds, plan.cn_requests * plan.rounds
+    table.add(f"concurrency 1: {n1} requests x {plan.short_tokens} tokens per target")
+    row("  TTFC p50", lambda f: ms(f["ttfc_c1"]["p50"]))
+    row("  TTFC p99", lambda f: ms(f["ttfc_c1"]["p99"]))
+    row("  added p50", lambda f: plus_ms(f["added_c1_p50"]), True)
+    row("  added p99", lambda f: plus_ms(f["added_c1_p99"]), True)
+    table.add(f"concurrency {plan.concurrency}: {nn} requests x {plan.short_tokens} tokens")
+    row("  TTFC p50", lambda f: ms(f["ttfc_cn"]["p50"]))
+    row("  TTFC p99", lambda f: ms(f["ttfc_cn"]["p99"]))
+    row("  added p99", lambda f: plus_ms(f["added_cn_p99"]), True)
+    row("  relay CPU per request (both)", lambda f: ms(f["cpu_per_request"]), True)
+    table.add(f"{plan.streams} streams x {plan.fast_tokens} tokens, no delay (median of rounds)")
+    row("  messages/s", lambda f: f"{f['messages_per_s']:,.0f}")
+    row("  share of direct", lambda f: f"{f['throughput_share']:.0%}", True)
+    row("  relay CPU per 1000 messages", lambda f: ms(f["cpu_fast"] / 1e3), True)
+    row("    ratio to nginx", lambda f: f"x{f['cpu_fast_vs_nginx']:.2f}", True)
+    row("  messages per chunk received", lambda f: f"{f['messages_per_chunk']:.1f}")
+    row("  relay busy / waiting", lambda f: f"{f['fast_busy']:.0%} / {f['fast_waiting']:.0%}", True)
+    row("  upstream + load generator busy", lambda f: f"{f['load_side_busy']:.0%}")
+    table.add(
+        f"{plan.streams} streams x {plan.paced_tokens} tokens, "
+        f"{plan.paced_delay_ms:g} ms apart (median of rounds)"
+    )
+    row("  relay CPU per 1000 messages", lambda f: ms(f["cpu_paced"] / 1e3), True)
+    row("    ratio to nginx", lambda f: f"x{f['cpu_paced_vs_nginx']:.2f}", True)
+    table.add(
+        f"hang up after {plan.disconnect_after} messages (beside {plan.background_streams} "
+        f"streams, a token every {plan.background_delay_ms:g} ms) until the upstream sees it"
+    )
+    row("  p50", lambda f: ms(f["disconnect"]["p50"]) if "disconnect" in f else "")
+    row("  p99", lambda f: ms(f["disconnect"]["p99"]) if "disconnect" in f else "")
+    return table
+
+
+@dataclass(frozen=True)
+class Aim:
+    label: str
+    aim: str
+    value: Callable[[dict[str, Any]], float]
+    show: Callable[[float], str]
+    met: Callable[[float], bool] | None  # None: stated, not judged
+
+
+def aims() -> list[Aim]:
+    def times(x: float) -> str:
+        return f"x{x:.2f}"
+
+    def share(x: float) -> str:
+        return f"{x:.0%}"
+
+    a = AIMS
+    return [
+        Aim("added TTFC p50, c=1", "≤ 0.5 ms", lambda f: f["added_c1_p50"], plus_ms,
+            lambda x: x <= a.ttfc_p50_c1),
+        Aim("added TTFC p99, c=1", "≤ 2 ms", lambda f: f["added_c1_p99"], plus_ms,
+            lambda x: x <= a.ttfc_p99_c1),
+        Aim("added TTFC p99, c=64", "≤ 5 ms", lambda f: f["added_cn_p99"], plus_ms,
+            lambda x: x <= a.ttfc_p99_cn),
+        Aim("CPU / 1000 chunks vs nginx, paced", "≤ x2", lambda f: f["cpu_paced_vs_nginx"],
+            times, lambda x: x <= a.cpu_vs_nginx),
+        Aim("CPU / 1000 chunks vs nginx, no delay", "≤ x2", lambda f: f["cpu_fast_vs_nginx"],
+            times, lambda x: x <= a.cpu_vs_nginx),
+        Aim("throughput, 64 fast streams, of direct", "≥ 50%", lambda f: f["throughput_share"],
+            share, lambda x: x >= a.throughput_share),
+        Aim("hang-up → upstream closed p99, loaded", "≤ 50 ms", lambda f: f["disconnect"]["p99"],
+            ms, lambda x: x <= a.disconnect_p99),
+    ]  # fmt: skip
+
+
+def aims_table(figs: dict[str, dict[str, Any]]) -> tuple[Table, dict[str, bool]]:
+    table = Table(["target (issue #7)", "aim", *RELAYS, TRANSLATED, "Córtex"])
+    verdicts: dict[str, bool] = {}
+    for aim in aims():
+        cells = []
+        for name in (*RELAYS, TRANSLATED):
+            try:
+                cells.append(aim.show(aim.value(figs[name])))
+            except KeyError:
+                cells.append("")
+        met = aim.met is not None and aim.met(aim.value(figs[CORTEX]))
+        verdicts[aim.label] = met
+        table.add(f"  {aim.label}", aim.aim, *cells, "met" if met else "MISSED")
+    return table, verdicts
+
+
+# ---- the plot -------------------------------------------------------------------------------
+
+
+def plot(samples: dict[str, Samples], plan: Plan, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    panels = (("ttfc_c1", "concurrency 1"), ("ttfc_cn", f"concurrency {plan.concurrency}"))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for name, s in samples.items():
+            values = sorted(x * 1e3 for x in getattr(s, key))
+            heights = [(i + 1) / len(values) for i in range(len(values))]
+            ax.step(values, heights, where="post", label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("time to first chunk, ms (log scale)")
+        ax.set_title(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.axhline(0.99, color="grey", linewidth=0.6, linestyle=":")
+    axes[0].set_ylabel("share of requests (ECDF)")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def print_header(data: dict[str, Any], pinning: str) -> None:
+    m = data["machine"]
+    print(f"Córtex vs nginx vs hand-written relay ({data['mode']}), Córtex {m['cortex_source']}")
+    print(f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} online), {m['cpu_model']}")
+    print(f"python {m['python']}, {m['platform']}, load average {m['loadavg'][0]:.2f}")
+    print(f"pinning: relays (nginx, Córtex, hand-written) as {pinning}")
+    print("running...", flush=True)
+
+
+async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[str]]:
+    pinning = choose_pinning()
+    report.data["pinning"] = pinning.describe()
+    print_header(report.data, pinning.describe())
+    if pinning.load is not None:
+        os.sched_setaffinity(0, pinning.load)
+    samples: dict[str, Samples] = {}
+    with tempfile.TemporaryDirectory(prefix="cortex-compare-") as tmp:
+        workdir = Path(tmp)
+        async with processes(pinning) as procs:
+            upstream, upstream_port = await start_upstream(procs)
+            targets = await start_relays(procs, upstream_port, workdir, True)
+            samples = {t.name: Samples() for t in targets}
+            await relay_rounds(targets, plan, [upstream.pid, os.getpid()], samples)
+            logs = [line for t in targets for line in t.log_lines()]
+            await procs.stop_all()
+        async with processes(pinning) as procs:
+            logs += await disconnect_rounds(procs, plan, workdir, samples)
+    return samples, logs
+
+
+async def main(plan: Plan, mode: str, plot_path: Path) -> int:
+    current = asyncio.current_task()
+    assert current is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
+    started, cpu = time.monotonic(), CpuClock.now()
+    report = Report(tables=[], data={"mode": mode, "plan": asdict(plan), "machine": machine()})
+    samples, logs = await measure(plan, report)
+    figs = figures(samples)
+    report.tables += [figures_table(figs, plan), aims_table(figs)[0]]
+    report.data |= {"figures": figs, "samples": {n: asdict(s) for n, s in samples.items()}}
+    finish(report, started, cpu, logs)
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    json_path = results / f"compare-{stamp}.json"
+    json_path.write_bytes(orjson.dumps(report.data, option=orjson.OPT_INDENT_2))
+    plot_path = plot_path if mode == "full" else results / f"compare-{stamp}-ttfc.png"
+    plot(samples, plan, plot_path, f"Time to first chunk, {plan.short_tokens}-token answers")
+    for table in report.tables:
+        print_table(table)
+    for note in report.notes:
+        print(f"note: {note}")
+    took = report.data["elapsed_s"]
+    print(f"took {took:.0f} s; results in {json_path.relative_to(ROOT)}, plot in {plot_path}")
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small round, about a minute")
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where a full run puts the plot")
+    args = parser.parse_args(argv)
+    plan, mode = (QUICK, "quick") if args.quick else (Plan(), "full")
+    try:
+        sys.exit(run(main(plan, mode, args.plot)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; the upstream and the relays were stopped", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()
