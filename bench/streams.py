@@ -1,0 +1,583 @@
+"""Many open streams: N slow streams at once, straight at the fake upstream and through Córtex.
+
+    .venv/bin/python bench/streams.py [--streams 10000] [--quick] [--workers 2]
+
+Starts the fake upstream (bench/fake_upstream.py) and ``cortex serve`` as
+subprocesses, pinned as bench/relay.py pins them, raises the open-file limit,
+then opens N streams of ``--tokens`` tokens, a token every ``--delay-ms``, in
+batches (each batch waits for its first tokens, so no accept queue overflows),
+checks that each one brings every token in order and ends with its done line,
+and samples the memory (RSS, PSS, USS from /proc/PID/smaps_rollup) and CPU of
+the processes serving them. The baseline is the same wave straight at the fake
+upstream. Through Córtex it runs two identical waves: memory after the second
+should equal memory after the first (the leak check). Writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fake_upstream import run
+from harness import (
+    HERE,
+    HOST,
+    ROOT,
+    Cortex,
+    CpuClock,
+    Processes,
+    choose_pinning,
+    cpu_seconds,
+    machine,
+    processes,
+    start_upstream,
+    summary,
+    wait_listening,
+)
+from loadgen import ChatRequest, Result, StreamConnection, chat_request
+
+KB = 1000
+TARGET_PER_STREAM = 50 * KB  # bytes of resident memory per open stream (issue #7)
+SAMPLE_EVERY = 0.25  # seconds between memory samples during a wave
+FD_SPARE = 400  # open files a Córtex process needs besides two per stream (a guess with room)
+
+
+@dataclass(frozen=True)
+class Plan:
+    streams: int = 10_000
+    tokens: int = 400
+    delay_ms: float = 50
+    batch: int = 500  # connections opened at once while ramping up
+    warmup: int = 200  # streams of a short wave before the idle figure
+    settle_s: float = 3.0  # wait after a wave before measuring what stays
+    keepalive_wait_s: float = 0.0  # also measure once Córtex's upstream pool has expired
+    workers: int = 1
+
+
+QUICK = Plan(streams=1000, tokens=100, batch=250, warmup=50, settle_s=2.0)
+
+
+# ---- memory and processes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Memory:
+    rss: int
+    pss: int
+    uss: int
+    fds: int
+
+    def minus(self, other: Memory) -> Memory:
+        return Memory(
+            self.rss - other.rss, self.pss - other.pss, self.uss - other.uss, self.fds - other.fds
+        )
+
+
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants (Córtex's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int((entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def memory_of(pids: list[int]) -> Memory:
+    rss = pss = uss = fds = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _smaps_rollup(pid)
+            rss += fields.get("Rss", 0)
+            pss += fields.get("Pss", 0)
+            uss += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+            fds += len(os.listdir(f"/proc/{pid}/fd"))
+    return Memory(rss, pss, uss, fds)
+
+
+def _smaps_rollup(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, value = line.partition(":")
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            fields[name] = int(parts[0]) * 1024
+    return fields
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def raise_open_files(streams: int) -> tuple[int, int]:
+    """Enough descriptors for every socket of every process (they inherit the limit); the
+    hard limit rises only for a process allowed to (CAP_SYS_RESOURCE)."""
+    need = 4 * streams + 4096
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, min(need, nr_open))))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(need, hard)), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def descriptors_short(plan: Plan, limit: int) -> str:
+    """Why this plan cannot run under the open-file limit, or nothing: each Córtex process
+    holds a client and an upstream socket per stream it serves."""
+    per_process = 2 * plan.streams // plan.workers + FD_SPARE
+    if per_process <= limit:
+        return ""
+    fits = (limit - FD_SPARE) // 2 * plan.workers
+    return (
+        f"{plan.streams} streams need about {per_process} open files per Córtex process, "
+        f"over the limit of {limit} (the hard limit, which only a process with "
+        f"CAP_SYS_RESOURCE can raise): use --streams {fits} or more --workers"
+    )
+
+
+def kernel_settings() -> dict[str, str]:
+    names = ["net/core/somaxconn", "net/ipv4/tcp_max_syn_backlog", "net/ipv4/ip_local_port_range"]
+    return {name: Path("/proc/sys", name).read_text().strip() for name in names}
+
+
+# ---- one stream ----------------------------------------------------------------------------
+
+
+class CheckedStream(StreamConnection):
+    """A stream whose every token must arrive, in order, before the done line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = 0
+        self.problem = ""
+        self.first_token = 0.0
+        self.last_token = 0.0
+        self._line = b""
+
+    def _body(self, data: bytes, now: float) -> None:
+        lines = (self._line + data).split(b"\n")
+        self._line = lines.pop()
+        for line in lines:
+            self._check(line, now)
+        super()._body(data, now)
+
+    def _check(self, line: bytes, now: float) -> None:
+        if self.problem:
+            return
+        if b'"error"' in line:
+            self.problem = f"error line: {line[:200]!r}"
+        elif b'"done":true' in line:
+            return
+        elif b'"content":"tok%d "' % self.tokens in line:
+            self.tokens += 1
+            self.first_token = self.first_token or now
+            self.last_token = now
+        else:
+            self.problem = f"token {self.tokens} expected, got {line[:200]!r}"
+
+    def start(self, request: ChatRequest) -> asyncio.Future[Result]:
+        """Send the request; its result, and the ``started`` future set by the first message."""
+        loop = asyncio.get_running_loop()
+        self._want, self._enough = 1, loop.create_future()
+        return self._send(request)
+
+    @property
+    def started(self) -> asyncio.Future[None]:
+        assert self._enough is not None
+        return self._enough
+
+
+@dataclass(frozen=True)
+class Stream:
+    result: Result
+    tokens: int
+    problem: str
+    token_rate: float  # tokens per second between its first and last token
+
+
+def judged(conn: CheckedStream, result: Result, tokens: int) -> Stream:
+    problem = result.error or conn.problem
+    if not problem and conn.tokens != tokens:
+        problem = f"{conn.tokens} tokens of {tokens}"
+    span = conn.last_token - conn.first_token
+    rate = (conn.tokens - 1) / span if span > 0 else 0.0
+    return Stream(result, conn.tokens, problem, rate)
+
+
+# ---- one wave ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    t: float
+    open: int
+    memory: Memory
+
+
+@dataclass
+class Wave:
+    streams: list[Stream]
+    samples: list[Sample]
+    wall_s: float
+    ramp_s: float
+    cpu_s: dict[str, float]
+
+    @property
+    def max_open(self) -> int:
+        return max((s.open for s in self.samples), default=0)
+
+    def plateau(self) -> Memory:
+        """The highest memory sampled while every stream was open (else at the most open)."""
+        most = [s for s in self.samples if s.open == self.max_open]
+        return max((s.memory for s in most), key=lambda m: m.rss)
+
+    def failures(self) -> list[str]:
+        return [s.problem for s in self.streams if s.problem]
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.open = 0
+
+
+async def one_stream(
+    conn: CheckedStream, request: ChatRequest, tokens: int, open_now: Counter
+) -> tuple[CheckedStream, asyncio.Future[Result]]:
+    result = conn.start(request)
+    done, _ = await asyncio.wait((conn.started, result), return_when=asyncio.FIRST_COMPLETED)
+    if conn.started in done:
+        open_now.open += 1
+        result.add_done_callback(lambda _: setattr(open_now, "open", open_now.open - 1))
+    return conn, result
+
+
+async def sampler(
+    measured: list[int], open_now: Counter, samples: list[Sample], started: float
+) -> None:
+    while True:
+        memory = await asyncio.to_thread(memory_of, measured)
+        samples.append(Sample(time.monotonic() - started, open_now.open, memory))
+        await asyncio.sleep(SAMPLE_EVERY)
+
+
+async def wave(
+    port: int, plan: Plan, streams: int, tokens: int, measured: list[int], cpu: dict[str, list[int]]
+) -> Wave:
+    """``streams`` streams at once against ``port``, opened in batches; memory of ``measured``."""
+    request = chat_request(HOST, port, tokens, plan.delay_ms)
+    open_now, samples = Counter(), []
+    started = time.monotonic()
+    cpu_before = {name: cpu_of(pids) for name, pids in cpu.items()}
+    watching = asyncio.create_task(sampler(measured, open_now, samples, started))
+    pending: list[tuple[CheckedStream, asyncio.Future[Result]]] = []
+    try:
+        for first in range(0, streams, plan.batch):
+            count = min(plan.batch, streams - first)
+            conns = await asyncio.gather(*(CheckedStream.open(HOST, port) for _ in range(count)))
+            pending += await asyncio.gather(
+                *(one_stream(c, request, tokens, open_now) for c in conns)
+            )
+        ramp = time.monotonic() - started
+        results = [await result for _, result in pending]
+        wall = time.monotonic() - started
+        cpu_used = {name: cpu_of(pids) - cpu_before[name] for name, pids in cpu.items()}
+        await asyncio.sleep(SAMPLE_EVERY)
+    finally:
+        watching.cancel()
+        for conn, _ in pending:
+            conn.close()
+    checked = [judged(c, r, tokens) for (c, _), r in zip(pending, results, strict=True)]
+    return Wave(checked, samples, wall, ramp, cpu_used)
+
+
+async def settled(measured: list[int], seconds: float) -> Memory:
+    await asyncio.sleep(seconds)
+    return memory_of(measured)
+
+
+# ---- the runs ------------------------------------------------------------------------------
+
+
+async def start_cortex(procs: Processes, upstream_port: int, plan: Plan) -> Cortex:
+    """Córtex in front of the fake upstream, allowed a few more connections than the streams."""
+    from harness import free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "cortex", "serve", "--port", str(port)]
+    argv += ["--upstream", f"http://{HOST}:{upstream_port}", "--default-model", "bench"]
+    argv += ["--log-level", "warning", "--workers", str(plan.workers)]
+    os.environ["CORTEX_MAX_CONNECTIONS"] = str(max(10_000, plan.streams + plan.batch + 64))
+    log = procs.log_file()
+    cortex = Cortex(await procs.spawn(argv, procs.pinning.cortex, log), port, log)
+    await wait_listening(cortex)
+    return cortex
+
+
+async def direct(procs: Processes, plan: Plan) -> dict[str, Any]:
+    """The baseline: the streams straight at a fake upstream of their own."""
+    upstream, port = await start_upstream(procs)
+    pids = [upstream.pid]
+    try:
+        await wave(port, plan, plan.warmup, 5, pids, {})
+        idle = await settled(pids, plan.settle_s)
+        cpu = {"upstream": pids, "load generator": [os.getpid()]}
+        one = await wave(port, plan, plan.streams, plan.tokens, pids, cpu)
+        after = await settled(pids, plan.settle_s)
+    finally:
+        await procs.stop(upstream)
+    return {"idle": idle, "wave": one, "after": after}
+
+
+async def via_cortex(procs: Processes, plan: Plan) -> dict[str, Any]:
+    upstream, upstream_port = await start_upstream(procs)
+    cortex = await start_cortex(procs, upstream_port, plan)
+    out: dict[str, Any] = {}
+    try:
+        await wave(cortex.port, plan, plan.warmup, 5, [cortex.proc.pid], {})
+        pids = tree(cortex.proc.pid)  # with its workers, up by now
+        cpu = {"cortex": pids, "upstream": [upstream.pid], "load generator": [os.getpid()]}
+        out["processes"] = len(pids)
+        out["idle"] = await settled(pids, plan.settle_s)
+        out["wave1"] = await wave(cortex.port, plan, plan.streams, plan.tokens, pids, cpu)
+        out["after1"] = await settled(pids, plan.settle_s)
+        out["wave2"] = await wave(cortex.port, plan, plan.streams, plan.tokens, pids, cpu)
+        out["after2"] = await settled(pids, plan.settle_s)
+        if plan.keepalive_wait_s:
+            out["pool_expired"] = await settled(pids, plan.keepalive_wait_s)
+    finally:
+        await procs.stop(cortex.proc)
+        await procs.stop(upstream)
+        out["log"] = cortex.log_lines()
+    return out
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def kb(n: float) -> str:
+    return f"{n / KB:.1f} KB"
+
+
+def rates(w: Wave) -> dict[str, Any]:
+    return summary([s.token_rate for s in w.streams if s.token_rate > 0])
+
+
+def wave_rows(w: Wave, plan: Plan) -> dict[str, str]:
+    ok = len(w.streams) - len(w.failures())
+    rate = rates(w)
+    messages = sum(s.result.messages for s in w.streams)
+    ttfc = summary([s.result.ttfc for s in w.streams if s.result.ok])
+    return {
+        "complete and intact": f"{ok}/{len(w.streams)}",
+        "most open at once": str(w.max_open),
+        "ramp-up / whole wave": f"{w.ramp_s:.1f} s / {w.wall_s:.1f} s",
+        "tokens/s per stream p50 (p10..p90)": (
+            f"{rate['p50']:.1f} ({rate['min']:.1f}..{rate['p90']:.1f})" if rate["n"] else "-"
+        ),
+        "messages/s delivered, all streams": f"{messages / w.wall_s:,.0f}",
+        "first token p50 / p99": (
+            f"{ttfc['p50'] * 1e3:.0f} / {ttfc['p99'] * 1e3:.0f} ms" if ttfc["n"] else "-"
+        ),
+    }
+
+
+def memory_rows(idle: Memory, w: Wave, after: Memory, streams: int) -> dict[str, str]:
+    top = w.plateau()
+    grown = top.minus(idle)
+    return {
+        "RSS idle / all open / after": f"{mib(idle.rss)} / {mib(top.rss)} / {mib(after.rss)}",
+        "USS idle / all open / after": f"{mib(idle.uss)} / {mib(top.uss)} / {mib(after.uss)}",
+        "per open stream: RSS (USS, PSS)": (
+            f"{kb(grown.rss / streams)} ({kb(grown.uss / streams)}, {kb(grown.pss / streams)})"
+        ),
+        "open files idle / all open / after": f"{idle.fds} / {top.fds} / {after.fds}",
+    }
+
+
+def cpu_rows(w: Wave) -> dict[str, str]:
+    return {f"CPU {name} (share of one CPU)": f"{s / w.wall_s:.0%}" for name, s in w.cpu_s.items()}
+
+
+def print_report(
+    plan: Plan, data: dict[str, Any], base: dict[str, Any], via: dict[str, Any]
+) -> None:
+    m = data["machine"]
+    print(f"Many open streams ({data['mode']}), Córtex from {m['cortex_source']}")
+    print(f"machine: {m['nproc']} CPUs usable, {m['cpu_model']}; python {m['python']}")
+    print(f"pinning: {data['pinning']}; Córtex workers: {plan.workers}")
+    print(f"open files limit {data['nofile']}; {data['kernel']}")
+    rate = 1000 / plan.delay_ms
+    print(
+        f"{plan.streams} streams x {plan.tokens} tokens, a token every {plan.delay_ms:g} ms "
+        f"({rate:g} tokens/s asked), opened {plan.batch} at a time"
+    )
+    n = plan.streams
+    columns = {
+        "direct (fake upstream)": (base["idle"], base["wave"], base["after"]),
+        "via Córtex, wave 1": (via["idle"], via["wave1"], via["after1"]),
+        "via Córtex, wave 2": (via["idle"], via["wave2"], via["after2"]),
+    }
+    cells = {
+        name: wave_rows(w, plan) | memory_rows(idle, w, after, n) | cpu_rows(w)
+        for name, (idle, w, after) in columns.items()
+    }
+    labels = list(dict.fromkeys(label for c in cells.values() for label in c))
+    width = max(map(len, labels))
+    widths = [max(len(name), *(len(c.get(lb, "")) for lb in labels)) for name, c in cells.items()]
+    print("-" * (width + sum(w + 2 for w in widths)))
+    print(f"{'':<{width}}" + "".join(f"  {n:>{w}}" for n, w in zip(cells, widths, strict=True)))
+    print("-" * (width + sum(w + 2 for w in widths)))
+    for label in labels:
+        row = (f"  {c.get(label, '-'):>{w}}" for c, w in zip(cells.values(), widths, strict=True))
+        print(f"{label:<{width}}" + "".join(row))
+    print("-" * (width + sum(w + 2 for w in widths)))
+    for line in verdicts(plan, base, via):
+        print(line)
+
+
+def verdicts(plan: Plan, base: dict[str, Any], via: dict[str, Any]) -> list[str]:
+    n = plan.streams
+    per = via["wave1"].plateau().minus(via["idle"]).rss / n
+    fake = base["wave"].plateau().minus(base["idle"]).rss / n
+    leak = via["after2"].minus(via["after1"])
+    broken = len(via["wave1"].failures()) + len(via["wave2"].failures())
+    asked = 1000 / plan.delay_ms
+    got = rates(via["wave1"]).get("p50", 0.0)
+    lines = [
+        f"per open stream: Córtex {kb(per)} RSS, x{per / fake:.1f} the fake upstream's {kb(fake)}; "
+        f"{per / TARGET_PER_STREAM:.0%} of the {kb(TARGET_PER_STREAM)} target: "
+        + ("MET" if per <= TARGET_PER_STREAM else "MISSED"),
+        f"streams complete and intact: {2 * n - broken}/{2 * n} through Córtex: "
+        + ("MET" if not broken else "MISSED"),
+        f"leak check, after wave 2 - after wave 1: RSS {leak.rss / 2**20:+.1f} MiB "
+        f"({leak.rss / n:+.0f} B per stream), USS {leak.uss / 2**20:+.1f} MiB, "
+        f"open files {leak.fds:+d}",
+        f"token rate per stream p50 {got:.1f}/s of the {asked:g}/s asked: "
+        + ("MET" if got >= 0.95 * asked else "MISSED"),
+    ]
+    if "pool_expired" in via:
+        e = via["pool_expired"]
+        lines.append(f"after the upstream keep-alive expired: RSS {mib(e.rss)}, {e.fds} open files")
+    for name, w in (("direct", base["wave"]), ("wave 1", via["wave1"]), ("wave 2", via["wave2"])):
+        for problem in sorted(set(w.failures()))[:3]:
+            lines.append(f"{name}: {problem}")
+    return lines
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, Wave):
+        return {
+            "streams": len(value.streams),
+            "failures": value.failures()[:20],
+            "max_open": value.max_open,
+            "ramp_s": value.ramp_s,
+            "wall_s": value.wall_s,
+            "cpu_s": value.cpu_s,
+            "plateau": asdict(value.plateau()),
+            "token_rate": rates(value),
+            "ttfc": summary([s.result.ttfc for s in value.streams if s.result.ok]),
+            "samples": [[s.t, s.open, s.memory.rss, s.memory.uss] for s in value.samples],
+        }
+    if isinstance(value, Memory):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def write_json(data: dict[str, Any]) -> Path:
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    path = results / f"streams-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path.write_bytes(orjson.dumps(to_json(data), option=orjson.OPT_INDENT_2))
+    return path
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+
+async def main(plan: Plan, mode: str) -> int:
+    current = asyncio.current_task()
+    assert current is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
+    started, clock = time.monotonic(), CpuClock.now()
+    pinning = choose_pinning()
+    data: dict[str, Any] = {"mode": mode, "plan": asdict(plan), "machine": machine()}
+    data |= {"pinning": pinning.describe(), "nofile": raise_open_files(plan.streams)}
+    data["kernel"] = kernel_settings()
+    short = descriptors_short(plan, data["nofile"][0])
+    if short:
+        print(f"cannot run: {short}", file=sys.stderr)
+        return 2
+    if pinning.load is not None:
+        os.sched_setaffinity(0, pinning.load)
+    async with processes(pinning) as procs:
+        base = await direct(procs, plan)
+        via = await via_cortex(procs, plan)
+    elapsed = time.monotonic() - started
+    data |= {"direct": base, "via": via, "elapsed_s": elapsed}
+    data["machine_cpu_not_ours"] = CpuClock.now().others_since(clock, elapsed)
+    print_report(plan, data, base, via)
+    others = data["machine_cpu_not_ours"]
+    print(f"others used {others['others']:.0%} of the machine's CPU, steal {others['steal']:.0%}")
+    if via["log"]:
+        print(f"Córtex logged {len(via['log'])} line(s), the first: {via['log'][0]}")
+    print(f"took {elapsed:.0f} s; results in {write_json(data).relative_to(ROOT)}")
+    broken = via["wave1"].failures() or via["wave2"].failures()
+    return 1 if broken else 0
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1000 streams, about a minute")
+    parser.add_argument("--streams", type=int)
+    parser.add_argument("--tokens", type=int)
+    parser.add_argument("--delay-ms", type=float)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--keepalive-wait", type=float, help="seconds; measure once more after")
+    args = parser.parse_args(argv)
+    plan, mode = (QUICK, "quick") if args.quick else (Plan(), "full")
+    given = {
+        "streams": args.streams,
+        "tokens": args.tokens,
+        "delay_ms": args.delay_ms,
+        "workers": args.workers,
+        "keepalive_wait_s": args.keepalive_wait,
+    }
+    plan = Plan(**(asdict(plan) | {k: v for k, v in given.items() if v is not None}))
+    try:
+        sys.exit(run(main(plan, mode)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; the upstream and Córtex were stopped", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()
