@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ from harness import (
     CpuClock,
     Processes,
     choose_pinning,
+    cpu_seconds,
     family,
     free_port,
     machine,
@@ -241,7 +243,7 @@ async def load(
     checked(results, target.name)
 
     def total(prefix: str, key: str) -> float:
-        return sum(u[key] for name, u in used.items() if name.startswith(prefix))
+        return sum(float(u[key]) for name, u in used.items() if name.startswith(prefix))
 
     return results, Run(
         requests=len(results),
@@ -284,12 +286,40 @@ def ordered(targets: list[Target], round_: int) -> list[Target]:
     return targets if round_ % 2 == 0 else targets[::-1]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The machine's CPU seconds so far, and those of the benchmark's process tree."""
+
+    clock: CpuClock
+    tree: float
+    at: float
+
+    @classmethod
+    def now(cls) -> Snapshot:
+        tree = 0.0
+        for pid in family(os.getpid()):
+            with contextlib.suppress(OSError):
+                tree += cpu_seconds(pid)
+        return cls(CpuClock.now(), tree, time.monotonic())
+
+    def others_since(self, start: Snapshot) -> dict[str, float]:
+        """Shares of the machine's CPU used by processes not the benchmark's, and stolen."""
+        capacity = (self.at - start.at) * (os.cpu_count() or 1)
+        busy = self.clock.machine_busy - start.clock.machine_busy
+        others = busy - (self.tree - start.tree)
+        steal = self.clock.steal - start.clock.steal
+        return {"others": max(others, 0) / capacity, "steal": steal / capacity}
+
+
 async def relay_rounds(
     targets: list[Target], plan: Plan, load_side: list[int], out: dict[str, Samples]
-) -> None:
+) -> list[dict[str, float]]:
     """TTFC at 1 and many streams, then CPU and throughput, in interleaved rounds (order
-    reversed every other round) so drift hits every target alike."""
+    reversed every other round) so drift hits every target alike. Returns each round's
+    share of the machine used by others and stolen."""
+    noise: list[dict[str, float]] = []
     for round_ in range(plan.rounds):
+        start = Snapshot.now()
         for t in ordered(targets, round_):
             c1, run_ = await latency(t, plan, 1, plan.c1_requests, load_side)
             out[t.name].ttfc_c1 += c1
@@ -307,7 +337,14 @@ async def relay_rounds(
         for t in ordered(targets, round_):
             paced = await streams(t, plan, plan.paced_tokens, plan.paced_delay_ms, load_side)
             out[t.name].paced.append(paced)
-        print(f"  round {round_ + 1}/{plan.rounds} done", flush=True)
+        noise.append(Snapshot.now().others_since(start))
+        others, steal = noise[-1]["others"], noise[-1]["steal"]
+        print(
+            f"  round {round_ + 1}/{plan.rounds}: others used {others:.0%} of the machine, "
+            f"the hypervisor stole {steal:.0%}",
+            flush=True,
+        )
+    return noise
 
 
 # ---- client hang-up under load --------------------------------------------------------------
@@ -591,7 +628,8 @@ async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[
             upstream, upstream_port = await start_upstream(procs)
             targets = await start_relays(procs, upstream_port, workdir, True)
             samples = {t.name: Samples() for t in targets}
-            await relay_rounds(targets, plan, [upstream.pid, os.getpid()], samples)
+            noise = await relay_rounds(targets, plan, [upstream.pid, os.getpid()], samples)
+            report.data["noise_per_round"] = noise
             logs = [line for t in targets for line in t.log_lines()]
             await procs.stop_all()
         async with processes(pinning) as procs:
