@@ -1,18 +1,23 @@
 """The chat page at GET /: served from the package, and driven in Debian's chromium in front
-of the fake upstream (Playwright's sync API; the gateway and the fake run in threads)."""
+of the fake upstream (Playwright's sync API; the gateway and the fake run in threads).
+With API keys on, the page asks for a key and sends it on every request."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, Request, expect, sync_playwright
 
-from tests.conftest import RunningGateway
+from cortex.keys import generate_key, hash_key
+from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,6 +47,10 @@ RECIPE = [
     "\n\n¡Buen provecho!",
 ]
 REPLY = ".msg.assistant .md"
+KEY = generate_key()
+OTHER = generate_key()
+WRONG = generate_key()
+MISSING_KEY = "missing API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 
 
 # ---- without a browser: how the files are served ----------------------------------------
@@ -102,7 +111,8 @@ def browser() -> Iterator[Browser]:
 
 
 class Tab:
-    """A page on Córtex's chat page, recording dialogs and script errors."""
+    """A page on Córtex's chat page, recording dialogs, script errors, console messages and
+    the requests the page made."""
 
     def __init__(self, browser: Browser, url: str, **context: Any) -> None:
         self.context = browser.new_context(
@@ -112,8 +122,12 @@ class Tab:
         self.page: Page = self.context.new_page()
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.console: list[str] = []
+        self.requests: list[Request] = []
         self.page.on("dialog", self._dialog)
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("console", lambda message: self.console.append(message.text))
+        self.page.on("request", lambda request: self.requests.append(request))
         self.page.goto(url)
         expect(self.page.locator("#model")).to_be_enabled()  # the models are listed
 
@@ -127,22 +141,41 @@ class Tab:
 
     def finished(self) -> None:
         """Wait until the latest answer is over (its stats are final)."""
-        expect(self.page.locator(".msg.assistant .stats.final").last).to_be_visible()
+        latest = self.page.locator(".msg.assistant").last
+        expect(latest.locator(".stats.final")).to_be_visible()
 
     def screenshot(self, name: str) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / name))
+
+    def api_calls(self) -> list[tuple[str, str | None]]:
+        """The page's requests to /api/*: (path, Authorization header), in order."""
+        paths = [(urlsplit(r.url).path, r) for r in self.requests]
+        return [(p, r.headers.get("authorization")) for p, r in paths if p.startswith("/api/")]
+
+    def saved_key(self) -> str | None:
+        key: str | None = self.page.evaluate("sessionStorage.getItem('cortex.apiKey')")
+        return key
+
+    def enter_key(self, key: str) -> None:
+        self.page.get_by_label("API key", exact=True).fill(key)
+        self.page.get_by_role("button", name="Save").click()
 
 
 OpenTab = Callable[..., Tab]
 
 
 @pytest.fixture
-def open_tab(browser: Browser, gateway: RunningGateway) -> Iterator[OpenTab]:
+def open_tab(browser: Browser, start_gateway: StartGateway) -> Iterator[OpenTab]:
+    """Open a tab on `at` (a gateway), else on a gateway with the default settings."""
     tabs: list[Tab] = []
+    default: list[RunningGateway] = []
 
-    def open_(**context: Any) -> Tab:
-        tabs.append(Tab(browser, gateway.url, **context))
+    def open_(at: RunningGateway | None = None, **context: Any) -> Tab:
+        if at is None:
+            default[:] = default or [start_gateway()]
+            at = default[0]
+        tabs.append(Tab(browser, at.url, **context))
         return tabs[-1]
 
     yield open_
@@ -338,3 +371,137 @@ def test_the_page_works_on_a_phone(fake: FakeOllama, open_tab: OpenTab) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     expect(page.locator("#send")).to_be_in_viewport()
     tab.screenshot("page-phone.png")
+
+
+# ---- API keys ----------------------------------------------------------------------------
+
+
+def write_keys(path: Path, *keys: str) -> None:
+    entries = [{"name": f"k{n}", "key_hash": hash_key(key)} for n, key in enumerate(keys)]
+    path.write_bytes(orjson.dumps({"keys": entries}))
+
+
+def test_with_keys_the_page_asks_for_one_and_sends_it(
+    fake: FakeOllama, start_gateway: StartGateway, open_tab: OpenTab, tmp_path: Path
+) -> None:
+    write_keys(tmp_path / "keys.json", KEY)
+    tab = open_tab(start_gateway(keys_file=tmp_path / "keys.json"))
+    page = tab.page
+    form = page.get_by_role("dialog", name="Your API key for Córtex")
+    field = page.get_by_label("API key", exact=True)
+    reason = page.locator("#key-reason")
+    expect(form).to_be_visible()
+    expect(reason).to_have_text(MISSING_KEY)
+    expect(field).to_be_focused()
+    assert field.get_attribute("type") == "password"
+    expect(form).to_contain_text("The key stays in this browser tab")
+    expect(page.locator("#notice")).to_contain_text("needs an API key")
+    tab.screenshot("page-key-asked.png")
+
+    # A wrong key: refused by Córtex, dropped, and asked for again with Córtex's message.
+    tab.enter_key(WRONG)
+    expect(reason).to_have_text("invalid API key")
+    expect(form).to_be_visible()
+    assert tab.saved_key() is None
+
+    # Cancel, then send anyway: the 401 marks the message and asks again.
+    page.get_by_role("button", name="Cancel").click()
+    expect(form).to_be_hidden()
+    expect(page.locator("#key")).to_be_visible()
+    tab.ask("hola")
+    expect(form).to_be_visible()
+    expect(reason).to_have_text(MISSING_KEY)
+    expect(page.locator(".msg.assistant .error").last).to_contain_text("HTTP 401")
+    expect(page.locator(".msg.user .bubble").last).to_have_class("bubble unanswered")
+    assert tab.api_calls() == [
+        ("/api/tags", None),
+        ("/api/tags", f"Bearer {WRONG}"),
+        ("/api/chat", None),
+    ]
+    assert all(r.path != "/api/chat" for r in fake.requests)  # Córtex refused it
+
+    # The right key (Enter saves): the models are listed and the message can be sent again.
+    field.fill(KEY)
+    field.press("Enter")
+    expect(form).to_be_hidden()
+    expect(page.locator("#model option")).to_have_attribute("value", DEFAULT_MODEL)
+    expect(page.locator("#notice")).to_be_hidden()
+    assert tab.saved_key() == KEY
+    fake.script = Script(tokens=RECIPE)
+    tab.ask("Explica paso a paso cómo hacer una tortilla española")
+    tab.finished()
+    expect(page.locator(REPLY).last).to_contain_text("¡Buen provecho!")
+    assert tab.api_calls()[3:] == [("/api/tags", f"Bearer {KEY}"), ("/api/chat", f"Bearer {KEY}")]
+    assert fake.requests[-1].json["messages"][-1]["content"].startswith("Explica")
+
+    # The key is kept for the tab (a reload needs no form), never shown, logged or in a URL.
+    page.reload()
+    expect(page.locator("#model option")).to_have_attribute("value", DEFAULT_MODEL)
+    expect(form).to_be_hidden()
+    assert tab.api_calls()[-1] == ("/api/tags", f"Bearer {KEY}")
+    assert page.evaluate("localStorage.getItem('cortex.apiKey')") is None
+    assert KEY not in page.content()
+    assert field.input_value() == ""
+    assert not any(KEY in r.url for r in tab.requests)
+    assert not any(KEY in message for message in tab.console)
+
+    # Key, at the top: forget it, and Córtex's 401 asks for one again.
+    page.get_by_role("button", name="Key").click()
+    expect(form).to_be_visible()
+    expect(reason).to_be_hidden()
+    page.get_by_role("button", name="Forget key").click()
+    expect(reason).to_have_text(MISSING_KEY)
+    assert tab.saved_key() is None
+    assert tab.api_calls()[-1] == ("/api/tags", None)
+
+
+def test_a_revoked_key_is_dropped_and_asked_for_again(
+    fake: FakeOllama, start_gateway: StartGateway, open_tab: OpenTab, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.json"
+    write_keys(keys, KEY, OTHER)
+    gw = start_gateway(keys_file=keys, keys_refresh=0.1)
+    tab = open_tab(gw)
+    page = tab.page
+    form = page.get_by_role("dialog", name="Your API key for Córtex")
+    tab.enter_key(KEY)
+    expect(page.locator("#model option")).to_have_attribute("value", DEFAULT_MODEL)
+    fake.script = Script(tokens=["Hola"])
+    tab.ask("hola")
+    tab.finished()
+
+    write_keys(keys, OTHER)  # KEY revoked while the tab is open
+    deadline = time.monotonic() + 5
+    while httpx.get(gw.url + "/api/tags", headers={"X-API-Key": KEY}).status_code != 401:
+        assert time.monotonic() < deadline, "the revoked key still works"
+        time.sleep(0.05)
+    tab.ask("¿Sigues?")
+    expect(form).to_be_visible()
+    expect(page.locator("#key-reason")).to_have_text("invalid API key")
+    expect(page.locator(".msg.user .bubble").last).to_have_class("bubble unanswered")
+    assert tab.saved_key() is None
+
+    tab.enter_key(OTHER)
+    expect(form).to_be_hidden()
+    tab.ask("¿Sigues?")
+    tab.finished()
+    expect(page.locator(REPLY).last).to_have_text("Hola")
+    assert tab.api_calls()[-1] == ("/api/chat", f"Bearer {OTHER}")
+    assert [m["content"] for m in fake.requests[-1].json["messages"]] == [
+        "hola",
+        "Hola",
+        "¿Sigues?",
+    ]
+
+
+def test_without_keys_the_page_never_asks(fake: FakeOllama, open_tab: OpenTab) -> None:
+    tab = open_tab()
+    fake.script = Script(tokens=["Hola"])
+    tab.ask("hola")
+    tab.finished()
+    page = tab.page
+    expect(page.locator(REPLY).last).to_have_text("Hola")
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    expect(page.locator("#key")).to_be_hidden()
+    assert tab.api_calls() == [("/api/tags", None), ("/api/chat", None)]
+    assert tab.saved_key() is None

@@ -3,8 +3,15 @@
 // It talks to POST /api/chat with stream: true and reads the NDJSON body as it arrives,
 // so every token shows the moment Córtex relays it. Model text only ever reaches the
 // page through escapeHtml (see renderMarkdown) or textContent.
+//
+// When Córtex requires API keys, a 401 makes the page ask for one. The key is kept in
+// sessionStorage (it leaves with the tab) and sent as "Authorization: Bearer <key>" on
+// every request; it is never shown, logged or put in a URL.
 
 const MODEL_KEY = "cortex.model";
+const API_KEY = "cortex.apiKey";
+// What a header value may hold, so fetch never throws on a pasted key.
+const KEY_CHARS = /^[\x21-\x7e]+$/;
 
 // ---------------------------------------------------------------------------------------
 // Markdown: a small renderer of our own. Every fragment of model text is escaped before
@@ -230,15 +237,19 @@ function errorText(error) {
   return JSON.stringify(error);
 }
 
-async function httpError(response) {
-  const body = await response.text().catch(() => "");
-  let detail = body.trim().slice(0, 500);
+// The message of an error body: Córtex's {"error": ...}, else the text as it came.
+function errorMessage(body) {
   try {
     const parsed = JSON.parse(body);
-    if (parsed && parsed.error !== undefined) detail = errorText(parsed.error);
+    if (parsed && parsed.error !== undefined) return errorText(parsed.error);
   } catch {
-    // not JSON: show the text as it came
+    // not JSON
   }
+  return body.trim().slice(0, 500);
+}
+
+async function httpError(response) {
+  const detail = errorMessage(await response.text().catch(() => ""));
   const status = `${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
   return `HTTP ${status}${detail ? ` — ${detail}` : ""}`;
 }
@@ -257,11 +268,20 @@ const els = {
   prompt: $("prompt"),
   send: $("send"),
   stop: $("stop"),
+  key: $("key"),
+  keyDialog: $("key-dialog"),
+  keyForm: $("key-form"),
+  keyReason: $("key-reason"),
+  keyInput: $("key-input"),
+  keyForget: $("key-forget"),
+  keyCancel: $("key-cancel"),
 };
 
 const state = {
   history: [], // {role, content} of the conversation, sent with every request
   controller: null, // the AbortController of the answer streaming now
+  apiKey: null, // the API key of this tab, or null
+  keyAsked: false, // Córtex answered 401 at least once: it wants a key
 };
 
 function storage(action, value) {
@@ -270,6 +290,18 @@ function storage(action, value) {
     localStorage.setItem(MODEL_KEY, value);
   } catch {
     // private mode or storage disabled: the choice just is not remembered
+  }
+  return null;
+}
+
+// The API key lives in sessionStorage: kept across reloads, gone with the tab.
+function keyStorage(action, value) {
+  try {
+    if (action === "get") return sessionStorage.getItem(API_KEY);
+    if (action === "set") sessionStorage.setItem(API_KEY, value);
+    else sessionStorage.removeItem(API_KEY);
+  } catch {
+    // storage disabled: the key lasts as long as the page
   }
   return null;
 }
@@ -286,11 +318,85 @@ function notice(text) {
   els.notice.hidden = !text;
 }
 
+// ---------------------------------------------------------------------------------------
+// Requests to Córtex, with the API key, and the form that asks for it.
+
+// fetch with the tab's key. A 401 asks for a key (dropping the one that was refused) and is
+// returned as is for the caller to report.
+async function api(path, init = {}) {
+  const key = state.apiKey;
+  const headers = { ...init.headers };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(path, { ...init, headers });
+  if (response.status === 401) {
+    const reason = errorMessage(await response.clone().text().catch(() => ""));
+    if (key === state.apiKey) {
+      // A key saved meanwhile is left alone: this answer was to the one before it.
+      if (key) setKey(null);
+      askForKey(reason || "Córtex needs an API key.");
+    }
+  }
+  return response;
+}
+
+function setKey(key) {
+  state.apiKey = key;
+  keyStorage(key ? "set" : "remove", key);
+  showKeyButton();
+}
+
+function showKeyButton() {
+  els.key.hidden = !(state.apiKey || state.keyAsked);
+}
+
+function openKeyForm(reason) {
+  els.keyReason.textContent = reason;
+  els.keyReason.hidden = !reason;
+  els.keyForget.hidden = !state.apiKey;
+  els.keyInput.setCustomValidity("");
+  if (!els.keyDialog.open) {
+    els.keyInput.value = "";
+    els.keyDialog.showModal();
+  }
+  els.keyInput.focus();
+}
+
+function closeKeyForm() {
+  els.keyInput.value = ""; // the key is not left in the form
+  if (els.keyDialog.open) els.keyDialog.close();
+}
+
+function askForKey(reason) {
+  state.keyAsked = true;
+  showKeyButton();
+  openKeyForm(reason);
+}
+
+function saveKey() {
+  const key = els.keyInput.value.trim();
+  if (!KEY_CHARS.test(key)) {
+    els.keyInput.setCustomValidity("An API key is letters, digits and punctuation, without spaces.");
+    els.keyInput.reportValidity();
+    return;
+  }
+  setKey(key);
+  closeKeyForm();
+  loadModels();
+  els.prompt.focus();
+}
+
+function forgetKey() {
+  setKey(null);
+  closeKeyForm();
+  loadModels();
+}
+
 async function loadModels() {
   const select = els.model;
   let models = [];
   try {
-    const response = await fetch("/api/tags", { headers: { Accept: "application/json" } });
+    const response = await api("/api/tags", { headers: { Accept: "application/json" } });
+    if (response.status === 401) throw new ChatError("Córtex needs an API key.");
     if (!response.ok) throw new ChatError(await httpError(response));
     models = (await response.json()).models ?? [];
     notice("");
@@ -441,7 +547,7 @@ async function send(text) {
   const outcome = { stopped: false, error: "" };
   let content = "";
   try {
-    const response = await fetch("/api/chat", {
+    const response = await api("/api/chat", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/x-ndjson" },
       body: JSON.stringify({ ...(model ? { model } : {}), messages: state.history, stream: true }),
@@ -520,11 +626,24 @@ els.prompt.addEventListener("input", grow);
 els.stop.addEventListener("click", stop);
 els.newChat.addEventListener("click", newChat);
 els.model.addEventListener("change", () => storage("set", els.model.value));
+els.key.addEventListener("click", () => openKeyForm(""));
+els.keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  saveKey();
+});
+els.keyInput.addEventListener("input", () => els.keyInput.setCustomValidity(""));
+els.keyCancel.addEventListener("click", closeKeyForm);
+els.keyForget.addEventListener("click", forgetKey);
+els.keyDialog.addEventListener("close", () => {
+  els.keyInput.value = "";
+});
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && state.controller) stop();
+  if (event.key === "Escape" && state.controller && !els.keyDialog.open) stop();
 });
 for (const chip of els.welcome.querySelectorAll(".chip")) {
   chip.addEventListener("click", () => send(chip.textContent));
 }
 
+state.apiKey = keyStorage("get") || null;
+showKeyButton();
 loadModels();
