@@ -233,12 +233,17 @@ async def start_relays(
 
 
 async def load(
-    target: Target, request: ChatRequest, requests: int, concurrency: int, load_side: list[int]
+    target: Target,
+    request: ChatRequest,
+    requests: int,
+    concurrency: int,
+    load_side: list[int],
+    stagger: float = 0,
 ) -> tuple[list[Result], Run]:
     pids = {f"relay {pid}": pid for pid in target.pids}
     pids |= {f"load {pid}": pid for pid in load_side}
     (results, wall), used = await measured(
-        pids, run_load(HOST, target.port, request, requests, concurrency)
+        pids, run_load(HOST, target.port, request, requests, concurrency, stagger)
     )
     checked(results, target.name)
 
@@ -267,9 +272,10 @@ async def latency(
     tokens, delay = (
         (plan.cn_paced_tokens, plan.cn_paced_delay_ms) if paced else (plan.short_tokens, 0)
     )
+    stagger = tokens * delay / 1e3 / concurrency
     request = chat_request(HOST, target.port, tokens, delay)
     await load(target, request, max(plan.warmup, 2 * concurrency), concurrency, load_side)
-    results, run_ = await load(target, request, requests, concurrency, load_side)
+    results, run_ = await load(target, request, requests, concurrency, load_side, stagger)
     return [r.ttfc for r in results], run_
 
 
@@ -479,7 +485,7 @@ def figures_table(figs: dict[str, dict[str, Any]], plan: Plan) -> Table:
     np = plan.cn_paced_requests * plan.rounds
     table.add(
         f"concurrency {plan.concurrency}, paced: {np} requests x {plan.cn_paced_tokens} tokens, "
-        f"{plan.cn_paced_delay_ms:g} ms apart"
+        f"{plan.cn_paced_delay_ms:g} ms apart, streams started evenly spread"
     )
     row("  TTFC p50", lambda f: ms(f["ttfc_cn_paced"]["p50"]))
     row("  TTFC p99", lambda f: ms(f["ttfc_cn_paced"]["p99"]))
@@ -581,7 +587,7 @@ def plot(samples: dict[str, Samples], plan: Plan, path: Path, title: str) -> Non
     n = plan.concurrency
     panels = (
         ("ttfc_c1", f"concurrency 1, {plan.short_tokens} tokens"),
-        ("ttfc_cn_paced", f"concurrency {n}, {plan.cn_paced_tokens} tokens paced"),
+        ("ttfc_cn_paced", f"concurrency {n}, {plan.cn_paced_tokens} tokens paced, starts spread"),
         ("ttfc_cn", f"concurrency {n}, {plan.short_tokens} tokens back to back"),
     )
     for ax, (key, label) in zip(axes, panels, strict=True):

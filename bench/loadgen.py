@@ -259,9 +259,16 @@ class StreamConnection(asyncio.Protocol):
 
 
 async def run_load(
-    host: str, port: int, request: ChatRequest, requests: int, concurrency: int
+    host: str,
+    port: int,
+    request: ChatRequest,
+    requests: int,
+    concurrency: int,
+    stagger: float = 0,
 ) -> tuple[list[Result], float]:
-    """Send ``requests`` copies of ``request`` over ``concurrency`` kept-alive connections.
+    """Send ``requests`` copies of ``request`` over ``concurrency`` kept-alive connections,
+    the i-th connection starting ``i * stagger`` seconds after the first (so that streams
+    of equal length start and end spread out rather than all at once).
 
     Returns the results and the wall-clock seconds the whole load took.
     """
@@ -271,7 +278,8 @@ async def run_load(
     results: list[Result] = []
     left = iter(range(requests))
 
-    async def worker(connection: StreamConnection) -> None:
+    async def worker(connection: StreamConnection, delay: float) -> None:
+        await asyncio.sleep(delay)
         for _ in left:
             if connection.closed:
                 connection = await StreamConnection.open(host, port)
@@ -279,5 +287,5 @@ async def run_load(
         connection.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in connections))
+    await asyncio.gather(*(worker(c, i * stagger) for i, c in enumerate(connections)))
     return results, time.perf_counter() - started
