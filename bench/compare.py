@@ -582,6 +582,7 @@ def plot(samples: dict[str, Samples], plan: Plan, path: Path, title: str) -> Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), sharey=True)
     n = plan.concurrency
@@ -596,6 +597,8 @@ def plot(samples: dict[str, Samples], plan: Plan, path: Path, title: str) -> Non
             heights = [(i + 1) / len(values) for i in range(len(values))]
             ax.step(values, heights, where="post", label=name)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("time to first chunk, ms (log scale)")
         ax.set_title(label)
         ax.grid(True, which="both", alpha=0.3)
