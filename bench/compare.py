@@ -668,11 +668,11 @@ async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[
         async with processes(pinning) as procs:
             start = Snapshot.now()
             logs += await disconnect_rounds(procs, plan, workdir, samples)
-            noise = Snapshot.now().others_since(start)
-            report.data["noise_disconnect"] = noise
+            quiet = Snapshot.now().others_since(start)
+            report.data["noise_disconnect"] = quiet
             print(
-                f"  hang-ups: others used {noise['others']:.0%} of the machine, "
-                f"the hypervisor stole {noise['steal']:.0%}",
+                f"  hang-ups: others used {quiet['others']:.0%} of the machine, "
+                f"the hypervisor stole {quiet['steal']:.0%}",
                 flush=True,
             )
     return samples, logs
