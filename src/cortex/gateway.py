@@ -52,8 +52,9 @@ class Gateway:
         ]
         self.router = Router(s, members, self.limits)
         self.draining = False
-        self.stopping = asyncio.Event()  # set when the drain time is up
         self._loop = asyncio.get_running_loop()
+        # Done when the drain time is up; one future every answer in flight waits on.
+        self.stopping: asyncio.Future[None] = self._loop.create_future()
         self.metrics: Metrics | None = (
             Metrics(self.router.knows, lambda: self.router.queued) if s.metrics else None
         )
@@ -84,7 +85,11 @@ class Gateway:
     def _drain(self) -> None:
         if not self.draining:
             self.draining = True
-            self._loop.call_later(self.settings.drain_timeout, self.stopping.set)
+            self._loop.call_later(self.settings.drain_timeout, self._stop_answers)
+
+    def _stop_answers(self) -> None:
+        if not self.stopping.done():
+            self.stopping.set_result(None)
 
     @property
     def single(self) -> Member | None:

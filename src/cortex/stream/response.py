@@ -77,7 +77,7 @@ class RelayResponse(Response):
         error_body: ErrorRenderer,
         headers: Headers = (),
         streaming: bool = True,
-        stopping: asyncio.Event | None = None,
+        stopping: asyncio.Future[None] | None = None,
     ) -> None:
         self._source = source
         self._stopping = stopping
@@ -94,12 +94,11 @@ class RelayResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = asyncio.create_task(self._send_body(send))
         disconnect = asyncio.create_task(_wait_for_disconnect(receive))
-        waiting: set[asyncio.Task[Any]] = {body, disconnect}
+        waiting: set[asyncio.Future[Any]] = {body, disconnect}
         if self._stopping is not None:
-            waiting.add(asyncio.create_task(self._stopping.wait()))
+            waiting.add(self._stopping)  # shared by every answer: waited on, never cancelled
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        for task in waiting - {body}:
-            task.cancel()
+        disconnect.cancel()
         if body.done():
             body.result()
             return
