@@ -140,14 +140,19 @@ class Bench:
         return {"upstream": self.upstream_pid, "load generator": os.getpid()}
 
     async def load(
-        self, server: Server | None, request: ChatRequest, requests: int, concurrency: int
+        self,
+        server: Server | None,
+        request: ChatRequest,
+        requests: int,
+        concurrency: int,
+        stagger: float = 0,
     ) -> tuple[list[Result], Run | None, float]:
         """One load at a relay (or straight at the upstream); the results, the server's
         CPU as a Run, and the wall time."""
         port = server.port if server else self.upstream_port
         pids = {**self.base_pids(), **(server.pids() if server else {})}
         (results, wall), used = await measured(
-            pids, run_load(HOST, port, request, requests, concurrency)
+            pids, run_load(HOST, port, request, requests, concurrency, stagger)
         )
         checked(results, server.name if server else "direct")
         if server is None:
@@ -176,10 +181,13 @@ class Bench:
         self.runs[server.name]["concurrency_1"].append(run)
 
     async def streams(self, server: Server | None, tokens: int, delay_ms: float) -> None:
+        """n streams at once. Paced ones start spread over a stream's length, two per
+        connection, so that they do not run in lockstep (n tokens arriving together)."""
         port, n = server.port if server else self.upstream_port, self.plan.streams
         await self.load(server, chat_request(HOST, port, tokens // 10, delay_ms), n, n)
+        requests, stagger = (2 * n, tokens * delay_ms / 1e3 / n) if delay_ms else (n, 0)
         results, run, wall = await self.load(
-            server, chat_request(HOST, port, tokens, delay_ms), n, n
+            server, chat_request(HOST, port, tokens, delay_ms), requests, n, stagger
         )
         if server is None:
             self.direct_rates.append(sum(r.messages for r in results) / wall)
@@ -285,7 +293,8 @@ def stacks_table(stats: dict[str, Any], plan: Plan) -> Table:
     figure("  server CPU per request", lambda s: s["cpu_ms_per_request"], lambda v: f"{v:.3f} ms")
     streams = plan.streams
     table.add(
-        f"{streams} streams x {plan.paced_tokens} tokens, a token every {plan.paced_delay_ms:g} ms"
+        f"{streams} streams x {plan.paced_tokens} tokens, a token every "
+        f"{plan.paced_delay_ms:g} ms ({2 * streams} requests, starts spread)"
     )
     per_k = "  server CPU ms per 1000 chunks relayed"
     figure(per_k, lambda s: s["paced"]["cpu_ms_per_1000"], lambda v: f"{v:.1f}")
