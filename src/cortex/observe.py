@@ -73,6 +73,8 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 def log_access(record: RequestRecord, ended: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     fields = record.fields(ended)
     access_log.info(
         "%s %s %s %s",

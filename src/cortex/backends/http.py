@@ -73,6 +73,7 @@ class HTTPBackend:
         self.base_url = base_url
         self._session = session
         self._timeouts = timeouts
+        self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._headers = dict(REQUEST_HEADERS)
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -109,7 +110,7 @@ class HTTPBackend:
                     data=body if body is None or len(body) <= LARGE_BODY else io.BytesIO(body),
                     headers=self._with_request_id(),
                     allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+                    timeout=self._client_timeout,
                 )
         except TimeoutError as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
