@@ -465,6 +465,24 @@ def test_usage_matches_the_traffic(
     assert usage_of(gw)["tokens_today"] == {"ci": 3 * 29 + 1, "web": 29}
 
 
+@pytest.mark.parametrize("upstream_kind", ["ollama", "openai"])
+def test_embeddings_count_their_input_tokens(
+    upstream_kind: str, fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    prefix = "openai+" if upstream_kind == "openai" else ""
+    gw = start_gateway(upstream=prefix + fake.url, keys=[entry()])
+    texts = ["uno dos tres", "cuatro cinco"]  # the fake counts 3 + 2 tokens
+    for path, body in (
+        ("/api/embed", {"model": DEFAULT_MODEL, "input": texts}),
+        ("/v1/embeddings", {"model": DEFAULT_MODEL, "input": texts}),
+        ("/api/embeddings", {"model": DEFAULT_MODEL, "prompt": "seis siete"}),  # reports none
+    ):
+        answer = httpx.post(gw.url + path, json=body, headers=bearer(KEY), timeout=10)
+        assert answer.status_code == 200, answer.text
+    assert rows(usage_after(gw, 3)) == {("ci", DEFAULT_MODEL): (3, 2 * 5, 0, 0)}
+    assert usage_of(gw)["tokens_today"] == {"ci": 10}
+
+
 def test_an_answer_the_client_left_still_counts(
     fake: FakeOllama, start_gateway: StartGateway
 ) -> None:

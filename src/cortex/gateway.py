@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 import aiohttp
 from starlette.requests import Request
 
+from . import observe
 from .access import Access, allow_model
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
@@ -114,9 +115,14 @@ class Gateway:
     async def with_backend(self, model: str, call: Callable[[Lease], Awaitable[T]]) -> T:
         """Run a non-streaming exchange on a backend for ``model``, failing over on faults."""
         allow_model(model)
+        record = observe.current.get()
+        if record is not None:
+            record.model = model
         excluded: frozenset[str] = frozenset()
         for attempt in range(self.settings.max_attempts):
             lease = await self.router.acquire(model, exclude=excluded)
+            if record is not None:
+                record.backend = lease.member.name
             try:
                 result = await call(lease)
             except CortexError as exc:

@@ -25,7 +25,14 @@ from ..stream.encode import NDJSON, SSE, wants_sse
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
 from .body import read_json_object, request_schema, validate
-from .relaying import Planned, exchange, lone_backends_answer, parse_json, relay_response
+from .relaying import (
+    Planned,
+    embedding_reply,
+    exchange,
+    lone_backends_answer,
+    parse_json,
+    relay_response,
+)
 from .replies import json_reply, raw_json_reply
 
 router = APIRouter(tags=["Ollama"])
@@ -174,7 +181,7 @@ async def embed(request: Request) -> Response:
             answer["prompt_eval_count"] = prompt_tokens
         return orjson.dumps(answer)
 
-    return raw_json_reply(await gw.with_backend(payload["model"], call))
+    return embedding_reply(await gw.with_backend(payload["model"], call))
 
 
 @router.post("/api/embeddings", openapi_extra=request_schema(LegacyEmbeddingsRequest))
@@ -187,7 +194,7 @@ async def legacy_embeddings(request: Request) -> Response:
         vectors, _ = await _openai_embeddings(gw, lease, payload, payload["prompt"])
         return orjson.dumps({"embedding": vectors[0] if vectors else []})
 
-    return raw_json_reply(await gw.with_backend(payload["model"], call))
+    return embedding_reply(await gw.with_backend(payload["model"], call))
 
 
 async def _openai_embeddings(

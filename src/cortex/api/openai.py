@@ -23,7 +23,14 @@ from ..stream.encode import SSE
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate
 from .body import read_json_object, request_schema, validate
-from .relaying import Planned, exchange, lone_backends_answer, parse_json, relay_response
+from .relaying import (
+    Planned,
+    embedding_reply,
+    exchange,
+    lone_backends_answer,
+    parse_json,
+    relay_response,
+)
 from .replies import json_reply, raw_json_reply
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
@@ -131,7 +138,7 @@ async def embeddings(request: Request) -> Response:
         answer = parse_json(await exchange(gw, lease, "/api/embed", body))
         return orjson.dumps(_openai_embeddings(payload["model"], answer, parsed.encoding_format))
 
-    return raw_json_reply(await gw.with_backend(payload["model"], call))
+    return embedding_reply(await gw.with_backend(payload["model"], call))
 
 
 def _openai_embeddings(model: str, answer: Any, encoding: str | None) -> dict[str, Any]:

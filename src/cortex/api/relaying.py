@@ -177,3 +177,25 @@ async def lone_backends_answer(gw: Gateway, kind: UpstreamKind, path: str) -> Re
     if single is None or single.backend.kind != kind:
         return None
     return raw_json_reply(await gw.fetch(single, path))
+
+
+def embedding_reply(answer: bytes) -> Response:
+    """An embeddings answer as it is; its prompt tokens count for usage and limits."""
+    record = observe.current.get()
+    if record is not None:
+        record.prompt_tokens = embedding_tokens(answer)
+    return raw_json_reply(answer)
+
+
+def embedding_tokens(answer: bytes) -> int | None:
+    """The input tokens an embeddings answer reports (OpenAI's ``usage`` or Ollama's count)."""
+    try:
+        parsed = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    usage = parsed.get("usage")
+    reported = usage if isinstance(usage, dict) else {}
+    count = reported.get("prompt_tokens", parsed.get("prompt_eval_count"))
+    return count if isinstance(count, int) and count >= 0 else None
