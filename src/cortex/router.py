@@ -292,7 +292,8 @@ class Router:
         if not admitted:
             wait = min((m.circuit.retry_in(now) for m in candidates), default=1.0)
             raise Overloaded("no healthy backend can serve this model right now", wait)
-        keys = _prefix_keys(model, messages)
+        # Affinity only matters with a choice: a lone backend skips hashing the conversation.
+        keys = _prefix_keys(model, messages) if len(self.members) > 1 else []
         member, affinity = self._choose(admitted, keys)
         waited = 0.0
         if member is None:
