@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import httpx
 import orjson
 import pytest
 
@@ -60,13 +61,16 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until Córtex answers ``/ready``: the socket accepts before the app has started."""
     for _ in range(300):
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
                 return
+        except httpx.TransportError:
+            pass
         time.sleep(0.05)
-    raise AssertionError("cortex serve did not start listening")
+    raise AssertionError("cortex serve did not become ready")
 
 
 @pytest.fixture
