@@ -82,6 +82,12 @@ def test_keys_in_a_file_created_listed_used_and_revoked(
 
     assert run("keys", "create", "ci", env=env)[0] == 1  # the name is taken
     assert run("keys", "create", "bad name", env=env)[0] == 2
+    assert run("keys", "create", "boss", "--admin", env=env)[0] == 0
+    listed = {
+        line.split()[0]: line.split() for line in run("keys", "list", env=env)[1].splitlines()
+    }
+    assert listed["boss"][5] == "yes" and listed["ci"][5] == "-"
+    assert run("keys", "revoke", "boss", env=env)[0] == 0
 
     eventually(lambda: chat_status(gw, None) == 401)  # keys are on now
     assert chat_status(gw, key) == 403  # ...and this key may not use the fake's model

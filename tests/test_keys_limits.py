@@ -213,7 +213,7 @@ def test_official_clients_with_and_without_a_key(
 def test_requests_per_minute_429_in_both_dialects(
     redis_url: str | None, start_gateway: StartGateway
 ) -> None:
-    gw = start_gateway(redis_url=redis_url, keys=[entry(rpm=3), entry("web", OTHER)])
+    gw = start_gateway(redis_url=redis_url, keys=[entry(rpm=3), entry("web", OTHER, admin=True)])
     with openai_client(gw) as client:
         for _ in range(3):
             client.chat.completions.create(model=DEFAULT_MODEL, messages=HI)  # type: ignore[arg-type]
@@ -445,7 +445,7 @@ def test_a_crashed_instances_slots_expire(
 def test_usage_matches_the_traffic(
     redis_url: str | None, fake: FakeOllama, start_gateway: StartGateway
 ) -> None:
-    gw = start_gateway(redis_url=redis_url, keys=[entry(), entry("web", OTHER)])
+    gw = start_gateway(redis_url=redis_url, keys=[entry(admin=True), entry("web", OTHER)])
     assert post(gw, stream=True).status_code == 200
     assert post(gw, "/api/generate", prompt="hola").status_code == 200
     assert post(gw, "/v1/chat/completions").status_code == 200
@@ -481,6 +481,23 @@ def test_embeddings_count_their_input_tokens(
         assert answer.status_code == 200, answer.text
     assert rows(usage_after(gw, 3)) == {("ci", DEFAULT_MODEL): (3, 2 * 5, 0, 0)}
     assert usage_of(gw)["tokens_today"] == {"ci": 10}
+
+
+def test_a_key_sees_only_its_own_usage_unless_admin(
+    redis_url: str | None, start_gateway: StartGateway
+) -> None:
+    boss = generate_key()
+    gw = start_gateway(
+        redis_url=redis_url, keys=[entry(), entry("web", OTHER), entry("boss", boss, admin=True)]
+    )
+    assert post(gw).status_code == 200
+    assert post(gw, key=OTHER).status_code == 200
+    assert set(rows(usage_after(gw, 1))) == {("ci", DEFAULT_MODEL)}
+    assert set(usage_of(gw)["tokens_today"]) == {"ci"}
+    assert set(rows(usage_after(gw, 1, key=OTHER))) == {("web", DEFAULT_MODEL)}
+    everyone = usage_after(gw, 2, key=boss)
+    assert set(rows(everyone)) == {("ci", DEFAULT_MODEL), ("web", DEFAULT_MODEL)}
+    assert set(everyone["tokens_today"]) == {"ci", "web"}
 
 
 def test_an_answer_the_client_left_still_counts(

@@ -175,7 +175,13 @@ class Access:
         await self.limiter.finish(ticket.key.name, ticket.lease, model, prompt, completion, failed)
 
     async def usage(self) -> dict[str, Any]:
+        """Usage of every key; with keys on, a key that is not ``admin`` sees only its own."""
         rows, today = await self.limiter.usage()
+        ticket = TICKET.get()
+        if ticket is not None and not ticket.key.admin:
+            name = ticket.key.name
+            rows = [r for r in rows if r.key == name]
+            today = {k: v for k, v in today.items() if k == name}
         rows.sort(key=lambda r: (r.key, r.model))
         return {"usage": [asdict(r) for r in rows], "tokens_today": today}
 

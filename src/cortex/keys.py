@@ -44,6 +44,7 @@ class KeyRecord(BaseModel):
     concurrent: int | None = Field(default=None, gt=0)
     tokens_per_day: int | None = Field(default=None, gt=0)
     models: list[str] | None = None
+    admin: bool = False  # sees every key's usage; other keys see only their own
     created: str | None = None
 
     @field_validator("key_hash")

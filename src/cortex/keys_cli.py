@@ -102,6 +102,9 @@ def create(
     models: Annotated[
         str | None, typer.Option(help="Comma-separated models it may use [default: all]")
     ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May read every key's usage, not only its own")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a key and print it. It is shown this once: Córtex keeps only its hash."""
@@ -112,7 +115,13 @@ def create(
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
         record = new_record(
-            name, key, rpm=rpm, concurrent=concurrent, tokens_per_day=tokens_per_day, models=allowed
+            name,
+            key,
+            rpm=rpm,
+            concurrent=concurrent,
+            tokens_per_day=tokens_per_day,
+            models=allowed,
+            admin=admin,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -129,7 +138,7 @@ def list_keys(config: ConfigOption = None) -> None:
     settings = _settings(config)
     stored = _run(settings, lambda store: store.read())
     rows: list[tuple[str, ...]] = [
-        ("NAME", "RPM", "CONCURRENT", "TOKENS/DAY", "MODELS", "CREATED", "FROM")
+        ("NAME", "RPM", "CONCURRENT", "TOKENS/DAY", "MODELS", "ADMIN", "CREATED", "FROM")
     ]
     sources: list[tuple[KeyRecord, str]] = [(k, "settings") for k in settings.keys]
     sources += [(k, "store") for k in stored if k.name not in {s.name for s in settings.keys}]
@@ -140,6 +149,7 @@ def list_keys(config: ConfigOption = None) -> None:
                 k.name,
                 *("-" if v is None else str(v) for v in limits),
                 ",".join(k.models) if k.models else "all",
+                "yes" if k.admin else "-",
                 k.created or "-",
                 source,
             )
