@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, observe, web
 from .access import KeyGuard, guarded
@@ -42,16 +44,28 @@ class StreamingRoutes:
     access log and the metrics.
     """
 
-    def __init__(self, app: FastAPI, routes: Mapping[str, Handler], access_log: bool) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        routes: Mapping[str, Handler],
+        access_log: bool,
+        cors_origins: Sequence[str] = (),
+    ) -> None:
         self.app = app
         self._routes = routes
         self._access_log = access_log
+        self._entry: ASGIApp = self._dispatch
+        if cors_origins:
+            self._entry = _cors(self._dispatch, cors_origins)
 
     @property
     def state(self) -> State:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -143,7 +157,20 @@ def create_app(settings: Settings) -> StreamingRoutes:
         "/v1/chat/completions": openai_api.chat_completions,
     }
     streaming = {path: guarded(handler) for path, handler in streaming.items()}
-    return StreamingRoutes(app, streaming, settings.access_log)
+    return StreamingRoutes(app, streaming, settings.access_log, settings.cors_origins)
+
+
+def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
+    """Browser pages from these origins may call the API (``*`` matches anything)."""
+    pattern = "|".join(re.escape(origin).replace(r"\*", ".*") for origin in origins)
+    return CORSMiddleware(
+        app,
+        allow_origin_regex=pattern,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "X-Cortex-Backend", "X-Cortex-Queue-Ms", "Retry-After"],
+        max_age=600,
+    )
 
 
 def _serving(settings: Settings, gw: Gateway) -> str:

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .keys import KeyRecord
 
@@ -32,6 +40,16 @@ def _split_kind(data: Any, url_key: str, kind_key: str) -> Any:
         if plus and kind in ("ollama", "openai"):
             return {**data, url_key: url, kind_key: data.get(kind_key) or kind}
     return data
+
+
+# Browser pages that may call Córtex by default: the ones served from this machine, as
+# with Ollama. A ``*`` matches anything (a port, a subdomain).
+LOCAL_ORIGINS = tuple(
+    f"{scheme}://{host}{port}"
+    for scheme in ("http", "https")
+    for host in ("localhost", "127.0.0.1", "[::1]")
+    for port in ("", ":*")
+)
 
 
 class BackendSettings(BaseModel):
@@ -87,6 +105,7 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
     metrics: bool = True
+    cors_origins: list[str] = Field(default_factory=lambda: list(LOCAL_ORIGINS))
     local_model_path: Path | None = None
     local_model_name: str | None = None
     local_chat_template: bool | None = None
@@ -114,6 +133,14 @@ class Settings(BaseModel):
     @classmethod
     def _split_kind_prefix(cls, data: Any) -> Any:
         return _split_kind(data, "upstream", "upstream_kind")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``CORTEX_CORS_ORIGINS="https://a.example,http://localhost:*"`` (empty: none)."""
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _normalize_upstream(self) -> Settings:
