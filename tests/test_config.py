@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,27 @@ def test_unreadable_or_invalid_config_file_is_a_clear_error(tmp_path: Path) -> N
 def test_passwords_never_reach_the_logs() -> None:
     assert redact_url("http://user:s3cret@box:11434") == "http://user:***@box:11434"
     assert redact_url("http://box:11434") == "http://box:11434"
+
+
+RAISE_LIMIT = """
+import logging, resource, sys
+from cortex.config import Settings
+from cortex.server import raise_file_limit
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+print(raise_file_limit(Settings(max_connections=int(sys.argv[1]))), hard)
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.parametrize("connections", [10_000, 100])
+def test_the_open_file_limit_is_raised_for_max_connections(connections: int) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", RAISE_LIMIT, str(connections)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    (soft, hard), (now,) = (line.split() for line in run.stdout.splitlines())
+    wanted = 2 * connections + 256
+    assert int(soft) == int(now) == (wanted if int(hard) < 0 else min(wanted, int(hard)))
+    assert ("allows about" in run.stderr) == (0 <= int(hard) < wanted)

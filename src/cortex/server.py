@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import resource
 import socket
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,31 @@ def build_server(settings: Settings) -> uvicorn.Server:
     return uvicorn.Server(_config(settings, create_app(settings)))
 
 
+def raise_file_limit(settings: Settings) -> int:
+    """Lift the soft open-file limit toward what ``max_connections`` streams need (each holds
+    a client and an upstream socket), as far as the hard limit allows; the soft limit now."""
+    wanted = 2 * settings.max_connections + FILES_IN_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        logger.warning(
+            "the open-file limit (%d) allows about %d streams at once, not max_connections=%d; "
+            "raise it (ulimit -n) or lower max_connections",
+            soft,
+            (soft - FILES_IN_RESERVE) // 2,
+            settings.max_connections,
+        )
+    return soft
+
+
+FILES_IN_RESERVE = 256  # the listening socket, logs, health checks, Redis, the model file
+
+
 def serve(settings: Settings, sock: socket.socket) -> bool:
     """Run until stopped, on ``settings.workers`` processes; False if it could not start."""
+    raise_file_limit(settings)
     if settings.workers == 1:
         server = build_server(settings)
         server.run(sockets=[sock])
