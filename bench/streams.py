@@ -40,6 +40,7 @@ from harness import (
     Processes,
     choose_pinning,
     cpu_seconds,
+    free_port,
     machine,
     processes,
     start_upstream,
@@ -283,13 +284,13 @@ class Wave:
         return [s.problem for s in self.streams if s.problem]
 
 
-class Counter:
+class OpenCount:
     def __init__(self) -> None:
         self.open = 0
 
 
 def one_stream(
-    conn: CheckedStream, request: ChatRequest, open_now: Counter
+    conn: CheckedStream, request: ChatRequest, open_now: OpenCount
 ) -> asyncio.Future[Result]:
     """Start a stream; it counts as open from its first message until its end."""
     result = conn.start(request)
@@ -303,7 +304,7 @@ def one_stream(
 
 
 async def sampler(
-    measured: list[int], open_now: Counter, samples: list[Sample], started: float
+    measured: list[int], open_now: OpenCount, samples: list[Sample], started: float
 ) -> None:
     while True:
         memory = await asyncio.to_thread(memory_of, measured)
@@ -316,7 +317,7 @@ async def wave(
 ) -> Wave:
     """``streams`` streams at once against ``port``, opened in batches; memory of ``measured``."""
     request = chat_request(HOST, port, tokens, plan.delay_ms)
-    open_now, samples = Counter(), []
+    open_now, samples = OpenCount(), []
     started = time.monotonic()
     cpu_before = {name: cpu_of(pids) for name, pids in cpu.items()}
     drops = listen_drops()
@@ -351,8 +352,6 @@ async def settled(measured: list[int], seconds: float) -> Memory:
 
 async def start_cortex(procs: Processes, upstream_port: int, plan: Plan) -> Cortex:
     """Córtex in front of the fake upstream, allowed a few more connections than the streams."""
-    from harness import free_port
-
     port = free_port()
     argv = [sys.executable, "-m", "cortex", "serve", "--port", str(port)]
     argv += ["--upstream", f"http://{HOST}:{upstream_port}", "--default-model", "bench"]
@@ -415,7 +414,7 @@ def rates(w: Wave) -> dict[str, Any]:
     return summary([s.token_rate for s in w.streams if s.token_rate > 0])
 
 
-def wave_rows(w: Wave, plan: Plan) -> dict[str, str]:
+def wave_rows(w: Wave) -> dict[str, str]:
     ok = len(w.streams) - len(w.failures())
     rate = rates(w)
     messages = sum(s.result.messages for s in w.streams)
@@ -471,7 +470,7 @@ def print_report(
         "via Córtex, wave 2": (via["idle"], via["wave2"], via["after2"]),
     }
     cells = {
-        name: wave_rows(w, plan) | memory_rows(idle, w, after, n) | cpu_rows(w)
+        name: wave_rows(w) | memory_rows(idle, w, after, n) | cpu_rows(w)
         for name, (idle, w, after) in columns.items()
     }
     labels = list(dict.fromkeys(label for c in cells.values() for label in c))
