@@ -161,9 +161,14 @@ def create_app(settings: Settings) -> StreamingRoutes:
 
 
 def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
-    """Browser pages from these origins may call the API (``*`` matches anything)."""
+    """Browser pages from these origins may call the API (``*`` matches anything).
+
+    A request from any other origin gets no CORS header at all, and its preflight
+    goes to the app like any OPTIONS request (``405``).
+    """
     pattern = "|".join(re.escape(origin).replace(r"\*", ".*") for origin in origins)
-    return CORSMiddleware(
+    allowed = re.compile(pattern)
+    cors = CORSMiddleware(
         app,
         allow_origin_regex=pattern,
         allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
@@ -171,6 +176,15 @@ def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
         expose_headers=["X-Request-ID", "X-Cortex-Backend", "X-Cortex-Queue-Ms", "Retry-After"],
         max_age=600,
     )
+
+    async def checked(scope: Scope, receive: Receive, send: Send) -> None:
+        origin = next((v for k, v in scope.get("headers", ()) if k == b"origin"), None)
+        if origin is not None and allowed.fullmatch(origin.decode("latin-1")):
+            await cors(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return checked
 
 
 def _serving(settings: Settings, gw: Gateway) -> str:
