@@ -22,6 +22,7 @@ import pytest
 from cortex.config import Settings
 from tests.conftest import RunningGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
+from tests.helpers import open_raw_stream, read_until
 from tests.invariant import ClientFraming, Reply, error_message, judge, parse_response
 
 LIMIT = 64 * 1024
@@ -417,3 +418,22 @@ def test_an_upstream_line_or_answer_over_the_bound_is_an_explicit_error(
     verdict = judge(framing, reply, None)
     assert verdict.outcome == "error"
     assert "longer than" in verdict.error or "exceeded" in verdict.error, verdict.error
+
+
+def test_max_connections_streams_run_and_the_next_connection_gets_a_503(
+    fake: FakeOllama, start_gateway: Any
+) -> None:
+    fake.script = Script(count=40, delay=0.05)
+    gw = start_gateway(max_connections=3)
+    streams = [open_raw_stream(gw.host, gw.port, HELLO) for _ in range(3)]  # all at once
+    try:
+        for sock in streams:
+            assert b"200 OK" in read_until(sock, b"tok0")
+        extra = open_raw_stream(gw.host, gw.port, HELLO)
+        with contextlib.closing(extra):
+            assert read_until(extra, b"\r\n\r\n").startswith(b"HTTP/1.1 503")
+        for sock in streams:
+            assert b'"done":true' in read_until(sock, b'"done":true')
+    finally:
+        for sock in streams:
+            sock.close()

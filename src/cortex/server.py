@@ -66,7 +66,9 @@ def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
         http=BoundedHttpToolsProtocol,
         factory=isinstance(app, str),
         workers=workers,
-        limit_concurrency=settings.max_connections,  # beyond it, uvicorn answers 503
+        # uvicorn answers 503 to a request read while this many connections are open,
+        # counting the request's own: + 1 lets max_connections streams run.
+        limit_concurrency=settings.max_connections + 1,
         log_level="warning",
         access_log=False,
         server_header=False,
