@@ -194,7 +194,7 @@ async def legacy_embeddings(request: Request) -> Response:
         vectors, _ = await _openai_embeddings(gw, lease, payload, payload["prompt"])
         return orjson.dumps({"embedding": vectors[0] if vectors else []})
 
-    return embedding_reply(await gw.with_backend(payload["model"], call))
+    return raw_json_reply(await gw.with_backend(payload["model"], call))  # reports no tokens
 
 
 async def _openai_embeddings(
