@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,9 +28,8 @@ class RunningGateway:
 
     def __enter__(self) -> RunningGateway:
         self._thread.start()
-        for _ in range(500):
-            if self.server.started:
-                break
+        deadline = time.monotonic() + 60  # the embedded model loads and self-tests first
+        while not self.server.started and time.monotonic() < deadline:
             self._thread.join(0.01)
         assert self.server.started, "Córtex did not start"
         port = self._socket.getsockname()[1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cortex.backends.transcript import language_of, render
 from cortex.chat import Message
+from cortex.embedded.transcript import language_of, render
 
 
 @pytest.mark.parametrize(

@@ -190,14 +190,20 @@ def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
 def _serving(settings: Settings, gw: Gateway) -> str:
     described = []
     for member in gw.router.members:
-        if isinstance(member.backend, LocalBackend):
-            described.append(f"the embedded model {member.backend.name}")
+        backend = member.backend
+        if isinstance(backend, LocalBackend):
+            problem = backend.problem
+            if gw.single is not None:
+                if problem is None:
+                    return f"serving the embedded model {backend.name}"
+                return f"not serving the embedded model {backend.name}: {problem}"
+            unavailable = "" if problem is None else f" (unavailable: {problem})"
+            described.append(f"the embedded model {backend.name}{unavailable}")
         else:
             dialect = "Ollama" if member.config.kind == "ollama" else "an OpenAI-compatible server"
             named = "" if gw.single else f" {member.name}"
             described.append(f"{dialect}{named} at {redact_url(member.config.url)}")
-    verb = "serving" if len(described) == 1 and "embedded" in described[0] else "relaying to"
-    return f"{verb} " + ", ".join(described)
+    return "relaying to " + ", ".join(described)
 
 
 def _error(request: Request, message: str, status: int) -> Response:

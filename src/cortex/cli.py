@@ -90,15 +90,15 @@ def chat(
     key: KeyOption = None,
 ) -> None:
     """Chat in the terminal; answers stream as they are generated. Ctrl-C stops an answer."""
-    if local:
-        lines = terminal_chat.local_lines(LocalBackend())
+    backend = LocalBackend() if local else None
+    if backend is not None:
+        lines = terminal_chat.local_lines(backend)
     else:
         lines = terminal_chat.remote_lines(url, key)
     session = terminal_chat.Session(lines, model, system, json_lines)
-    if prompt is None:
-        asyncio.run(session.interactive())
-        return
-    if not asyncio.run(session.ask(prompt)):
+    talk = session.interactive() if prompt is None else session.ask(prompt)
+    ok = asyncio.run(talk if backend is None else terminal_chat.with_local(backend, talk))
+    if ok is False:
         raise typer.Exit(1)
 
 

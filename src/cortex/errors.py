@@ -14,6 +14,7 @@
         ├── UpstreamStatus            (the upstream's own 4xx/5xx status)
         ├── UpstreamProtocolError     502  not JSON, line too long, unexpected shape
         ├── UpstreamIncomplete        502  the answer ended without its final message
+        ├── ModelProcessDied          503  the embedded model's process died (it restarts)
         └── UpstreamTimeout           504
             ├── ConnectTimeout
             ├── FirstByteTimeout
@@ -102,6 +103,10 @@ class UpstreamProtocolError(UpstreamError):
 
 class UpstreamIncomplete(UpstreamError):
     pass
+
+
+class ModelProcessDied(UpstreamError):
+    status = 503
 
 
 class UpstreamTimeout(UpstreamError):

@@ -161,6 +161,13 @@ class Gateway:
         except BaseException:
             await session.close()
             raise
+        try:
+            for member in gateway.router.members:
+                if isinstance(member.backend, LocalBackend):
+                    await member.backend.start()  # its self-test, before Córtex says it serves
+        except BaseException:
+            await gateway.close()
+            raise
         gateway.router.start()
         gateway._drain_on_signals()
         return gateway

@@ -120,6 +120,17 @@ class Member:
         return self.in_flight / self.config.weight
 
     def status(self) -> dict[str, Any]:
+        if isinstance(self.backend, LocalBackend):
+            return {
+                **self._status(),
+                "healthy": self.backend.problem is None,
+                "state": self.backend.state,
+                "problem": self.backend.problem,
+                "restarts": self.backend.process.restarts,
+            }
+        return self._status()
+
+    def _status(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "url": "embedded" if self.config.kind == "local" else redact_url(self.config.url),
@@ -222,7 +233,7 @@ class Router:
     async def _check(self, member: Member) -> str | None:
         if isinstance(member.backend, LocalBackend):
             member.models = from_tags(await self._get(member, "/api/tags"))
-            return None
+            return member.backend.problem
         path = "/models" if member.config.kind == "openai" else "/api/tags"
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):

@@ -6,10 +6,10 @@ import asyncio
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import aiohttp
 import orjson
@@ -18,6 +18,7 @@ from .backends.local import LocalBackend
 from .errors import CortexError
 
 Lines = Callable[[dict[str, Any]], AsyncIterator[bytes]]
+T = TypeVar("T")
 
 
 class ChatFailed(Exception):
@@ -90,6 +91,19 @@ async def list_models(url: str, api_key: str | None = None) -> list[dict[str, An
     if response.status >= 400:
         raise ChatFailed(f"HTTP {response.status}: {_error_text(body)}")
     return list(orjson.loads(body).get("models") or [])
+
+
+async def with_local(backend: LocalBackend, talk: Coroutine[Any, Any, T]) -> T | bool:
+    """Run a chat on the embedded model, in its own process for as long as the chat lasts."""
+    try:
+        await backend.start()
+        if backend.problem is not None:
+            talk.close()
+            sys.stderr.write(f"error: {backend.problem}\n")
+            return False
+        return await talk
+    finally:
+        await backend.close()
 
 
 def local_lines(backend: LocalBackend) -> Lines:

