@@ -6,7 +6,7 @@ import httpx
 
 from cortex.config import load_settings
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import DEFAULT_MODEL
+from tests.fakes import DEFAULT_MODEL, FakeOllama
 
 CHAT = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hola"}]}
 
@@ -41,13 +41,15 @@ def test_local_pages_may_call_by_default(gateway: RunningGateway) -> None:
     assert models.headers["access-control-allow-origin"] == "http://[::1]:8080"
 
 
-def test_other_sites_may_not(gateway: RunningGateway) -> None:
+def test_other_sites_may_not(gateway: RunningGateway, fake: FakeOllama) -> None:
     for origin in ("https://evil.example", "http://localhost.evil.example", "null"):
         refused = preflight(gateway, origin)
-        assert refused.status_code == 405  # not a preflight Córtex answers
+        assert refused.status_code == 403
         assert not [h for h in refused.headers if h.startswith("access-control-")]
-        answer = post_from(gateway, origin)  # the browser withholds it without the header
+        answer = post_from(gateway, origin)  # not even started: the model does no work
+        assert answer.status_code == 403
         assert "access-control-allow-origin" not in answer.headers
+    assert fake.requests == []
 
 
 def test_listed_origins_with_wildcards(start_gateway: StartGateway) -> None:
@@ -55,13 +57,15 @@ def test_listed_origins_with_wildcards(start_gateway: StartGateway) -> None:
     for origin in ("https://chat.example", "https://ui.team.example"):
         assert preflight(gw, origin, "/v1/chat/completions").status_code == 200
         assert post_from(gw, origin).headers["access-control-allow-origin"] == origin
-    assert preflight(gw, "http://localhost:5173").status_code == 405  # the list replaces
+    assert preflight(gw, "http://localhost:5173").status_code == 403  # the list replaces
 
 
-def test_no_cors_when_the_list_is_empty(start_gateway: StartGateway) -> None:
+def test_no_other_origin_when_the_list_is_empty(start_gateway: StartGateway) -> None:
     gw = start_gateway(cors_origins=[])
-    assert "access-control-allow-origin" not in post_from(gw, "http://localhost:5173").headers
-    assert "access-control-allow-origin" not in preflight(gw, "http://localhost:5173").headers
+    assert post_from(gw, "http://localhost:5173").status_code == 403
+    assert preflight(gw, "http://localhost:5173").status_code == 403
+    same_origin = post_from(gw, gw.url)  # Córtex's own chat page
+    assert same_origin.status_code == 200
 
 
 def test_origins_from_the_environment() -> None:

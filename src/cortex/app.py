@@ -25,6 +25,7 @@ from .backends.local import LocalBackend
 from .config import Settings, redact_url
 from .errors import CortexError, Overloaded, ollama_error_body, openai_error_body
 from .gateway import Gateway
+from .hostguard import HostGuard
 from .observe import RequestRecord, request_id
 
 logger = logging.getLogger("cortex")
@@ -48,15 +49,15 @@ class StreamingRoutes:
         self,
         app: FastAPI,
         routes: Mapping[str, Handler],
-        access_log: bool,
-        cors_origins: Sequence[str] = (),
+        settings: Settings,
     ) -> None:
         self.app = app
         self._routes = routes
-        self._access_log = access_log
-        self._entry: ASGIApp = self._dispatch
-        if cors_origins:
-            self._entry = _cors(self._dispatch, cors_origins)
+        self._access_log = settings.access_log
+        entry: ASGIApp = self._dispatch
+        if settings.cors_origins:
+            entry = _cors(entry, settings.cors_origins)
+        self._entry = HostGuard(entry, settings.host, settings.allowed_hosts, settings.cors_origins)
 
     @property
     def state(self) -> State:
@@ -157,7 +158,7 @@ def create_app(settings: Settings) -> StreamingRoutes:
         "/v1/chat/completions": openai_api.chat_completions,
     }
     streaming = {path: guarded(handler) for path, handler in streaming.items()}
-    return StreamingRoutes(app, streaming, settings.access_log, settings.cors_origins)
+    return StreamingRoutes(app, streaming, settings)
 
 
 def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:

@@ -47,8 +47,10 @@ def _split_kind(data: Any, url_key: str, kind_key: str) -> Any:
 LOCAL_ORIGINS = tuple(
     f"{scheme}://{host}{port}"
     for scheme in ("http", "https")
-    for host in ("localhost", "127.0.0.1", "[::1]")
+    for host in ("localhost", "127.0.0.1", "[::1]", "0.0.0.0")
     for port in ("", ":*")
+) + tuple(  # desktop apps and editor extensions
+    f"{scheme}://*" for scheme in ("app", "file", "tauri", "vscode-webview", "vscode-file")
 )
 
 
@@ -106,6 +108,7 @@ class Settings(BaseModel):
     access_log: bool = True
     metrics: bool = True
     cors_origins: list[str] = Field(default_factory=lambda: list(LOCAL_ORIGINS))
+    allowed_hosts: list[str] = Field(default_factory=list)
     local_model_path: Path | None = None
     local_model_name: str | None = None
     local_chat_template: bool | None = None
@@ -134,7 +137,7 @@ class Settings(BaseModel):
     def _split_kind_prefix(cls, data: Any) -> Any:
         return _split_kind(data, "upstream", "upstream_kind")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """``CORTEX_CORS_ORIGINS="https://a.example,http://localhost:*"`` (empty: none)."""

@@ -11,6 +11,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..config import Settings
 from ..errors import BadRequest, BodyTooLarge
+from .fields import check_keys
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -51,6 +52,7 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
         raise BadRequest("request body must be a JSON object")
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and too_deep(parsed):
         raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
+    check_keys(raw, parsed)
     return raw, parsed
 
 
