@@ -46,7 +46,7 @@ def open_raw_stream(
     sock.connect((host, port))
     body = orjson.dumps(payload)
     sock.sendall(
-        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     return sock

@@ -62,7 +62,7 @@ class Hostile:
     def post(
         self, kind: str, path: str, body: bytes, headers: dict[str, str] | None = None
     ) -> Reply:
-        head = [f"POST {path} HTTP/1.1", "Host: x", "Connection: close"]
+        head = [f"POST {path} HTTP/1.1", "Host: localhost", "Connection: close"]
         head += [
             f"{k}: {v}" for k, v in {"Content-Length": str(len(body)), **(headers or {})}.items()
         ]
@@ -134,11 +134,11 @@ def test_a_body_over_the_limit_is_a_413(
         # As curl does for a big body: the head first, the body only after "100 Continue".
         # (Sent at once, the 413 can be lost: the server closes with the body unread and
         # the kernel answers the rest with a reset.)
-        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         head += f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
         reply = hostile.send(kind, head.encode())
     else:
-        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         head += "Transfer-Encoding: chunked\r\n\r\n"
         chunks = b"".join(
             b"%x\r\n%s\r\n" % (len(body[i : i + 4096]), body[i : i + 4096])
@@ -153,7 +153,7 @@ def test_a_body_over_the_limit_is_a_413(
 def test_a_huge_declared_length_is_refused_before_any_body_arrives(
     hostile: Hostile, kind: str
 ) -> None:
-    head = "POST /api/chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    head = "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
     head += "Content-Length: 1000000000000\r\n\r\n"
     started = time.monotonic()
     reply = hostile.send(kind, head.encode(), timeout=5)
@@ -243,7 +243,7 @@ def test_a_request_id_that_is_not_safe_is_replaced_and_never_passed_on(hostile: 
     raw = json.dumps(HELLO).encode()
     for given in (b"abc\xff\xfe", b"a" * 500, b"<script>alert(1)</script>", b"id with spaces"):
         head = (
-            b"POST /api/chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"POST /api/chat HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             b"Content-Length: %d\r\nX-Request-ID: %s\r\n\r\n" % (len(raw), given)
         )
         reply = hostile.send("ollama", head + raw)
@@ -277,7 +277,7 @@ def test_paths_that_are_not_utf8_get_an_answer_in_the_dialects_shape(
     hostile: Hostile, path: str
 ) -> None:
     reply = hostile.send(
-        "ollama", f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        "ollama", f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
     )
     assert 400 <= reply.status < 500
     error_message("openai" if path.startswith("/v1/") else "ollama", json.loads(reply.body))
@@ -288,7 +288,7 @@ def test_paths_that_are_not_utf8_get_an_answer_in_the_dialects_shape(
 
 def test_a_request_head_over_one_mebibyte_is_refused(hostile: Hostile) -> None:
     head = (
-        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Big: "
         + b"a" * (1 << 20)
         + b"\r\n\r\n"
     )
@@ -303,8 +303,9 @@ def test_a_request_that_stops_half_way_is_dropped(hostile: Hostile) -> None:
     gateway = hostile.gateways["ollama"]
     starts = [
         b"",  # connected, then silence
-        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Ty",  # half a head
-        b'POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"messa',  # half a body
+        b"POST /api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Ty",  # half a head
+        # half a body
+        b'POST /api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n{"messa',
     ]
     socks = []
     for start in starts:
@@ -390,7 +391,7 @@ def test_no_cross_origin_access_is_granted(hostile: Hostile, method: str, path: 
     preflight is not approved."""
     body = json.dumps(HELLO).encode() if method == "POST" else b""
     head = (
-        f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )

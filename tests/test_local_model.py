@@ -91,7 +91,7 @@ def test_a_client_that_leaves_stops_the_generation(local: RunningGateway) -> Non
         )
     sock = socket.create_connection((local.host, local.port))
     sock.sendall(
-        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        b"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s"
         % (len(body), body)
     )
     read_until(sock, b'"response"')

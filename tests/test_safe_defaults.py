@@ -194,3 +194,54 @@ def test_a_per_key_model_limit_holds_against_case_variants(
     )
     assert refused.status_code == 400
     assert generations(fake) == []
+
+
+def key_entry(name: str, key: str, **limits: object) -> dict[str, object]:
+    from cortex.keys import hash_key
+
+    return {"name": name, "key_hash": hash_key(key), **limits}
+
+
+def test_unnamed_backends_have_neutral_names_and_only_admins_see_addresses(
+    start_gateway: StartGateway, fake: FakeOllama
+) -> None:
+    gw = start_gateway(
+        backends=[{"url": fake.url}, {"url": fake.url, "name": "gpu-box"}],
+        keys=[key_entry("ops", "ctx-admin", admin=True), key_entry("app", "ctx-app")],
+    )
+    answer = httpx.post(
+        gw.url + "/api/chat", json=CHAT, headers={"Authorization": "Bearer ctx-app"}, timeout=10
+    )
+    assert answer.headers["x-cortex-backend"] in ("backend-1", "gpu-box")
+    port = str(fake.port)
+    plain = httpx.get(gw.url + "/cortex/backends", headers={"Authorization": "Bearer ctx-app"})
+    assert [b["name"] for b in plain.json()["backends"]] == ["backend-1", "gpu-box"]
+    assert port not in plain.text and "url" not in plain.json()["backends"][0]
+    admin = httpx.get(gw.url + "/cortex/backends", headers={"Authorization": "Bearer ctx-admin"})
+    assert [b["url"] for b in admin.json()["backends"]] == [fake.url, fake.url]
+
+
+def test_nobody_sees_addresses_with_keys_off(gateway: RunningGateway, fake: FakeOllama) -> None:
+    status = httpx.get(gateway.url + "/cortex/backends", timeout=5)
+    assert str(fake.port) not in status.text
+    assert status.json()["backends"][0]["name"] == "backend-1"
+
+
+@pytest.mark.parametrize("backends", [1, 2], ids=["lone backend", "merged catalogue"])
+def test_a_key_limited_to_some_models_sees_only_those(
+    start_gateway: StartGateway, fake: FakeOllama, backends: int
+) -> None:
+    fake.models = [DEFAULT_MODEL, "llava:latest", "qwen3:8b"]
+    settings: dict[str, object] = {
+        "keys": [key_entry("ci", "ctx-ci", models=["fake-llama", "qwen3:8b"])]
+    }
+    if backends == 2:
+        settings["backends"] = [{"url": fake.url}, {"url": fake.url, "name": "again"}]
+    gw = start_gateway(**settings)
+    auth = {"Authorization": "Bearer ctx-ci"}
+    tags = httpx.get(gw.url + "/api/tags", headers=auth, timeout=5).json()["models"]
+    assert sorted(m["name"] for m in tags) == [DEFAULT_MODEL, "qwen3:8b"]
+    listed = httpx.get(gw.url + "/v1/models", headers=auth, timeout=5).json()["data"]
+    assert sorted(m["id"] for m in listed) == [DEFAULT_MODEL, "qwen3:8b"]
+    assert httpx.get(gw.url + "/v1/models/llava", headers=auth, timeout=5).status_code == 404
+    assert httpx.get(gw.url + "/v1/models/qwen3:8b", headers=auth, timeout=5).status_code == 200

@@ -83,6 +83,20 @@ def allow_model(model: str) -> None:
         raise ModelNotAllowed(f"model '{model}' is not allowed for key '{ticket.key.name}'")
 
 
+def model_filter() -> Callable[[str], bool] | None:
+    """Which models the current request's key may see in model lists; None: every one."""
+    ticket = TICKET.get()
+    if ticket is None or ticket.key.models is None:
+        return None
+    return ticket.key.allows
+
+
+def may_see_addresses() -> bool:
+    """Backend URLs are shown to admin keys only (with keys off, to nobody)."""
+    ticket = TICKET.get()
+    return ticket is not None and ticket.key.admin
+
+
 class Access:
     """The keys a gateway accepts and the limits it enforces, with their stores."""
 

@@ -70,6 +70,9 @@ class StreamingRoutes:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "HEAD":  # every GET route answers HEAD, as Ollama's do
+            scope = {**scope, "method": "GET"}
+            send = _headers_only(send)
         record = RequestRecord(request_id(scope["headers"]), scope["method"], scope["path"])
         token = observe.current.set(record)
         echo_id = (b"x-request-id", record.id.encode())
@@ -112,6 +115,15 @@ class StreamingRoutes:
         except Exception as exc:
             response = await _unexpected_error(request, exc)
         await response(scope, receive, send)
+
+
+def _headers_only(send: Send) -> Send:
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
 
 
 async def _refuse_while_draining(request: Request) -> Response:

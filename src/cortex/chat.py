@@ -41,6 +41,7 @@ class ChatRequest:
     sampling: dict[str, Any] = field(default_factory=dict)
     include_usage: bool = False
     raw_prompt: str | None = None  # a completion prompt sent as is, without a chat template
+    think: bool | str | None = None  # Ollama's think: on, off, or an effort ("low"…"high")
 
 
 @dataclass(slots=True)

@@ -75,9 +75,8 @@ class BackendSettings(BaseModel):
     @model_validator(mode="after")
     def _normalize(self) -> BackendSettings:
         object.__setattr__(self, "url", normalize_upstream(self.url, openai=self.kind == "openai"))
-        if not self.name:
-            name = "local" if self.kind == "local" else urlsplit(self.url).netloc.rpartition("@")[2]
-            object.__setattr__(self, "name", name)
+        if not self.name and self.kind == "local":
+            object.__setattr__(self, "name", "local")
         return self
 
 
@@ -154,9 +153,9 @@ class Settings(BaseModel):
     def backend_list(self) -> list[BackendSettings]:
         """The configured backends, or the single ``upstream`` as one."""
         if self.backends:
-            return list(self.backends)
+            return _named(self.backends)
         key = self.upstream_api_key
-        return [BackendSettings(url=self.upstream, kind=self.kind, api_key=key)]
+        return _named([BackendSettings(url=self.upstream, kind=self.kind, api_key=key)])
 
     @property
     def keys_always_required(self) -> bool:
@@ -169,6 +168,22 @@ class Settings(BaseModel):
         """The upstream's dialect; ``auto`` is resolved at start-up (see ``server.py``)."""
         kind = self.upstream_kind
         return "ollama" if kind is None or kind == "auto" else kind
+
+
+def _named(backends: list[BackendSettings]) -> list[BackendSettings]:
+    """Unnamed backends get neutral names (``backend-2``) that say nothing of their address:
+    names go out in ``X-Cortex-Backend`` and ``/cortex/backends``, to any client."""
+    taken = {b.name for b in backends if b.name}
+    named = []
+    for number, backend in enumerate(backends, start=1):
+        if not backend.name:
+            name = f"backend-{number}"
+            while name in taken:
+                name += "'"
+            taken.add(name)
+            backend = backend.model_copy(update={"name": name})
+        named.append(backend)
+    return named
 
 
 class ConfigError(ValueError):

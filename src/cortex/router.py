@@ -119,16 +119,20 @@ class Member:
     def load(self) -> float:
         return self.in_flight / self.config.weight
 
-    def status(self) -> dict[str, Any]:
+    def status(self, show_url: bool = False) -> dict[str, Any]:
+        """The backend's state for ``/cortex/backends``; its URL only if ``show_url``."""
+        status = self._status()
+        if not show_url:
+            del status["url"]
         if isinstance(self.backend, LocalBackend):
             return {
-                **self._status(),
+                **status,
                 "healthy": self.backend.problem is None,
                 "state": self.backend.state,
                 "problem": self.backend.problem,
                 "restarts": self.backend.process.restarts,
             }
-        return self._status()
+        return status
 
     def _status(self) -> dict[str, Any]:
         return {
@@ -278,8 +282,16 @@ class Router:
         )
 
     async def catalogue(self) -> list[ModelEntry]:
-        """Every backend's models, merged without duplicates, in backend order."""
-        await self.refresh()
+        """Every backend's models, merged without duplicates, in backend order.
+
+        Raises UpstreamUnreachable when no backend answered: an empty list would
+        say, wrongly, that the model servers have no models.
+        """
+        problems = await self.refresh()
+        if problems and all(problems.values()):
+            raise UpstreamUnreachable(
+                "no model server answered: " + "; ".join(p for p in problems.values() if p)
+            )
         seen: dict[str, ModelEntry] = {}
         for member in self.members:
             for entry in member.models or []:

@@ -32,6 +32,7 @@ from .relaying import (
     lone_backends_answer,
     parse_json,
     relay_response,
+    visible_models,
 )
 from .replies import json_reply, raw_json_reply
 
@@ -213,7 +214,7 @@ async def _openai_embeddings(
 async def tags(request: Request) -> Response:
     gw = gateway(request)
     own = await lone_backends_answer(gw, "ollama", "/api/tags")
-    return own or raw_json_reply(tags_body(await gw.models()))
+    return own or raw_json_reply(visible_models(tags_body(await gw.models())))
 
 
 @router.get("/api/version")
@@ -228,7 +229,7 @@ async def running(request: Request) -> Response:
     gw = gateway(request)
     members = [m for m in gw.router.members if m.backend.kind == "ollama"]
     if len(members) == 1 and gw.single is not None:
-        return raw_json_reply(await gw.fetch(members[0], "/api/ps"))
+        return raw_json_reply(visible_models(await gw.fetch(members[0], "/api/ps")))
     answers = await asyncio.gather(
         *(gw.fetch(m, "/api/ps") for m in members), return_exceptions=True
     )
@@ -238,7 +239,7 @@ async def running(request: Request) -> Response:
         if isinstance(answer, bytes)
         for entry in (parse_json(answer).get("models") or [])
     ]
-    return json_reply({"models": loaded})
+    return raw_json_reply(visible_models(orjson.dumps({"models": loaded})))
 
 
 @router.post("/api/show", openapi_extra=request_schema(ShowRequest))

@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from ..access import model_filter
 from ..catalog import openai_list_body, openai_model
 from ..config import UpstreamKind
 from ..dialects import ollama as ollama_wire
@@ -30,6 +31,7 @@ from .relaying import (
     lone_backends_answer,
     parse_json,
     relay_response,
+    visible_models,
 )
 from .replies import json_reply, raw_json_reply
 
@@ -37,7 +39,7 @@ router = APIRouter(prefix="/v1", tags=["OpenAI"])
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
@@ -48,7 +50,7 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat request; fields Córtex does not read go on untouched to OpenAI upstreams."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
     messages: list[ChatMessage]
@@ -63,10 +65,11 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
 
 
 class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
     input: str | list[str]
@@ -110,13 +113,18 @@ async def chat_completions(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     gw = gateway(request)
     own = await lone_backends_answer(gw, "openai", "/models")
-    return own or raw_json_reply(openai_list_body(await gw.models()))
+    return own or raw_json_reply(visible_models(openai_list_body(await gw.models())))
 
 
 @router.get("/models/{model:path}")
 async def retrieve_model(model: str, request: Request) -> Response:
-    entry = next((e for e in await gateway(request).models() if e.name == model), None)
-    if entry is None:
+    tagged = model if ":" in model else f"{model}:latest"  # as Ollama, the tag defaults to latest
+    models = await gateway(request).models()
+    entry = next((e for e in models if e.name == model), None) or next(
+        (e for e in models if e.name == tagged), None
+    )
+    allowed = model_filter()
+    if entry is None or (allowed is not None and not allowed(entry.name)):
         raise ModelNotFound(f"The model `{model}` does not exist")
     return json_reply(openai_model(entry))
 

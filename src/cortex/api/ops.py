@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 
+from ..access import may_see_addresses
 from ..gateway import gateway
 from .replies import json_reply
 
@@ -40,7 +41,10 @@ async def ready(request: Request) -> Response:
 async def backends(request: Request) -> Response:
     """Each backend: health, circuit, load, models, latency; and the shared queue."""
     router_ = gateway(request).router
-    return json_reply({"queued": router_.queued, "backends": [m.status() for m in router_.members]})
+    show_url = may_see_addresses()
+    return json_reply(
+        {"queued": router_.queued, "backends": [m.status(show_url) for m in router_.members]}
+    )
 
 
 @router.get("/cortex/usage")

@@ -13,7 +13,7 @@ import orjson
 from starlette.responses import Response
 
 from .. import observe
-from ..access import allow_model
+from ..access import allow_model, model_filter
 from ..backends.base import UpstreamBody
 from ..chat import Usage
 from ..config import UpstreamKind
@@ -176,7 +176,28 @@ async def lone_backends_answer(gw: Gateway, kind: UpstreamKind, path: str) -> Re
     single = gw.single
     if single is None or single.backend.kind != kind:
         return None
-    return raw_json_reply(await gw.fetch(single, path))
+    return raw_json_reply(visible_models(await gw.fetch(single, path)))
+
+
+# Where each model list keeps its entries, and the field that names each one.
+MODEL_LISTS = (("models", "name"), ("data", "id"))
+
+
+def visible_models(answer: bytes) -> bytes:
+    """A model list (Ollama's or OpenAI's) with only the models the request's key may use."""
+    allowed = model_filter()
+    if allowed is None:
+        return answer
+    document = parse_json(answer)
+    if not isinstance(document, dict):
+        return answer
+    for field, name in MODEL_LISTS:
+        entries = document.get(field)
+        if isinstance(entries, list):
+            document[field] = [
+                e for e in entries if isinstance(e, dict) and allowed(str(e.get(name, "")))
+            ]
+    return orjson.dumps(document)
 
 
 def embedding_reply(answer: bytes) -> Response:

@@ -113,6 +113,8 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
         body["tools"] = request.tools
     if request.format is not None:
         body["format"] = request.format
+    if request.think is not None:
+        body["think"] = request.think
     return body
 
 

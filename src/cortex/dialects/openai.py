@@ -55,7 +55,17 @@ def chat_request(payload: dict[str, Any]) -> ChatRequest:
         format=_format(payload.get("response_format")),
         sampling=sampling,
         include_usage=bool(stream_options.get("include_usage")),
+        think=_think(payload.get("reasoning_effort")),
     )
+
+
+def _think(effort: Any) -> bool | str | None:
+    """OpenAI's ``reasoning_effort`` as Ollama's ``think``, as Ollama's own ``/v1`` reads it."""
+    if effort is None:
+        return None
+    if effort == "none":
+        return False
+    return "low" if effort == "minimal" else str(effort)
 
 
 def _messages(raw: list[dict[str, Any]]) -> list[Message]:

@@ -13,7 +13,7 @@ from importlib.resources import files
 
 from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,6 +48,9 @@ def _serve(name: str, request: Request) -> Response:
 
 @router.api_route("/", methods=["GET", "HEAD"])
 async def page(request: Request) -> Response:
+    """The chat page for browsers; Ollama's own answer for the tools that probe ``/``."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return PlainTextResponse("Ollama is running")
     return _serve("index.html", request)
 
 
