@@ -87,3 +87,37 @@ def test_v1_types_are_as_strict_as_openais(
     assert refused.status_code == 400
     assert refused.json()["error"]["type"] == "invalid_request_error"
     assert [r for r in fake.requests if r.method == "POST"] == []
+
+
+@pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2, 3], [4, 5]]])
+def test_token_array_embeddings_reach_openai_servers_and_are_refused_for_ollama(
+    start_gateway: StartGateway, fake: FakeOllama, tokens: list[object]
+) -> None:
+    to_openai = start_gateway(upstream="openai+" + fake.url)
+    client = openai.OpenAI(base_url=to_openai.url + "/v1", api_key="none", max_retries=0)
+    answer = client.embeddings.create(model=DEFAULT_MODEL, input=tokens)  # type: ignore[arg-type]
+    assert len(answer.data) == (2 if isinstance(tokens[0], list) else 1)
+    sent = next(r for r in fake.requests if r.path == "/v1/embeddings").json
+    assert sent["input"] == tokens
+    client.close()
+    fake.reset()
+    to_ollama = start_gateway()
+    refused = httpx.post(
+        to_ollama.url + "/v1/embeddings", json={"model": DEFAULT_MODEL, "input": tokens}
+    )
+    assert refused.status_code == 400
+    assert "token ids" in refused.json()["error"]["message"]
+    assert [r for r in fake.requests if r.method == "POST"] == []
+
+
+def test_models_of_openai_servers_have_distinct_stable_digests(
+    start_gateway: StartGateway, fake: FakeOllama
+) -> None:
+    fake.models = [DEFAULT_MODEL, "qwen3:8b", "llava:latest"]
+    gw = start_gateway(upstream="openai+" + fake.url)
+    first = httpx.get(gw.url + "/api/tags", timeout=5).json()["models"]
+    again = httpx.get(gw.url + "/api/tags", timeout=5).json()["models"]
+    digests = [m["digest"] for m in first]
+    assert len(set(digests)) == 3
+    assert all(len(d) == 64 and int(d, 16) >= 0 for d in digests)
+    assert digests == [m["digest"] for m in again]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,12 @@ def tags_body(entries: list[ModelEntry]) -> bytes:
     return orjson.dumps({"models": [e.ollama or _tag(e) for e in entries]})
 
 
+def name_digest(name: str) -> str:
+    """A stable digest for a model whose server gives none: distinct per name, as clients that
+    group models by digest (llm-ollama) need."""
+    return hashlib.sha256(f"cortex-model:{name}".encode()).hexdigest()
+
+
 def _tag(entry: ModelEntry) -> dict[str, Any]:
     modified = datetime.fromtimestamp(entry.created, UTC).isoformat().replace("+00:00", "Z")
     return {
@@ -74,7 +81,7 @@ def _tag(entry: ModelEntry) -> dict[str, Any]:
         "model": entry.name,
         "modified_at": modified,
         "size": 0,
-        "digest": "",
+        "digest": name_digest(entry.name),
         "details": {
             "parent_model": "",
             "format": "",

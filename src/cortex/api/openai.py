@@ -17,7 +17,7 @@ from ..catalog import openai_list_body, openai_model
 from ..config import UpstreamKind
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import ModelNotFound, openai_error_body
+from ..errors import BadRequest, ModelNotFound, openai_error_body
 from ..gateway import gateway
 from ..router import Lease
 from ..stream.encode import SSE
@@ -72,7 +72,7 @@ class EmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
-    input: str | list[str]
+    input: str | list[str] | list[int] | list[list[int]]  # text, or token ids as the spec allows
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = None
 
@@ -140,6 +140,11 @@ async def embeddings(request: Request) -> Response:
     async def call(lease: Lease) -> bytes:
         if lease.backend.kind == "openai":
             return await exchange(gw, lease, "/embeddings", raw if parsed.model else payload)
+        if _is_tokens(parsed.input):
+            raise BadRequest(
+                "this model's server is Ollama, whose embeddings take text, not token ids: "
+                "send input as a string or a list of strings"
+            )
         body: dict[str, Any] = {"model": payload["model"], "input": parsed.input}
         if parsed.dimensions:
             body["dimensions"] = parsed.dimensions
@@ -147,6 +152,10 @@ async def embeddings(request: Request) -> Response:
         return orjson.dumps(_openai_embeddings(payload["model"], answer, parsed.encoding_format))
 
     return embedding_reply(await gw.with_backend(payload["model"], call))
+
+
+def _is_tokens(value: str | list[str] | list[int] | list[list[int]]) -> bool:
+    return isinstance(value, list) and any(not isinstance(item, str) for item in value)
 
 
 def _openai_embeddings(model: str, answer: Any, encoding: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from .. import __version__
+from ..catalog import name_digest
 from ..dialects import ollama as ollama_wire
 from ..embedded.answer import Answer
 from ..embedded.supervisor import ModelProcess, State
@@ -147,7 +148,7 @@ class LocalBackend:
             "model": self.name,
             "modified_at": "1970-01-01T00:00:00Z",
             "size": 0,
-            "digest": "",
+            "digest": name_digest(self.name),
             "details": {
                 "parent_model": "",
                 "format": "gguf",
