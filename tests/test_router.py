@@ -303,3 +303,40 @@ def test_backend_status_endpoint(
     assert first["models"] == [MODEL]
     assert sum(b["requests"] for b in status["backends"]) == 1
     assert any(b["first_byte_ms"] is not None for b in status["backends"])
+
+
+def test_one_broken_model_does_not_shut_out_the_others(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    fake.models = [MODEL, "broken:latest"]
+    broken = b'{"error":"llama runner process has terminated: exit status 2"}'
+    fake.scripts["broken:latest"] = Script(fault="status", status=500, error_body=broken)
+    gateway = start_gateway(circuit_failures=2, circuit_cooldown=60)
+    for i in range(4):  # more faults than the threshold: the circuit of a lone backend
+        failed = chat(gateway, [{"role": "user", "content": f"q{i}"}], "broken:latest")
+        assert failed.status_code == 500  # never opens: the server's own answer every time
+        assert "llama runner process has terminated" in failed.json()["error"]
+    healthy = chat(gateway, [{"role": "user", "content": "hi"}])
+    assert healthy.status_code == 200
+    status = httpx.get(gateway.url + "/cortex/backends").json()["backends"][0]
+    assert status["circuit"] == "closed"
+    assert status["failing_models"] == {"broken:latest": "open"}
+
+
+def test_a_model_failing_on_one_backend_goes_to_another(
+    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
+) -> None:
+    fake.models = second.models = [MODEL]
+    fake.script = Script(fault="status", status=500)
+    gateway = start_gateway(
+        backends=[{"url": fake.url, "name": "sick"}, {"url": second.url, "name": "well"}],
+        circuit_failures=1,
+        circuit_cooldown=60,
+    )
+    answers = [chat(gateway, [{"role": "user", "content": f"q{i}"}]) for i in range(6)]
+    assert [a.status_code for a in answers] == [200] * 6
+    assert {a.headers["x-cortex-backend"] for a in answers} == {"well"}
+    assert served(fake) == 1  # one fault opened that model's circuit there
+    status = {b["name"]: b for b in httpx.get(gateway.url + "/cortex/backends").json()["backends"]}
+    assert status["sick"]["circuit"] == "closed"
+    assert status["sick"]["failing_models"] == {MODEL: "open"}

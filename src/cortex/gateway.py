@@ -138,7 +138,7 @@ class Gateway:
                 continue
             finally:
                 lease.release()
-            lease.member.circuit.success()
+            lease.succeeded()
             return result
         raise AssertionError("unreachable")
 

@@ -52,6 +52,7 @@ Backend = HTTPBackend | LocalBackend
 CircuitState = Literal["closed", "open", "half-open"]
 AFFINITY_ENTRIES = 10_000
 AFFINITY_TTL = 600.0
+MODEL_CIRCUITS = 256  # per backend; closed ones are forgotten first
 CHECK_TIMEOUT = 5.0
 
 
@@ -101,6 +102,8 @@ class Member:
     failures: int = 0
     affinity_hits: int = 0
     first_byte_ms: float | None = None  # moving average of time to first byte
+    # Faults a server reports in an answer (a 5xx) are its model's: one circuit per model.
+    model_circuits: dict[str, Circuit] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -111,6 +114,25 @@ class Member:
         if allowed is not None and not _listed(model, allowed):
             return False
         return self.models is None or _listed(model, [e.name for e in self.models])
+
+    def admits(self, model: str, now: float) -> bool:
+        """Neither the backend's circuit nor this model's on it is open."""
+        if not self.circuit.admits(now):
+            return False
+        circuit = self.model_circuits.get(model)
+        return circuit is None or circuit.admits(now)
+
+    def model_circuit(self, model: str) -> Circuit:
+        circuit = self.model_circuits.get(model)
+        if circuit is None:
+            if len(self.model_circuits) >= MODEL_CIRCUITS:
+                self.model_circuits = {
+                    k: c for k, c in self.model_circuits.items() if c.state != "closed"
+                }
+            circuit = self.model_circuits[model] = Circuit(
+                self.circuit.threshold, self.circuit.cooldown
+            )
+        return circuit
 
     def has_room(self) -> bool:
         limit = self.config.max_concurrent
@@ -149,6 +171,9 @@ class Member:
             "failures": self.failures,
             "affinity_hits": self.affinity_hits,
             "first_byte_ms": None if self.first_byte_ms is None else round(self.first_byte_ms, 2),
+            "failing_models": {
+                model: c.state for model, c in self.model_circuits.items() if c.state != "closed"
+            },
         }
 
 
@@ -176,9 +201,12 @@ class Waiter:
 class Lease:
     """One request's hold on a backend slot; release it exactly once."""
 
-    def __init__(self, router: Router, member: Member, waited: float, affinity: bool) -> None:
+    def __init__(
+        self, router: Router, member: Member, model: str, waited: float, affinity: bool
+    ) -> None:
         self._router = router
         self.member = member
+        self.model = model
         self.waited = waited
         self.affinity = affinity
         self._released = False
@@ -187,26 +215,37 @@ class Lease:
     def backend(self) -> Backend:
         return self.member.backend
 
+    def succeeded(self) -> None:
+        self.member.circuit.success()
+        circuit = self.member.model_circuits.get(self.model)
+        if circuit is not None:
+            circuit.success()
+
     def first_byte(self, seconds: float) -> None:
         member = self.member
-        member.circuit.success()
+        self.succeeded()
         ms = seconds * 1000
         member.first_byte_ms = (
             ms if member.first_byte_ms is None else 0.8 * member.first_byte_ms + 0.2 * ms
         )
 
     def failed(self, exc: CortexError) -> None:
-        if is_backend_fault(exc):
-            self.member.failures += 1
-            self.member.circuit.failure(time.monotonic())
-            logger.warning("backend %s failed: %s", self.member.name, exc.message)
+        if not is_backend_fault(exc):
+            return
+        self.member.failures += 1
+        # A server that answered with a 5xx is up; the fault is its model's (a runner that
+        # died, a model that does not fit), and must not shut out its other models.
+        answered = isinstance(exc, UpstreamStatus)
+        circuit = self.member.model_circuit(self.model) if answered else self.member.circuit
+        circuit.failure(time.monotonic())
+        logger.warning("backend %s failed on %s: %s", self.member.name, self.model, exc.message)
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            circuit = self.member.circuit
-            if circuit.state == "half-open":
-                circuit.probing = False  # the probe ended without a verdict; allow another
+            for circuit in (self.member.circuit, self.member.model_circuits.get(self.model)):
+                if circuit is not None and circuit.state == "half-open":
+                    circuit.probing = False  # the probe ended without a verdict; allow another
             self._router.release(self.member)
 
 
@@ -311,7 +350,7 @@ class Router:
             if not candidates and not exclude:
                 raise ModelNotFound(f'model "{model}" not found on any backend')
         now = time.monotonic()
-        admitted = [m for m in candidates if m.circuit.admits(now)]
+        admitted = self._open_to(model, candidates, now)
         if not admitted:
             wait = min((m.circuit.retry_in(now) for m in candidates), default=1.0)
             raise Overloaded("no healthy backend can serve this model right now", wait)
@@ -325,16 +364,25 @@ class Router:
         member.in_flight += 1
         member.requests += 1
         member.circuit.on_admit()
+        if (model_circuit := member.model_circuits.get(model)) is not None:
+            model_circuit.on_admit()
         if affinity:
             member.affinity_hits += 1
         if keys:
             self._remember(keys[0], member.name)
-        return Lease(self, member, waited, affinity)
+        return Lease(self, member, model, waited, affinity)
+
+    @staticmethod
+    def _open_to(model: str, candidates: list[Member], now: float) -> list[Member]:
+        """The candidates whose circuits admit ``model``; the only candidate whatever its
+        circuits say: with nowhere else to go, the client gets the server's own answer."""
+        admitted = [m for m in candidates if m.admits(model, now)]
+        return admitted if admitted or len(candidates) != 1 else candidates
 
     def has_alternative(self, model: str, excluded: frozenset[str]) -> bool:
         now = time.monotonic()
         return any(
-            m.name not in excluded and m.serves(model) and m.circuit.admits(now)
+            m.name not in excluded and m.serves(model) and m.admits(model, now)
             for m in self.members
         )
 
@@ -381,16 +429,14 @@ class Router:
         for waiter in list(self._waiters):
             if waiter.future.done():
                 continue
+            serving = [
+                m
+                for m in self.members
+                if m.name not in waiter.exclude
+                and (len(self.members) == 1 or m.serves(waiter.model))
+            ]
             member = next(
-                (
-                    m
-                    for m in self.members
-                    if m.name not in waiter.exclude
-                    and m.has_room()
-                    and (len(self.members) == 1 or m.serves(waiter.model))
-                    and m.circuit.admits(now)
-                ),
-                None,
+                (m for m in self._open_to(waiter.model, serving, now) if m.has_room()), None
             )
             if member is not None:
                 member.in_flight += 1  # reserved for this waiter
