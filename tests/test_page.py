@@ -58,23 +58,25 @@ MISSING_KEY = "missing API key: send it as 'Authorization: Bearer <key>' or 'X-A
 
 def test_page_and_assets_are_served_from_the_package(gateway: RunningGateway) -> None:
     web = files("cortex.web")
+    browser = {"Accept": "text/html"}
     for path, name, media in [
         ("/", "index.html", "text/html"),
         ("/static/app.css", "app.css", "text/css"),
         ("/static/app.js", "app.js", "text/javascript"),
     ]:
-        response = httpx.get(gateway.url + path)
+        response = httpx.get(gateway.url + path, headers=browser)
         assert response.status_code == 200
         assert response.headers["content-type"] == f"{media}; charset=utf-8"
         assert response.headers["cache-control"] == "no-cache"
         assert response.content == web.joinpath(name).read_bytes()
-        etag = {"If-None-Match": response.headers["etag"]}
+        etag = {"If-None-Match": response.headers["etag"], **browser}
         assert httpx.get(gateway.url + path, headers=etag).status_code == 304
-    head = httpx.head(gateway.url + "/")
+    head = httpx.head(gateway.url + "/", headers=browser)
     assert head.status_code == 200
     assert head.headers["content-type"] == "text/html; charset=utf-8"
     assert head.content == b""
-    assert "script-src 'self'" in httpx.get(gateway.url).headers["content-security-policy"]
+    page = httpx.get(gateway.url, headers=browser)
+    assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
 @pytest.mark.parametrize(
