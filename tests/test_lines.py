@@ -97,3 +97,14 @@ def test_a_line_past_the_bound_raises_even_when_it_ends_in_the_same_chunk() -> N
         decoder.feed(b"y" * 10 + b"\n")
     with pytest.raises(LineTooLong):
         LineDecoder(max_line_bytes=16).feed(b'{"ok":1}\n' + b"z" * 17 + b"\n")
+
+
+def test_a_long_line_in_one_byte_pieces_is_joined_once_whole() -> None:
+    line = b'{"response":"' + "ñ".encode() * 50_000 + b'"}'
+    decoder = LineDecoder(max_line_bytes=len(line))
+    for index in range(len(line)):
+        assert decoder.feed(line[index : index + 1]) == []
+    assert decoder.pending == len(line)
+    assert decoder.feed(b"\n") == [line]
+    assert decoder.pending == 0
+    assert decoder.flush() is None

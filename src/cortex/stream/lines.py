@@ -14,34 +14,47 @@ class LineTooLong(ValueError):
 
 
 class LineDecoder:
+    """Pieces of an unfinished line are kept apart and joined once, when its newline comes,
+    so a long line arriving in small pieces costs linear time, not quadratic."""
+
     def __init__(self, max_line_bytes: int = 8 * 1024 * 1024) -> None:
         self._max = max_line_bytes
-        self._tail = b""
+        self._pieces: list[bytes] = []
+        self._pending = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add a chunk; return the complete lines it finished (without ``\\n``)."""
         if b"\n" not in chunk:
-            self._tail += chunk
-            self._check_tail()
+            if chunk:
+                self._pieces.append(chunk)
+                self._pending += len(chunk)
+                self._check_pending()
             return []
-        data = self._tail + chunk
+        if self._pieces:
+            self._pieces.append(chunk)
+            data = b"".join(self._pieces)
+        else:
+            data = chunk
         lines = data.split(b"\n")
-        self._tail = lines.pop()
+        tail = lines.pop()
+        self._pieces = [tail] if tail else []
+        self._pending = len(tail)
         if len(data) > self._max and max(map(len, lines)) > self._max:
             raise LineTooLong(f"a line longer than {self._max} bytes")
-        self._check_tail()
+        self._check_pending()
         return [line.rstrip(b"\r") for line in lines if line.strip()]
 
     def flush(self) -> bytes | None:
         """End of input: return a last line that had no newline, if any."""
-        tail, self._tail = self._tail.rstrip(b"\r"), b""
+        tail = b"".join(self._pieces).rstrip(b"\r")
+        self._pieces, self._pending = [], 0
         return tail if tail.strip() else None
 
     @property
     def pending(self) -> int:
         """Bytes held back waiting for a newline."""
-        return len(self._tail)
+        return self._pending
 
-    def _check_tail(self) -> None:
-        if len(self._tail) > self._max:
+    def _check_pending(self) -> None:
+        if self._pending > self._max:
             raise LineTooLong(f"a line longer than {self._max} bytes")
