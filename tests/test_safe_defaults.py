@@ -117,7 +117,9 @@ def test_http11_without_a_host_or_with_two_is_a_400(
 ) -> None:
     body = orjson.dumps(CHAT)
     length = b"Content-Length: %d\r\n" % len(body)
-    missing = raw_request(gateway, b"POST /api/chat HTTP/1.1\r\n" + length + b"\r\n", body)
+    missing = raw_request(
+        gateway, b"POST /api/chat HTTP/1.1\r\n" + length + b"Connection: close\r\n\r\n", body
+    )
     assert missing.startswith(b"HTTP/1.1 400")
     twice = raw_request(
         gateway,

@@ -23,7 +23,7 @@ from .catalog import DefaultModel, ModelEntry
 from .config import BackendSettings, Settings
 from .errors import CortexError
 from .metrics import Metrics
-from .router import Backend, Circuit, Lease, Member, Router, is_backend_fault
+from .routing import Backend, Circuit, Lease, Member, Router, is_backend_fault
 from .stream.relay import RelayLimits, read_whole
 
 T = TypeVar("T")

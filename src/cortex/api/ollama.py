@@ -20,7 +20,7 @@ from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
 from ..errors import BadRequest, ModelNotFound, ollama_error_body
 from ..gateway import Gateway, gateway
-from ..router import Lease
+from ..routing import Lease
 from ..stream.encode import NDJSON, SSE, wants_sse
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate

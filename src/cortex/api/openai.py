@@ -19,7 +19,7 @@ from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
 from ..errors import BadRequest, ModelNotFound, openai_error_body
 from ..gateway import gateway
-from ..router import Lease
+from ..routing import Lease
 from ..stream.encode import SSE
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate

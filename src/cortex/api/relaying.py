@@ -19,7 +19,7 @@ from ..chat import Usage
 from ..config import UpstreamKind
 from ..errors import CortexError, UpstreamProtocolError
 from ..gateway import Gateway
-from ..router import Lease, is_backend_fault
+from ..routing import Lease, is_backend_fault
 from ..stream.relay import RelayLimits, Translator, read_whole, relay
 from ..stream.response import Attempt, ErrorRenderer, Headers, RelayResponse
 from .replies import JSON_MEDIA_TYPE, raw_json_reply

@@ -1,0 +1,179 @@
+"""A backend as the router sees it (``Member``), and one request's hold on it (``Lease``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.http import HTTPBackend
+from ..backends.local import LocalBackend
+from ..catalog import ModelEntry
+from ..config import BackendSettings, redact_url
+from ..errors import (
+    CortexError,
+    UpstreamIncomplete,
+    UpstreamProtocolError,
+    UpstreamStatus,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from .circuit import Circuit
+
+logger = logging.getLogger("cortex.router")
+
+Backend = HTTPBackend | LocalBackend
+MODEL_CIRCUITS = 256  # per backend; closed ones are forgotten first
+
+
+@dataclass
+class Member:
+    config: BackendSettings
+    backend: Backend
+    circuit: Circuit
+    in_flight: int = 0
+    models: list[ModelEntry] | None = None  # None until its catalogue was fetched
+    raw_tags: bytes | None = None  # an Ollama backend's own /api/tags answer
+    requests: int = 0
+    failures: int = 0
+    affinity_hits: int = 0
+    first_byte_ms: float | None = None  # moving average of time to first byte
+    # Faults a server reports in an answer (a 5xx) are its model's: one circuit per model.
+    model_circuits: dict[str, Circuit] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def serves(self, model: str) -> bool:
+        allowed = self.config.models
+        if allowed is not None and not listed(model, allowed):
+            return False
+        return self.models is None or listed(model, [e.name for e in self.models])
+
+    def admits(self, model: str, now: float) -> bool:
+        """Neither the backend's circuit nor this model's on it is open."""
+        if not self.circuit.admits(now):
+            return False
+        circuit = self.model_circuits.get(model)
+        return circuit is None or circuit.admits(now)
+
+    def model_circuit(self, model: str) -> Circuit:
+        circuit = self.model_circuits.get(model)
+        if circuit is None:
+            if len(self.model_circuits) >= MODEL_CIRCUITS:
+                self.model_circuits = {
+                    k: c for k, c in self.model_circuits.items() if c.state != "closed"
+                }
+            circuit = self.model_circuits[model] = Circuit(
+                self.circuit.threshold, self.circuit.cooldown
+            )
+        return circuit
+
+    def has_room(self) -> bool:
+        limit = self.config.max_concurrent
+        return limit is None or self.in_flight < limit
+
+    def load(self) -> float:
+        return self.in_flight / self.config.weight
+
+    def status(self, show_url: bool = False) -> dict[str, Any]:
+        """The backend's state for ``/cortex/backends``; its URL only if ``show_url``."""
+        status: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.config.kind,
+            "healthy": self.circuit.state == "closed",
+            "circuit": self.circuit.state,
+            "in_flight": self.in_flight,
+            "max_concurrent": self.config.max_concurrent,
+            "weight": self.config.weight,
+            "models": None if self.models is None else [e.name for e in self.models],
+            "requests": self.requests,
+            "failures": self.failures,
+            "affinity_hits": self.affinity_hits,
+            "first_byte_ms": None if self.first_byte_ms is None else round(self.first_byte_ms, 2),
+            "failing_models": {
+                model: c.state for model, c in self.model_circuits.items() if c.state != "closed"
+            },
+        }
+        if show_url:
+            local = self.config.kind == "local"
+            status["url"] = "embedded" if local else redact_url(self.config.url)
+        if isinstance(self.backend, LocalBackend):
+            status["healthy"] = self.backend.problem is None
+            status["state"] = self.backend.state
+            status["problem"] = self.backend.problem
+            status["restarts"] = self.backend.process.restarts
+        return status
+
+
+def listed(model: str, names: Sequence[str]) -> bool:
+    return model in names or (":" not in model and f"{model}:latest" in names)
+
+
+def is_backend_fault(exc: CortexError) -> bool:
+    """Faults that say the backend is unwell (and that another backend may not share)."""
+    if isinstance(exc, UpstreamStatus):
+        return exc.status >= 500
+    return isinstance(
+        exc, UpstreamUnreachable | UpstreamTimeout | UpstreamIncomplete | UpstreamProtocolError
+    )
+
+
+class Lease:
+    """One request's hold on a backend slot; release it exactly once."""
+
+    def __init__(
+        self,
+        member: Member,
+        model: str,
+        waited: float,
+        affinity: bool,
+        on_release: Callable[[Member], None],
+    ) -> None:
+        self.member = member
+        self.model = model
+        self.waited = waited
+        self.affinity = affinity
+        self._on_release = on_release
+        self._released = False
+
+    @property
+    def backend(self) -> Backend:
+        return self.member.backend
+
+    def succeeded(self) -> None:
+        self.member.circuit.success()
+        circuit = self.member.model_circuits.get(self.model)
+        if circuit is not None:
+            circuit.success()
+
+    def first_byte(self, seconds: float) -> None:
+        member = self.member
+        self.succeeded()
+        ms = seconds * 1000
+        member.first_byte_ms = (
+            ms if member.first_byte_ms is None else 0.8 * member.first_byte_ms + 0.2 * ms
+        )
+
+    def failed(self, exc: CortexError) -> None:
+        if not is_backend_fault(exc):
+            return
+        self.member.failures += 1
+        # A server that answered with a 5xx is up; the fault is its model's (a runner that
+        # died, a model that does not fit), and must not shut out its other models.
+        answered = isinstance(exc, UpstreamStatus)
+        circuit = self.member.model_circuit(self.model) if answered else self.member.circuit
+        circuit.failure(time.monotonic())
+        logger.warning("backend %s failed on %s: %s", self.member.name, self.model, exc.message)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.member.circuit.abandon()
+            model_circuit = self.member.model_circuits.get(self.model)
+            if model_circuit is not None:
+                model_circuit.abandon()
+            self._on_release(self.member)

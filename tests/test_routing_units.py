@@ -1,0 +1,192 @@
+"""The router's parts on their own: circuit, affinity and admission queue, with explicit time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cortex.errors import Overloaded
+from cortex.routing.affinity import Affinity, prefix_keys
+from cortex.routing.circuit import Circuit
+from cortex.routing.queue import AdmissionQueue, Waiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ---- circuit -----------------------------------------------------------------------------
+
+
+def test_a_circuit_opens_after_its_threshold_of_faults_in_a_row() -> None:
+    circuit = Circuit(threshold=3, cooldown=10)
+    circuit.failure(0)
+    circuit.failure(1)
+    assert circuit.admits(1) and circuit.state == "closed"
+    circuit.failure(2)
+    assert circuit.state == "open"
+    assert not circuit.admits(5)
+    assert circuit.retry_in(5) == 7
+
+
+def test_a_success_between_faults_starts_the_count_again() -> None:
+    circuit = Circuit(threshold=2, cooldown=10)
+    circuit.failure(0)
+    circuit.success()
+    circuit.failure(1)
+    assert circuit.state == "closed"
+
+
+def test_after_the_cooldown_one_probe_goes_through() -> None:
+    circuit = Circuit(threshold=1, cooldown=10)
+    circuit.failure(0)
+    assert circuit.admits(10) and circuit.state == "half-open"
+    circuit.on_admit()
+    assert not circuit.admits(10.5), "a second request while the probe runs"
+    circuit.success()
+    assert circuit.state == "closed" and circuit.admits(11)
+
+
+def test_a_failed_probe_opens_the_circuit_again_for_a_whole_cooldown() -> None:
+    circuit = Circuit(threshold=5, cooldown=10)
+    for t in range(5):
+        circuit.failure(t)
+    assert circuit.admits(14)
+    circuit.on_admit()
+    circuit.failure(14)
+    assert circuit.state == "open" and not circuit.admits(23) and circuit.admits(24)
+
+
+def test_an_abandoned_probe_lets_another_through() -> None:
+    circuit = Circuit(threshold=1, cooldown=1)
+    circuit.failure(0)
+    assert circuit.admits(1)
+    circuit.on_admit()
+    circuit.abandon()
+    assert circuit.admits(1)
+
+
+def test_retry_in_is_at_least_a_second() -> None:
+    circuit = Circuit(threshold=1, cooldown=10)
+    circuit.failure(0)
+    assert circuit.retry_in(9.9) == 1.0
+
+
+# ---- affinity ----------------------------------------------------------------------------
+
+
+def test_the_next_turn_of_a_conversation_finds_its_backend() -> None:
+    affinity = Affinity()
+    turn = [{"role": "user", "content": "hola"}]
+    affinity.remember(prefix_keys("m", turn)[0], "gpu-a")
+    follow_up = [*turn, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "y?"}]
+    keys = prefix_keys("m", follow_up)
+    assert [affinity.recall(k) for k in keys[1:]] == [None, "gpu-a"]
+
+
+def test_fingerprints_depend_on_the_model_and_every_message() -> None:
+    turn = [{"role": "user", "content": "hola"}]
+    assert prefix_keys("a", turn) != prefix_keys("b", turn)
+    assert prefix_keys("a", turn) != prefix_keys("a", [{"role": "user", "content": "hol"}])
+    assert prefix_keys("a", []) == []
+    assert len(prefix_keys("a", turn * 5)) == 3
+
+
+def test_affinity_forgets_after_its_ttl() -> None:
+    clock = Clock()
+    affinity = Affinity(ttl=600, clock=clock)
+    affinity.remember(b"k", "gpu-a")
+    clock.now += 600
+    assert affinity.recall(b"k") == "gpu-a"
+    clock.now += 0.1
+    assert affinity.recall(b"k") is None
+
+
+def test_affinity_is_bounded_and_drops_the_least_recently_used() -> None:
+    affinity = Affinity(entries=2)
+    affinity.remember(b"a", "x")
+    affinity.remember(b"b", "y")
+    affinity.remember(b"a", "x")  # a used again: b is now the oldest
+    affinity.remember(b"c", "z")
+    assert len(affinity) == 2
+    assert affinity.recall(b"b") is None and affinity.recall(b"a") == "x"
+
+
+# ---- admission queue ---------------------------------------------------------------------
+
+
+def test_waiters_are_served_first_in_first_out() -> None:
+    async def scenario() -> list[str]:
+        queue = AdmissionQueue[str](size=10, timeout=5)
+        waits = [asyncio.create_task(queue.wait(f"m{i}", frozenset())) for i in range(3)]
+        await asyncio.sleep(0)
+        assert len(queue) == 3
+        served: list[str] = []
+
+        def pick(waiter: Waiter[str]) -> str | None:
+            if len(served) < 2:
+                served.append(waiter.model)
+                return "backend"
+            return None
+
+        queue.dispatch(pick)
+        done = await asyncio.gather(waits[0], waits[1])
+        assert done == ["backend", "backend"] and not waits[2].done()
+        waits[2].cancel()
+        return served
+
+    assert asyncio.run(scenario()) == ["m0", "m1"]
+
+
+def test_a_waiter_passed_over_keeps_its_place() -> None:
+    async def scenario() -> str:
+        queue = AdmissionQueue[str](size=10, timeout=5)
+        first = asyncio.create_task(queue.wait("busy-model", frozenset()))
+        second = asyncio.create_task(queue.wait("free-model", frozenset()))
+        await asyncio.sleep(0)
+        queue.dispatch(lambda w: "b" if w.model == "free-model" else None)
+        assert await second == "b"
+        queue.dispatch(lambda w: "a")
+        return await first
+
+    assert asyncio.run(scenario()) == "a"
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    async def scenario() -> None:
+        queue = AdmissionQueue[str](size=1, timeout=5)
+        waiting = asyncio.create_task(queue.wait("m", frozenset()))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="queue is full"):
+            await queue.wait("m", frozenset())
+        waiting.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_wait_past_the_timeout_is_a_503_and_leaves_the_queue() -> None:
+    async def scenario() -> None:
+        queue = AdmissionQueue[str](size=5, timeout=0.01)
+        with pytest.raises(Overloaded, match="stayed busy") as refused:
+            await queue.wait("m", frozenset())
+        assert refused.value.retry_after == 1
+        assert len(queue) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    async def scenario() -> None:
+        queue = AdmissionQueue[str](size=5, timeout=5)
+        waiting = asyncio.create_task(queue.wait("m", frozenset()))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert len(queue) == 0
+
+    asyncio.run(scenario())
