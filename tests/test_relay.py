@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 
-from cortex.errors import ollama_error_body
 from cortex.stream.encode import NDJSON, SSE, Framing
 from cortex.stream.passthrough import OllamaPassthrough
 from cortex.stream.relay import RelayLimits, relay
@@ -94,7 +93,7 @@ class OneUpstream:
 
 def respond(body: ScriptedBody, framing: Framing = NDJSON) -> RelayResponse:
     return RelayResponse(
-        OneUpstream(body, framing), media_type=framing.media_type, error_body=ollama_error_body
+        OneUpstream(body, framing), media_type=framing.media_type, dialect="ollama"
     )
 
 

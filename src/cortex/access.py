@@ -38,15 +38,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import observe
-from .api.replies import raw_json_reply
 from .config import Settings, redact_url
 from .errors import (
     CortexError,
     LimitsUnavailable,
     ModelNotAllowed,
     Unauthorized,
-    ollama_error_body,
-    openai_error_body,
+    dialect_of,
+    reply,
 )
 from .keys import FileKeyStore, KeyRecord, KeyRing, KeyStore, default_keys_file
 from .limits import CLOSED_RETRY_AFTER, Limiter, LimitStore, MemoryLimitStore, Outage
@@ -219,12 +218,9 @@ def _access(scope: Scope) -> Access | None:
 
 def rejection(path: str, exc: CortexError) -> Response:
     """A refused request's response, in the dialect of its path."""
-    render = openai_error_body if path.startswith("/v1/") else ollama_error_body
-    response = raw_json_reply(render(exc.message, exc.status), exc.status)
-    if exc.retry_after is not None:
-        response.headers["retry-after"] = str(exc.retry_after)
-    if exc.status == 401:
-        response.headers["www-authenticate"] = 'Bearer realm="cortex"'
+    status, headers, body = reply(exc, dialect_of(path))
+    response = Response(body, status_code=status)
+    response.raw_headers = headers
     record = observe.current.get()
     if record is not None:
         record.outcome = "rejected"

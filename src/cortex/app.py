@@ -20,10 +20,9 @@ from . import __version__, observe, web
 from .access import KeyGuard, guarded
 from .api import ollama, ops
 from .api import openai as openai_api
-from .api.replies import raw_json_reply
 from .backends.local import LocalBackend
 from .config import Settings, redact_url
-from .errors import CortexError, Overloaded, ollama_error_body, openai_error_body
+from .errors import CortexError, Overloaded, dialect_of, reply
 from .gateway import Gateway
 from .hostguard import HostGuard
 from .observe import RequestRecord, request_id
@@ -220,15 +219,14 @@ def _serving(settings: Settings, gw: Gateway) -> str:
 
 
 def _error(request: Request, message: str, status: int) -> Response:
-    """The one place an error becomes a response: in the dialect of the path called."""
-    render = openai_error_body if request.url.path.startswith("/v1/") else ollama_error_body
-    return raw_json_reply(render(message, status), status)
+    return _error_of(request, CortexError(message, status=status))
 
 
 def _error_of(request: Request, exc: CortexError) -> Response:
-    response = _error(request, exc.message, exc.status)
-    if exc.retry_after is not None:
-        response.headers["retry-after"] = str(exc.retry_after)
+    """An error as a response, in the dialect of the path called (see ``errors.reply``)."""
+    status, headers, body = reply(exc, dialect_of(request.url.path))
+    response = Response(body, status_code=status)
+    response.raw_headers = headers
     return response
 
 

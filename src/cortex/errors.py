@@ -20,8 +20,10 @@
             ├── FirstByteTimeout
             └── IdleTimeout
 
-Each class carries its HTTP status. Before a response has started, an error
-becomes that status with a body in the client's dialect; once a stream has
+Each class carries its HTTP status, whether another backend may be tried
+(``retryable``: the fault is the backend's) and how the access log names the
+end (``outcome``). Before a response has started, ``reply`` turns any error
+into its status, headers and a body in the client's dialect; once a stream has
 started, it becomes the dialect's final error frame (see ``stream/encode.py``).
 Messages never contain upstream addresses or secrets: those go to the log.
 """
@@ -29,8 +31,13 @@ Messages never contain upstream addresses or secrets: those go to the log.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import orjson
+
+Outcome = Literal["rejected", "upstream-error", "timeout"]
+Dialect = Literal["ollama", "openai"]
+Headers = list[tuple[bytes, bytes]]
 
 
 class CortexError(Exception):
@@ -43,6 +50,15 @@ class CortexError(Exception):
         self.message = message
         if status is not None:
             self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """The backend is at fault: another one may answer (and its circuit counts it)."""
+        return False
+
+    @property
+    def outcome(self) -> Outcome:
+        return "upstream-error" if self.status >= 500 else "rejected"
 
 
 class BadRequest(CortexError):
@@ -88,21 +104,35 @@ class LimitsUnavailable(RateLimited):
 class UpstreamError(CortexError):
     status = 502
 
+    @property
+    def outcome(self) -> Outcome:
+        return "upstream-error"
+
 
 class UpstreamUnreachable(UpstreamError):
-    pass
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 class UpstreamStatus(UpstreamError):
     """The model server answered with an error status; the status is passed on."""
 
+    @property
+    def retryable(self) -> bool:
+        return self.status >= 500
+
 
 class UpstreamProtocolError(UpstreamError):
-    pass
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 class UpstreamIncomplete(UpstreamError):
-    pass
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 class ModelProcessDied(UpstreamError):
@@ -111,6 +141,14 @@ class ModelProcessDied(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     status = 504
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+    @property
+    def outcome(self) -> Outcome:
+        return "timeout"
 
 
 class ConnectTimeout(UpstreamTimeout):
@@ -149,3 +187,27 @@ def openai_error_body(message: str, status: int = 500) -> bytes:
     return orjson.dumps(
         {"error": {"message": message, "type": error_type, "param": None, "code": code}}
     )
+
+
+def dialect_of(path: str) -> Dialect:
+    """The dialect a client speaks, by the path it called."""
+    return "openai" if path.startswith("/v1/") else "ollama"
+
+
+def error_body(message: str, status: int, dialect: Dialect) -> bytes:
+    render = openai_error_body if dialect == "openai" else ollama_error_body
+    return render(message, status)
+
+
+def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
+    """An error answered before any response started: its status, headers and body."""
+    body = error_body(exc.message, exc.status, dialect)
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="cortex"'))
+    return exc.status, headers, body

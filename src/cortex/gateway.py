@@ -23,7 +23,7 @@ from .catalog import DefaultModel, ModelEntry
 from .config import BackendSettings, Settings
 from .errors import CortexError
 from .metrics import Metrics
-from .routing import Backend, Circuit, Lease, Member, Router, is_backend_fault
+from .routing import Backend, Circuit, Lease, Member, Router
 from .stream.relay import RelayLimits, read_whole
 
 T = TypeVar("T")
@@ -129,11 +129,7 @@ class Gateway:
                 lease.failed(exc)
                 excluded |= {lease.member.name}
                 last = attempt + 1 == self.settings.max_attempts
-                if (
-                    last
-                    or not is_backend_fault(exc)
-                    or not self.router.has_alternative(model, excluded)
-                ):
+                if last or not exc.retryable or not self.router.has_alternative(model, excluded):
                     raise
                 continue
             finally:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import ollama_error_body, openai_error_body
+from .errors import CortexError, dialect_of, reply
 
 LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 REMEMBERED = 1024  # verdicts kept per distinct header value
@@ -129,16 +129,7 @@ class HostGuard:
 
 
 async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
-    path: str = scope.get("path", "")
-    body = (openai_error_body if path.startswith("/v1/") else ollama_error_body)(message, status)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    refusal = CortexError(message, status=status)
+    status, headers, body = reply(refusal, dialect_of(scope.get("path", "")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -11,13 +11,10 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..config import Settings
 from ..errors import BadRequest, BodyTooLarge
+from ..json_depth import MAX_JSON_DEPTH, too_deep
 from .fields import check_keys
 
 Model = TypeVar("Model", bound=BaseModel)
-
-# Deeper JSON than this is refused: orjson re-encodes at most 254 levels, and a
-# translated body wraps the client's values in a few levels of its own.
-MAX_JSON_DEPTH = 128
 
 
 async def read_json_object(request: Request, settings: Settings) -> tuple[bytes, dict[str, Any]]:
@@ -54,18 +51,6 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
         raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     check_keys(raw, parsed)
     return raw, parsed
-
-
-def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether a parsed JSON value nests objects and arrays more than ``limit`` levels."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        if depth > limit:
-            return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
 
 
 def validate(model: type[Model], payload: dict[str, Any]) -> Model:

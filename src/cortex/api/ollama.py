@@ -18,7 +18,7 @@ from ..catalog import tags_body
 from ..config import UpstreamKind
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import BadRequest, ModelNotFound, ollama_error_body
+from ..errors import BadRequest, ModelNotFound
 from ..gateway import Gateway, gateway
 from ..routing import Lease
 from ..stream.encode import NDJSON, SSE, wants_sse
@@ -154,7 +154,7 @@ def _generation(
         streaming=stream,
         media_type=framing.media_type,
         headers=framing.headers,
-        error_body=ollama_error_body,
+        dialect="ollama",
     )
 
 

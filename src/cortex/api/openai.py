@@ -17,7 +17,7 @@ from ..catalog import openai_list_body, openai_model
 from ..config import UpstreamKind
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import BadRequest, ModelNotFound, openai_error_body
+from ..errors import BadRequest, ModelNotFound
 from ..gateway import gateway
 from ..routing import Lease
 from ..stream.encode import SSE
@@ -105,7 +105,7 @@ async def chat_completions(request: Request) -> Response:
         streaming=stream,
         media_type=SSE.media_type,
         headers=SSE.headers,
-        error_body=openai_error_body,
+        dialect="openai",
     )
 
 

@@ -17,11 +17,11 @@ from ..access import allow_model, model_filter
 from ..backends.base import UpstreamBody
 from ..chat import Usage
 from ..config import UpstreamKind
-from ..errors import CortexError, UpstreamProtocolError
+from ..errors import CortexError, Dialect, UpstreamProtocolError
 from ..gateway import Gateway
-from ..routing import Lease, is_backend_fault
+from ..routing import Lease
 from ..stream.relay import RelayLimits, Translator, read_whole, relay
-from ..stream.response import Attempt, ErrorRenderer, Headers, RelayResponse
+from ..stream.response import Attempt, Headers, RelayResponse
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
 
 # What to send to a backend of a given dialect, and how to relay its answer
@@ -79,7 +79,7 @@ class RoutedSource:
                     raise
         except CortexError as exc:
             lease.failed(exc)
-            if is_backend_fault(exc):
+            if exc.retryable:
                 exc.backend = lease.member.name
             raise
         finally:
@@ -144,7 +144,7 @@ def relay_response(
     *,
     streaming: bool,
     media_type: str,
-    error_body: ErrorRenderer,
+    dialect: Dialect,
     headers: Headers = (),
 ) -> Response:
     allow_model(model)
@@ -152,7 +152,7 @@ def relay_response(
         RoutedSource(gw, model, messages, plan),
         media_type=media_type if streaming else JSON_MEDIA_TYPE,
         headers=headers if streaming else (),
-        error_body=error_body,
+        dialect=dialect,
         streaming=streaming,
         stopping=gw.stopping,
     )

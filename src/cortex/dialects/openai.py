@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from ..api.body import MAX_JSON_DEPTH, too_deep
 from ..chat import ChatRequest, Delta, FinishReason, Message, ToolCall, Usage
 from ..errors import BadRequest, UpstreamProtocolError
+from ..json_depth import MAX_JSON_DEPTH, too_deep
 
 SAMPLING_KEYS = (
     "temperature",

@@ -12,14 +12,7 @@ from ..backends.http import HTTPBackend
 from ..backends.local import LocalBackend
 from ..catalog import ModelEntry
 from ..config import BackendSettings, redact_url
-from ..errors import (
-    CortexError,
-    UpstreamIncomplete,
-    UpstreamProtocolError,
-    UpstreamStatus,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
+from ..errors import CortexError, UpstreamStatus
 from .circuit import Circuit
 
 logger = logging.getLogger("cortex.router")
@@ -113,15 +106,6 @@ def listed(model: str, names: Sequence[str]) -> bool:
     return model in names or (":" not in model and f"{model}:latest" in names)
 
 
-def is_backend_fault(exc: CortexError) -> bool:
-    """Faults that say the backend is unwell (and that another backend may not share)."""
-    if isinstance(exc, UpstreamStatus):
-        return exc.status >= 500
-    return isinstance(
-        exc, UpstreamUnreachable | UpstreamTimeout | UpstreamIncomplete | UpstreamProtocolError
-    )
-
-
 class Lease:
     """One request's hold on a backend slot; release it exactly once."""
 
@@ -159,7 +143,7 @@ class Lease:
         )
 
     def failed(self, exc: CortexError) -> None:
-        if not is_backend_fault(exc):
+        if not exc.retryable:
             return
         self.member.failures += 1
         # A server that answered with a 5xx is up; the fault is its model's (a runner that

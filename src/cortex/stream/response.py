@@ -22,11 +22,10 @@ from starlette.types import Receive, Scope, Send
 
 from .. import observe
 from ..chat import Usage
-from ..errors import CortexError, UpstreamError, UpstreamTimeout
+from ..errors import CortexError, Dialect, reply
 
 logger = logging.getLogger("cortex.relay")
 
-ErrorRenderer = Callable[[str, int], bytes]
 FrameRenderer = Callable[[str], bytes]
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -64,9 +63,10 @@ class Source(Protocol):
 class RelayResponse(Response):
     """Relay a source to the client and report failures the only honest way left.
 
-    Response headers wait for the relay's first part: an error before it gets
-    a real status (``error_body``), one after it becomes an in-band frame (the
-    attempt's ``error_frame``). With ``streaming=False`` the relay yields one whole body.
+    Response headers wait for the relay's first part: an error before it gets a
+    real status (``errors.reply``, in the client's ``dialect``), one after it becomes
+    an in-band frame (the attempt's ``error_frame``). With ``streaming=False`` the
+    relay yields one whole body.
     """
 
     def __init__(
@@ -74,7 +74,7 @@ class RelayResponse(Response):
         source: Source,
         *,
         media_type: str,
-        error_body: ErrorRenderer,
+        dialect: Dialect,
         headers: Headers = (),
         streaming: bool = True,
         stopping: asyncio.Future[None] | None = None,
@@ -85,7 +85,7 @@ class RelayResponse(Response):
         self._frame: FrameRenderer | None = None
         self._media_type = media_type
         self._extra_headers = headers
-        self._error_body = error_body
+        self._dialect = dialect
         self._streaming = streaming
         self.status_code = 200
         self.background = None
@@ -174,11 +174,7 @@ class RelayResponse(Response):
 
     def _note_failure(self, exc: CortexError) -> None:
         if self._record is not None:
-            timeout = isinstance(exc, UpstreamTimeout)
-            upstream = isinstance(exc, UpstreamError) or exc.status >= 500
-            self._record.outcome = (
-                "timeout" if timeout else "upstream-error" if upstream else "rejected"
-            )
+            self._record.outcome = exc.outcome
 
     async def _start(self, send: Send, first: bytes, headers: Headers) -> None:
         all_headers = [(b"content-type", self._media_type.encode()), *self._extra_headers, *headers]
@@ -195,14 +191,8 @@ class RelayResponse(Response):
             data = frame(exc.message) if frame else b""
             await send({"type": "http.response.body", "body": data, "more_body": False})
             return
-        body = self._error_body(exc.message, exc.status)
-        headers = [
-            (b"content-type", b"application/json; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if exc.retry_after is not None:
-            headers.append((b"retry-after", str(exc.retry_after).encode()))
-        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        status, headers, body = reply(exc, self._dialect)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
