@@ -24,7 +24,7 @@ Each class carries its HTTP status, whether another backend may be tried
 (``retryable``: the fault is the backend's) and how the access log names the
 end (``outcome``). Before a response has started, ``reply`` turns any error
 into its status, headers and a body in the client's dialect; once a stream has
-started, it becomes the dialect's final error frame (see ``stream/encode.py``).
+started, ``in_band`` turns it into the framing's final error frame.
 Messages never contain upstream addresses or secrets: those go to the log.
 """
 
@@ -37,6 +37,8 @@ import orjson
 
 Outcome = Literal["rejected", "upstream-error", "timeout"]
 Dialect = Literal["ollama", "openai"]
+# How a started stream is framed: Ollama's NDJSON, Ollama's lines as SSE, OpenAI's SSE.
+StreamFraming = Literal["ndjson", "sse", "openai-sse"]
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -211,3 +213,11 @@ def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="cortex"'))
     return exc.status, headers, body
+
+
+def in_band(exc: CortexError, framing: StreamFraming) -> bytes:
+    """An error after the response started: the stream's last frame, in its framing."""
+    if framing == "openai-sse":
+        return b"data: " + openai_error_body(exc.message, exc.status) + b"\n\n"
+    line = ollama_error_body(exc.message)
+    return line + b"\n" if framing == "ndjson" else b"event: error\ndata: " + line + b"\n\n"

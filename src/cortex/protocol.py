@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .errors import CortexError, reply
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -83,9 +84,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, reason: str, message: str) -> None:
         if self.transport.is_closing():
             return
-        body = orjson.dumps({"error": message})
+        # The path is not known yet, so the answer is in Ollama's shape, the simpler one.
+        status, headers, body = reply(CortexError(message, status=status), "ollama")
+        head = b"".join(b"%s: %s\r\n" % pair for pair in headers)
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body)
+            b"HTTP/1.1 %d %s\r\n%sconnection: close\r\n\r\n%s"
+            % (status, reason.encode(), head, body)
         )
         self.transport.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ollama_error_body
+from ..errors import CortexError, StreamFraming, in_band
 
 
 @dataclass(frozen=True, slots=True)
 class Framing:
+    name: StreamFraming
     media_type: str
     headers: tuple[tuple[bytes, bytes], ...]
     heartbeat: bytes | None
@@ -20,8 +21,8 @@ class Framing:
         """Frame an ``{"error": ...}`` line that the upstream itself sent."""
         raise NotImplementedError
 
-    def error(self, message: str) -> bytes:
-        return self.upstream_error(ollama_error_body(message))
+    def error(self, exc: CortexError) -> bytes:
+        return in_band(exc, self.name)
 
 
 class NDJSONFraming(Framing):
@@ -43,11 +44,13 @@ class SSEFraming(Framing):
 
 
 NDJSON = NDJSONFraming(
+    name="ndjson",
     media_type="application/x-ndjson",
     headers=(),
     heartbeat=None,
 )
 SSE = SSEFraming(
+    name="sse",
     media_type="text/event-stream",
     headers=((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")),
     heartbeat=b": ping\n\n",

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import orjson
 
 from ..chat import Usage
-from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, openai_error_body
+from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, in_band
 from .encode import SSE, Framing
 
 Outcome = Literal["more", "done", "error", "invalid"]
@@ -51,8 +51,8 @@ class OllamaPassthrough:
             raise UpstreamIncomplete(INCOMPLETE)
         return b""
 
-    def error(self, message: str) -> bytes:
-        return self._framing.error(message)
+    def error(self, exc: CortexError) -> bytes:
+        return self._framing.error(exc)
 
 
 def _check_ollama(lines: list[bytes]) -> tuple[int, Outcome, dict[str, Any] | None]:
@@ -125,8 +125,8 @@ class OpenAIPassthrough:
             return b"data: [DONE]\n\n"  # some servers omit the sentinel after a finished answer
         raise UpstreamIncomplete(INCOMPLETE)
 
-    def error(self, message: str) -> bytes:
-        return b"data: " + openai_error_body(message, 502) + b"\n\n"
+    def error(self, exc: CortexError) -> bytes:
+        return in_band(exc, "openai-sse")
 
     def _count(self, event: dict[str, Any]) -> None:
         usage = event.get("usage")

@@ -26,7 +26,7 @@ from ..errors import CortexError, Dialect, reply
 
 logger = logging.getLogger("cortex.relay")
 
-FrameRenderer = Callable[[str], bytes]
+FrameRenderer = Callable[[CortexError], bytes]
 Headers = tuple[tuple[bytes, bytes], ...]
 
 INTERNAL_ERROR = "internal error in the gateway"
@@ -188,7 +188,7 @@ class RelayResponse(Response):
     ) -> None:
         if started:
             logger.warning("stream ended with an in-band error: %s", exc.message)
-            data = frame(exc.message) if frame else b""
+            data = frame(exc) if frame else b""
             await send({"type": "http.response.body", "body": data, "more_body": False})
             return
         status, headers, body = reply(exc, self._dialect)

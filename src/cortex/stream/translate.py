@@ -14,7 +14,7 @@ import orjson
 from ..chat import Delta, ToolCall, Usage
 from ..dialects.ollama import OllamaEncoder, OllamaParser
 from ..dialects.openai import OpenAIEncoder, OpenAIParser
-from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, openai_error_body
+from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, in_band
 from .encode import SSE, Framing
 from .passthrough import INCOMPLETE, NOT_JSON
 
@@ -43,7 +43,7 @@ class ClientWriter(Protocol):
 
     def whole(self, content: str, thinking: str, last: Delta) -> bytes: ...
 
-    def error(self, message: str) -> bytes: ...
+    def error(self, exc: CortexError) -> bytes: ...
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
@@ -115,8 +115,8 @@ class OllamaWriter:
         answer = Delta(content=content, thinking=thinking, tool_calls=last.tool_calls)
         return orjson.dumps(self._encoder.final(last, whole=answer))
 
-    def error(self, message: str) -> bytes:
-        return self._framing.error(message)
+    def error(self, exc: CortexError) -> bytes:
+        return self._framing.error(exc)
 
 
 class OpenAIWriter:
@@ -134,8 +134,8 @@ class OpenAIWriter:
     def whole(self, content: str, thinking: str, last: Delta) -> bytes:
         return self._encoder.whole(content, thinking, last)
 
-    def error(self, message: str) -> bytes:
-        return b"data: " + openai_error_body(message, 502) + b"\n\n"
+    def error(self, exc: CortexError) -> bytes:
+        return in_band(exc, "openai-sse")
 
 
 class Translate:
@@ -170,10 +170,11 @@ class Translate:
             if step is None or self.complete:
                 continue
             if step.error is not None:
-                out.append(self._writer.error(step.error))
+                failure = UpstreamProtocolError(step.error, status=502)
+                out.append(self._writer.error(failure))
                 self.ended = True
                 if self._aggregate:
-                    self.failure = UpstreamProtocolError(step.error, status=502)
+                    self.failure = failure
                 break
             if step.delta is not None:
                 out.append(self._take(step.delta, step.final))
@@ -211,5 +212,5 @@ class Translate:
             return self._out if self._aggregate else tail
         return self._out
 
-    def error(self, message: str) -> bytes:
-        return self._writer.error(message)
+    def error(self, exc: CortexError) -> bytes:
+        return self._writer.error(exc)
