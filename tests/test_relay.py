@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+import pytest
 
 from cortex.stream.encode import NDJSON, SSE, Framing
 from cortex.stream.passthrough import OllamaPassthrough
@@ -48,6 +49,7 @@ class Client:
         self.disconnect = asyncio.Event()
         self.writable = asyncio.Event()
         self.writable.set()
+        self.wrote = asyncio.Event()
 
     async def receive(self) -> dict[str, Any]:
         await self.disconnect.wait()
@@ -56,6 +58,7 @@ class Client:
     async def send(self, message: dict[str, Any]) -> None:
         await self.writable.wait()
         self.messages.append(message)
+        self.wrote.set()
 
     @property
     def status(self) -> int:
@@ -282,5 +285,51 @@ def test_heartbeats_keep_coming_through_a_long_first_byte_wait() -> None:
         assert text.endswith("\n\n")
         assert "event: error\ndata: " in text
         assert "sent nothing within 1 s" in text
+
+    run(scenario)
+
+
+async def until(client: Client, condition: Callable[[], bool]) -> None:
+    """Wait, write by write, until what the client got meets ``condition``."""
+    while not condition():
+        client.wrote.clear()
+        await client.wrote.wait()
+
+
+def test_cancelling_the_request_closes_the_upstream_and_leaves_no_task() -> None:
+    async def scenario() -> None:
+        body = ScriptedBody([TOKEN, None])
+        client = Client()
+        before = asyncio.all_tasks()
+        task = asyncio.create_task(respond(body)({}, client.receive, client.send))
+        await until(client, lambda: client.body == TOKEN)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert body.closed.is_set(), "the upstream outlived its request"
+        assert asyncio.all_tasks() == before
+
+    run(scenario)
+
+
+def test_the_drain_deadline_ends_a_stream_with_an_explicit_error() -> None:
+    async def scenario() -> None:
+        body = ScriptedBody([TOKEN, None])
+        client = Client()
+        stopping = asyncio.get_running_loop().create_future()
+        response = RelayResponse(
+            OneUpstream(body, NDJSON),
+            media_type=NDJSON.media_type,
+            dialect="ollama",
+            stopping=stopping,
+        )
+        task = asyncio.create_task(response({}, client.receive, client.send))
+        await until(client, lambda: client.body == TOKEN)
+        stopping.set_result(None)
+        await task
+        assert body.closed.is_set()
+        assert "shutting down" in ndjson_lines(client.body)[-1]["error"]
+        assert client.finished
+        assert not stopping._callbacks, "a finished answer still watches the shared future"  # type: ignore[attr-defined]
 
     run(scenario)

@@ -1,10 +1,11 @@
 """The ASGI response that relays an upstream to one client.
 
-The body is produced in one task while the current one listens for
-``http.disconnect``; whichever ends first cancels the other. Cancelling the
-body task unwinds the relay and the upstream request with it, so a client
-that hangs up stops the model within one event-loop turn (a server's ``send``
-does nothing after a disconnect, so it cannot be relied on to notice).
+The body is produced in one task while another listens for ``http.disconnect``,
+both in one task group: whichever ends first cancels the other, and cancelling
+the request cancels both. Cancelling the body task unwinds the relay and the
+upstream request with it, so a client that hangs up stops the model within one
+event-loop turn (a server's ``send`` does nothing after a disconnect, so it
+cannot be relied on to notice).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from contextlib import AbstractAsyncContextManager, aclosing, suppress
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -92,20 +93,26 @@ class RelayResponse(Response):
         self._record = observe.current.get()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = asyncio.create_task(self._send_body(send))
-        disconnect = asyncio.create_task(_wait_for_disconnect(receive))
-        waiting: set[asyncio.Future[Any]] = {body, disconnect}
-        if self._stopping is not None:
-            waiting.add(self._stopping)  # shared by every answer: waited on, never cancelled
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        disconnect.cancel()
-        if body.done():
-            body.result()
+        cut_short = False
+
+        def stop(_: object) -> None:
+            nonlocal cut_short
+            cut_short = True
+            body.cancel()
+
+        # Whichever ends first cancels the other; if this task is cancelled, the group
+        # cancels both and waits for them, so the upstream is always closed on the way out.
+        async with asyncio.TaskGroup() as group:
+            body = group.create_task(self._send_body(send))
+            listen = group.create_task(_wait_for_disconnect(receive))
+            body.add_done_callback(lambda _: listen.cancel())
+            listen.add_done_callback(lambda _: body.cancel())
+            if self._stopping is not None:  # shared by every answer: watched, never cancelled
+                self._stopping.add_done_callback(stop)
+                body.add_done_callback(lambda _: self._stopping_unwatched(stop))
+        if not body.cancelled():
             return
-        body.cancel()
-        with suppress(asyncio.CancelledError):
-            await body
-        if disconnect.done() and not disconnect.cancelled():
+        if not cut_short:
             if self._record is not None:
                 self._record.outcome = "client-cancelled"
             logger.info("client went away; upstream request closed")
@@ -113,6 +120,10 @@ class RelayResponse(Response):
         shutting_down = CortexError("Córtex is shutting down; the answer was cut short", status=503)
         self._note_failure(shutting_down)
         await self._fail(send, self._started, shutting_down, self._frame)
+
+    def _stopping_unwatched(self, stop: Callable[[object], None]) -> None:
+        if self._stopping is not None:
+            self._stopping.remove_done_callback(stop)
 
     async def _send_body(self, send: Send) -> None:
         current: Attempt | None = None
