@@ -95,7 +95,7 @@ cuts = st.lists(st.integers(min_value=0, max_value=10**6), max_size=40)
 def drive(translator: Any, chunks: list[bytes]) -> bytes:
     """What ``relay()`` does with an upstream's chunks, without the clock: lines out of the
     decoder into the translator, the last line without its newline at the end, then close."""
-    decoder = LineDecoder(1 << 20)
+    decoder = LineDecoder(1 << 20, keep_blank=translator.reads_sse)
     out = bytearray()
     for chunk in chunks:
         lines = decoder.feed(chunk)
@@ -130,8 +130,8 @@ class Recorder:
         self.deltas.append(("whole", Delta(content, thinking, last.tool_calls, last.finish_reason)))
         return b""
 
-    def error(self, message: str) -> bytes:
-        raise AssertionError(f"no error expected: {message}")
+    def error(self, exc: Exception) -> bytes:
+        raise AssertionError(f"no error expected: {exc}")
 
 
 def recorded(reader: Any, chunks: list[bytes]) -> list[tuple[str, Delta]]:
@@ -248,9 +248,12 @@ class SSEStyle:
     newline: bytes  # b"\n" or b"\r\n"
     space: bool  # "data: x" or "data:x"
     comments: bool  # ": keep-alive" comments between events
+    multiline: bool  # each event's JSON spread over several data lines
 
 
-sse_styles = st.builds(SSEStyle, st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.booleans())
+sse_styles = st.builds(
+    SSEStyle, st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.booleans(), st.booleans()
+)
 
 
 def openai_stream(
@@ -303,16 +306,19 @@ def openai_stream(
     body = bytearray()
     reframed = []
     for event in events:
+        indent = 1 if style.multiline else None
         data = (
             event.encode()
             if isinstance(event, str)
-            else json.dumps(event, ensure_ascii=False).encode()
+            else json.dumps(event, ensure_ascii=False, indent=indent).encode()
         )
-        line = (b"data: " if style.space else b"data:") + data
+        prefix = b"data: " if style.space else b"data:"
         if style.comments:
             body += b": keep-alive" + nl + nl
-        body += line + nl + nl
-        reframed.append(line + b"\n\n" if data != b"[DONE]" else b"data: [DONE]\n\n")
+        body += b"".join(prefix + part + nl for part in data.split(b"\n")) + nl
+        # As SSE reads a field: one space after the colon is not part of the value.
+        parts = [part if style.space else part.removeprefix(b" ") for part in data.split(b"\n")]
+        reframed.append(b"".join(b"data: " + part + b"\n" for part in parts) + b"\n")
     return bytes(body), reframed
 
 

@@ -15,10 +15,15 @@ class LineTooLong(ValueError):
 
 class LineDecoder:
     """Pieces of an unfinished line are kept apart and joined once, when its newline comes,
-    so a long line arriving in small pieces costs linear time, not quadratic."""
+    so a long line arriving in small pieces costs linear time, not quadratic.
 
-    def __init__(self, max_line_bytes: int = 8 * 1024 * 1024) -> None:
+    Blank lines mean nothing in NDJSON and are dropped, unless ``keep_blank``: in
+    server-sent events they end an event.
+    """
+
+    def __init__(self, max_line_bytes: int = 8 * 1024 * 1024, *, keep_blank: bool = False) -> None:
         self._max = max_line_bytes
+        self._keep_blank = keep_blank
         self._pieces: list[bytes] = []
         self._pending = 0
 
@@ -42,6 +47,8 @@ class LineDecoder:
         if len(data) > self._max and max(map(len, lines)) > self._max:
             raise LineTooLong(f"a line longer than {self._max} bytes")
         self._check_pending()
+        if self._keep_blank:
+            return [line.rstrip(b"\r") for line in lines]
         return [line.rstrip(b"\r") for line in lines if line.strip()]
 
     def flush(self) -> bytes | None:

@@ -13,14 +13,18 @@ import orjson
 from ..chat import Usage
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, in_band
 from .encode import SSE, Framing
+from .sse import Event, SSEDecoder
 
 Outcome = Literal["more", "done", "error", "invalid"]
 INCOMPLETE = "the model server closed the stream before the answer was complete"
 NOT_JSON = "the model server sent a line that is not a JSON object"
+DONE = b"data: [DONE]\n\n"
 
 
 class OllamaPassthrough:
     """Ollama NDJSON lines, framed as NDJSON or as server-sent events."""
+
+    reads_sse = False
 
     def __init__(self, framing: Framing) -> None:
         self._framing = framing
@@ -81,6 +85,7 @@ class OpenAIPassthrough:
     """OpenAI server-sent events, forwarded event by event."""
 
     heartbeat = SSE.heartbeat
+    reads_sse = True
 
     def __init__(self) -> None:
         self.failure: CortexError | None = None
@@ -89,41 +94,42 @@ class OpenAIPassthrough:
         self.usage = Usage()
         self.pieces = 0
         self._finished = False
+        self._events = SSEDecoder()
 
     def feed(self, lines: list[bytes]) -> bytes:
-        out: list[bytes] = []
-        for line in lines:
-            if line.startswith(b"event:"):
-                out.append(line + b"\n")
-                continue
-            if not line.startswith(b"data:"):
-                continue  # comments, ids and retry hints are for the upstream's own clients
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                self.complete = True
-                out.append(b"data: [DONE]\n\n")
-                continue
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                event = None
-            if type(event) is not dict:
-                self.failure = UpstreamProtocolError(NOT_JSON)
-                break
-            out.append(line + b"\n\n")
-            if "error" in event:
-                self.ended = True
-                break
-            self._finished = self._finished or _has_finish_reason(event)
-            self._count(event)
-        return b"".join(out)
+        return self._forward(self._events.feed(lines))
 
     def close(self) -> bytes:
-        if self.complete:
-            return b""
+        tail = self._forward(self._events.flush())
+        if self.failure is not None:
+            raise self.failure
+        if self.complete or self.ended:
+            return tail
         if self._finished:
-            return b"data: [DONE]\n\n"  # some servers omit the sentinel after a finished answer
+            return tail + DONE  # some servers omit the sentinel after a finished answer
         raise UpstreamIncomplete(INCOMPLETE)
+
+    def _forward(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if event.data == b"[DONE]":
+                self.complete = True
+                out.append(DONE)
+                continue
+            try:
+                message = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                message = None
+            if type(message) is not dict:
+                self.failure = UpstreamProtocolError(NOT_JSON)
+                break
+            out.append(event.encode())
+            if "error" in message or event.name == b"error":
+                self.ended = True
+                break
+            self._finished = self._finished or _has_finish_reason(message)
+            self._count(message)
+        return b"".join(out)
 
     def error(self, exc: CortexError) -> bytes:
         return in_band(exc, "openai-sse")

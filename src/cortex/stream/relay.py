@@ -47,6 +47,7 @@ class Translator(Protocol):
     """
 
     heartbeat: bytes | None
+    reads_sse: bool  # the upstream sends server-sent events: blank lines end them
     failure: CortexError | None
     ended: bool
     complete: bool
@@ -154,7 +155,7 @@ async def relay(
     Raises when the stream cannot end honestly (a timeout, a broken or
     incomplete answer), so the caller can tell the client.
     """
-    decoder = LineDecoder(limits.max_line_bytes)
+    decoder = LineDecoder(limits.max_line_bytes, keep_blank=translator.reads_sse)
     tick = limits.heartbeat if translator.heartbeat is not None else None
     reader = TimedReader(body, limits, tick)
     try:

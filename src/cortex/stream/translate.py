@@ -6,6 +6,7 @@ dialect is one reader and one writer, not a change to every pair.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ from ..dialects.openai import OpenAIEncoder, OpenAIParser
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, in_band
 from .encode import SSE, Framing
 from .passthrough import INCOMPLETE, NOT_JSON
+from .sse import Event, SSEDecoder
 
 
 @dataclass(slots=True)
@@ -27,10 +29,15 @@ class Step:
 
 
 class UpstreamReader(Protocol):
-    def read(self, line: bytes) -> Step | None: ...
+    """Reads an upstream's lines as steps; raises ``UpstreamProtocolError`` where one is bad."""
 
-    def close(self) -> Delta | None:
-        """At the upstream's end: the closing delta if the answer finished without a marker."""
+    reads_sse: bool
+
+    def read(self, lines: list[bytes]) -> Iterator[Step]: ...
+
+    def close(self) -> Iterator[Step]:
+        """At the upstream's end: what is left, and a closing step if the answer finished
+        without its end marker."""
         ...
 
 
@@ -57,44 +64,55 @@ def _json_object(data: bytes) -> dict[str, Any]:
 
 
 class OllamaReader:
+    reads_sse = False
+
     def __init__(self) -> None:
         self._parser = OllamaParser()
 
-    def read(self, line: bytes) -> Step:
-        message = _json_object(line)
-        if "error" in message:
-            return Step(error=str(message["error"]))
-        delta = self._parser.parse(message)
-        return Step(delta, final=delta.finish_reason is not None)
+    def read(self, lines: list[bytes]) -> Iterator[Step]:
+        for line in lines:
+            message = _json_object(line)
+            if "error" in message:
+                yield Step(error=str(message["error"]))
+                return
+            delta = self._parser.parse(message)
+            yield Step(delta, final=delta.finish_reason is not None)
 
-    def close(self) -> Delta | None:
-        return None
+    def close(self) -> Iterator[Step]:
+        return iter(())
 
 
 class OpenAIReader:
+    reads_sse = True
+
     def __init__(self) -> None:
         self._parser = OpenAIParser()
-        self._error_event = False
+        self._events = SSEDecoder()
+        self._done = False
 
-    def read(self, line: bytes) -> Step | None:
-        if line.startswith(b"event:"):
-            self._error_event = line[6:].strip() == b"error"
-            return None
-        if not line.startswith(b"data:"):
-            return None
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return Step(self._parser.finish(), final=True)
-        event = _json_object(data)
-        error = event.get("error")
-        if error is not None or self._error_event:
-            message = error.get("message") if isinstance(error, dict) else error
-            return Step(error=str(message or "the model server reported an error"))
-        delta = self._parser.parse(event)
-        return Step(delta) if delta else None
+    def read(self, lines: list[bytes]) -> Iterator[Step]:
+        return self._steps(self._events.feed(lines))
 
-    def close(self) -> Delta | None:
-        return self._parser.finish() if self._parser.finished else None
+    def close(self) -> Iterator[Step]:
+        yield from self._steps(self._events.flush())
+        if not self._done and self._parser.finished:
+            yield Step(self._parser.finish(), final=True)
+
+    def _steps(self, events: list[Event]) -> Iterator[Step]:
+        for event in events:
+            if event.data == b"[DONE]":
+                self._done = True
+                yield Step(self._parser.finish(), final=True)
+                continue
+            message = _json_object(event.data)
+            error = message.get("error")
+            if error is not None or event.name == b"error":
+                text = error.get("message") if isinstance(error, dict) else error
+                yield Step(error=str(text or "the model server reported an error"))
+                return
+            delta = self._parser.parse(message)
+            if delta:
+                yield Step(delta)
 
 
 class OllamaWriter:
@@ -148,6 +166,7 @@ class Translate:
         self._reader = reader
         self._writer = writer
         self._aggregate = aggregate
+        self.reads_sse = reader.reads_sse
         self.heartbeat = None if aggregate else writer.heartbeat
         self.failure: CortexError | None = None
         self.ended = False
@@ -160,24 +179,25 @@ class Translate:
         self.pieces = 0
 
     def feed(self, lines: list[bytes]) -> bytes:
+        return self._follow(self._reader.read(lines))
+
+    def _follow(self, steps: Iterator[Step]) -> bytes:
         out: list[bytes] = []
-        for line in lines:
-            try:
-                step = self._reader.read(line)
-            except UpstreamProtocolError as exc:
-                self.failure = exc
-                break
-            if step is None or self.complete:
-                continue
-            if step.error is not None:
-                failure = UpstreamProtocolError(step.error, status=502)
-                out.append(self._writer.error(failure))
-                self.ended = True
-                if self._aggregate:
-                    self.failure = failure
-                break
-            if step.delta is not None:
-                out.append(self._take(step.delta, step.final))
+        try:
+            for step in steps:
+                if self.complete:
+                    continue
+                if step.error is not None:
+                    failure = UpstreamProtocolError(step.error, status=502)
+                    out.append(self._writer.error(failure))
+                    self.ended = True
+                    if self._aggregate:
+                        self.failure = failure
+                    break
+                if step.delta is not None:
+                    out.append(self._take(step.delta, step.final))
+        except UpstreamProtocolError as exc:
+            self.failure = exc
         return b"".join(out) if not self._aggregate else b""
 
     def _take(self, delta: Delta, final: bool) -> bytes:
@@ -204,13 +224,12 @@ class Translate:
         return self._writer.final(delta) if final else self._writer.piece(delta)
 
     def close(self) -> bytes:
-        if not self.complete:
-            last = self._reader.close()
-            if last is None:
-                raise UpstreamIncomplete(INCOMPLETE)
-            tail = self._take(last, final=True)
-            return self._out if self._aggregate else tail
-        return self._out
+        tail = self._follow(self._reader.close())
+        if self.failure is not None:
+            raise self.failure
+        if not self.complete and not self.ended:
+            raise UpstreamIncomplete(INCOMPLETE)
+        return self._out if self._aggregate else tail
 
     def error(self, exc: CortexError) -> bytes:
         return self._writer.error(exc)
