@@ -119,7 +119,11 @@ async def main() -> None:
     url = f"http://{HOST}:{port}"
     runs: dict[str, list[Run]] = {"direct": [], "cortex": []}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        # A new connection per answer: the direct runs block this loop for longer than the
+        # server keeps an idle connection, and a reused stale one would fail.
+        connector = aiohttp.TCPConnector(force_close=True)
+        timeout = aiohttp.ClientTimeout(total=600)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             await through_cortex(session, url, prompt(1), 4)  # warm both sides
             direct(llm, prompt(1), 4)
             start = 1000

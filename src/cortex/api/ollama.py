@@ -7,36 +7,33 @@ OpenAI one, requests and answers are translated (see ``dialects/``).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from .. import __version__
+from ..backends.base import Embedding, Generation, upstream_json
 from ..catalog import tags_body
-from ..config import UpstreamKind
 from ..dialects import ollama as ollama_wire
-from ..dialects import openai as openai_wire
 from ..errors import BadRequest, ModelNotFound
 from ..gateway import Gateway, gateway
 from ..routing import Lease
 from ..stream.encode import NDJSON, SSE, wants_sse
-from ..stream.passthrough import OllamaPassthrough
-from ..stream.translate import OllamaWriter, OpenAIReader, Translate
 from .body import read_json_object, request_schema, validate
 from .relaying import (
-    Planned,
+    embedding,
     embedding_reply,
     exchange,
     lone_backends_answer,
-    parse_json,
     relay_response,
     visible_models,
 )
 from .replies import json_reply, raw_json_reply
 
 router = APIRouter(tags=["Ollama"])
+Shape = Literal["chat", "generate"]
 
 
 class Message(BaseModel):
@@ -125,40 +122,18 @@ async def generate(request: Request) -> Response:
 
 
 def _generation(
-    gw: Gateway, request: Request, raw: bytes | None, payload: dict[str, Any], shape: str
+    gw: Gateway, request: Request, raw: bytes | None, payload: dict[str, Any], shape: Shape
 ) -> Response:
-    stream = payload.get("stream") is not False
     framing = SSE if wants_sse(request.headers.get("accept")) else NDJSON
-    model = payload["model"]
     empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
     if empty and all(m.backend.kind != "ollama" for m in gw.router.members):
-        return _loaded(model, shape)
-
-    def plan(kind: UpstreamKind) -> Planned:
-        if kind == "ollama":
-            return f"/api/{shape}", raw or payload, OllamaPassthrough(framing) if stream else None
-        if shape == "chat":
-            chat_request = ollama_wire.chat_request(payload)
-        else:
-            chat_request = ollama_wire.generate_request(payload)
-        path = "/completions" if chat_request.raw_prompt is not None else "/chat/completions"
-        writer = OllamaWriter(model, shape, framing)
-        translator = Translate(OpenAIReader(), writer, aggregate=not stream)
-        return path, openai_wire.request_body(chat_request), translator
-
-    return relay_response(
-        gw,
-        model,
-        payload.get("messages"),
-        plan,
-        streaming=stream,
-        media_type=framing.media_type,
-        headers=framing.headers,
-        dialect="ollama",
-    )
+        return _loaded(payload["model"], shape)
+    stream = payload.get("stream") is not False
+    ask = Generation("ollama", shape, payload, raw, stream, framing)
+    return relay_response(gw, ask, media_type=framing.media_type, headers=framing.headers)
 
 
-def _loaded(model: str, shape: str) -> Response:
+def _loaded(model: str, shape: Shape) -> Response:
     """Ollama's answer to an empty request, which only loads the model."""
     answer: dict[str, Any] = {"model": model, "created_at": ollama_wire.created_at()}
     if shape == "chat":
@@ -172,42 +147,14 @@ def _loaded(model: str, shape: str) -> Response:
 @router.post("/api/embed", openapi_extra=request_schema(EmbedRequest))
 async def embed(request: Request) -> Response:
     gw, raw, payload = await _read(request, EmbedRequest)
-
-    async def call(lease: Lease) -> bytes:
-        if lease.backend.kind == "ollama":
-            return await exchange(gw, lease, "/api/embed", raw or payload)
-        vectors, prompt_tokens = await _openai_embeddings(gw, lease, payload, payload["input"])
-        answer = {"model": payload["model"], "embeddings": vectors}
-        if prompt_tokens:
-            answer["prompt_eval_count"] = prompt_tokens
-        return orjson.dumps(answer)
-
-    return embedding_reply(await gw.with_backend(payload["model"], call))
+    return embedding_reply(await embedding(gw, Embedding("ollama-embed", payload, raw)))
 
 
 @router.post("/api/embeddings", openapi_extra=request_schema(LegacyEmbeddingsRequest))
 async def legacy_embeddings(request: Request) -> Response:
     gw, raw, payload = await _read(request, LegacyEmbeddingsRequest)
-
-    async def call(lease: Lease) -> bytes:
-        if lease.backend.kind == "ollama":
-            return await exchange(gw, lease, "/api/embeddings", raw or payload)
-        vectors, _ = await _openai_embeddings(gw, lease, payload, payload["prompt"])
-        return orjson.dumps({"embedding": vectors[0] if vectors else []})
-
-    return raw_json_reply(await gw.with_backend(payload["model"], call))  # reports no tokens
-
-
-async def _openai_embeddings(
-    gw: Gateway, lease: Lease, payload: dict[str, Any], text: str | list[str]
-) -> tuple[list[Any], int]:
-    body: dict[str, Any] = {"model": payload["model"], "input": text, "encoding_format": "float"}
-    if payload.get("dimensions"):
-        body["dimensions"] = payload["dimensions"]
-    answer = parse_json(await exchange(gw, lease, "/embeddings", body))
-    data = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
-    usage = answer.get("usage") or {}
-    return [item.get("embedding") for item in data], int(usage.get("prompt_tokens") or 0)
+    answer = await embedding(gw, Embedding("ollama-embeddings", payload, raw))
+    return raw_json_reply(answer)  # the legacy answer reports no tokens
 
 
 @router.get("/api/tags")
@@ -237,7 +184,7 @@ async def running(request: Request) -> Response:
         entry
         for answer in answers
         if isinstance(answer, bytes)
-        for entry in (parse_json(answer).get("models") or [])
+        for entry in (upstream_json(answer).get("models") or [])
     ]
     return raw_json_reply(visible_models(orjson.dumps({"models": loaded})))
 

@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import orjson
 from starlette.responses import Response
 
 from .. import observe
 from ..access import allow_model, model_filter
-from ..backends.base import UpstreamBody
+from ..backends.base import Embedding, Generation, upstream_json
 from ..chat import Usage
 from ..config import UpstreamKind
-from ..errors import CortexError, Dialect, UpstreamProtocolError
+from ..errors import CortexError, UpstreamProtocolError
 from ..gateway import Gateway
 from ..routing import Lease
-from ..stream.relay import RelayLimits, Translator, read_whole, relay
+from ..stream.relay import RelayLimits, Translator, UpstreamBody, read_whole, relay
 from ..stream.response import Attempt, Headers, RelayResponse
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
-
-# What to send to a backend of a given dialect, and how to relay its answer
-# (no translator: pass the whole body on as it is).
-Planned = tuple[str, bytes | dict[str, Any], Translator | None]
-Plan = Callable[[UpstreamKind], Planned]
 
 
 @dataclass
@@ -35,31 +29,30 @@ class RoutedSource:
     """A ``stream.response.Source``: each attempt leases a backend from the router."""
 
     gw: Gateway
-    model: str
-    messages: list[Any] | None
-    plan: Plan
+    ask: Generation
 
     @property
     def max_attempts(self) -> int:
         return self.gw.settings.max_attempts
 
     def can_retry(self, excluded: frozenset[str]) -> bool:
-        return self.gw.router.has_alternative(self.model, excluded)
+        return self.gw.router.has_alternative(self.ask.model, excluded)
 
     @asynccontextmanager
     async def attempt(self, excluded: frozenset[str]) -> AsyncIterator[Attempt]:
         record = observe.current.get()
+        model = self.ask.model
         if record is not None:
-            record.model, record.relayed = self.model, True
-        lease = await self.gw.router.acquire(self.model, self.messages, excluded)
+            record.model, record.relayed = model, True
+        lease = await self.gw.router.acquire(model, self.ask.payload.get("messages"), excluded)
         if record is not None:
             record.backend, record.queue_wait = lease.member.name, lease.waited
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         try:
-            path, body, translator = self.plan(lease.backend.kind)
-            payload = body if isinstance(body, bytes) else orjson.dumps(body)
-            async with lease.backend.open("POST", path, payload) as upstream:
+            call = lease.backend.wire.generation(self.ask)
+            translator = call.translator
+            async with lease.backend.open("POST", call.path, call.body) as upstream:
                 whole = WholeAnswer()
                 try:
                     yield Attempt(
@@ -105,7 +98,7 @@ async def _whole(
     upstream: UpstreamBody, limits: RelayLimits, whole: WholeAnswer
 ) -> AsyncGenerator[bytes, None]:
     whole.body = await read_whole(upstream, limits)
-    if not isinstance(parse_json(whole.body), dict):
+    if not isinstance(upstream_json(whole.body), dict):
         raise UpstreamProtocolError("the model server's answer is not a JSON object")
     yield whole.body
 
@@ -137,38 +130,32 @@ def _headers(lease: Lease) -> Headers:
 
 
 def relay_response(
-    gw: Gateway,
-    model: str,
-    messages: list[Any] | None,
-    plan: Plan,
-    *,
-    streaming: bool,
-    media_type: str,
-    dialect: Dialect,
-    headers: Headers = (),
+    gw: Gateway, ask: Generation, *, media_type: str, headers: Headers = ()
 ) -> Response:
-    allow_model(model)
+    allow_model(ask.model)
     return RelayResponse(
-        RoutedSource(gw, model, messages, plan),
-        media_type=media_type if streaming else JSON_MEDIA_TYPE,
-        headers=headers if streaming else (),
-        dialect=dialect,
-        streaming=streaming,
+        RoutedSource(gw, ask),
+        media_type=media_type if ask.stream else JSON_MEDIA_TYPE,
+        headers=headers if ask.stream else (),
+        dialect=ask.dialect,
+        streaming=ask.stream,
         stopping=gw.stopping,
     )
 
 
-def parse_json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise UpstreamProtocolError("the model server's answer is not JSON") from None
+async def embedding(gw: Gateway, ask: Embedding) -> bytes:
+    """An embeddings answer from a backend for the model, in the client's shape."""
+
+    async def call(lease: Lease) -> bytes:
+        exchange = lease.backend.wire.embedding(ask)
+        return exchange.answer(await gw.post(lease.member, exchange.path, exchange.body))
+
+    return await gw.with_backend(ask.model, call)
 
 
-async def exchange(gw: Gateway, lease: Lease, path: str, body: dict[str, Any] | bytes) -> bytes:
+async def exchange(gw: Gateway, lease: Lease, path: str, body: bytes | None) -> bytes:
     """POST a small document to the leased backend and return its whole answer."""
-    payload = body if isinstance(body, bytes) else orjson.dumps(body)
-    return await gw.post(lease.member, path, payload)
+    return await gw.post(lease.member, path, body or b"{}")
 
 
 async def lone_backends_answer(gw: Gateway, kind: UpstreamKind, path: str) -> Response | None:
@@ -188,7 +175,7 @@ def visible_models(answer: bytes) -> bytes:
     allowed = model_filter()
     if allowed is None:
         return answer
-    document = parse_json(answer)
+    document = upstream_json(answer)
     if not isinstance(document, dict):
         return answer
     for field, name in MODEL_LISTS:

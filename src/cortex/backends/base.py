@@ -1,9 +1,24 @@
-"""What the relay needs from an upstream: a body it can read chunk by chunk."""
+"""What every backend offers: the phases of its timeouts, and its dialect's ``Wire``.
+
+A ``Wire`` knows how a model server of one dialect serves a client of either
+dialect: which path to call, with what body, and how to relay the answer. It
+does no I/O, so the API layer says what the client asked (a ``Generation`` or an
+``Embedding``) and the backend chosen by the router says how; no layer above the
+backends switches on a dialect.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from ..config import UpstreamKind
+from ..errors import Dialect, UpstreamProtocolError
+from ..stream.encode import Framing
+from ..stream.relay import Translator
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,16 +30,81 @@ class Timeouts:
     idle: float
 
 
-class UpstreamBody(Protocol):
-    """An open upstream response whose status was already checked.
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A client's chat or generate request, as the API layer read and validated it."""
 
-    ``read`` returns the next chunk as it arrived from the network, ``b""`` at
-    the end, and raises an ``UpstreamError`` if the connection breaks.
-    """
+    dialect: Dialect  # the client's API
+    shape: Literal["chat", "generate"]  # generate: Ollama's /api/generate
+    payload: dict[str, Any]  # with its model set
+    raw: bytes | None  # the client's own body, while the payload is unchanged
+    stream: bool
+    framing: Framing  # how the client reads a stream
 
     @property
-    def started_at(self) -> float:
-        """Event-loop time at which the request was sent."""
-        ...
+    def model(self) -> str:
+        return str(self.payload["model"])
 
-    async def read(self) -> bytes: ...
+    def body(self) -> bytes:
+        return self.raw if self.raw is not None else orjson.dumps(self.payload)
+
+
+EmbeddingRoute = Literal["ollama-embed", "ollama-embeddings", "openai"]
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """A client's embeddings request: Ollama's /api/embed or /api/embeddings, or OpenAI's."""
+
+    route: EmbeddingRoute
+    payload: dict[str, Any]  # with its model set
+    raw: bytes | None
+
+    @property
+    def model(self) -> str:
+        return str(self.payload["model"])
+
+    def body(self) -> bytes:
+        return self.raw if self.raw is not None else orjson.dumps(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A streaming call: its path and body, and how to relay the answer (None: it is one
+    whole JSON document, passed on as it is)."""
+
+    path: str
+    body: bytes
+    translator: Translator | None
+
+
+def as_is(answer: bytes) -> bytes:
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A call answered by one small document, and that document in the client's shape."""
+
+    path: str
+    body: bytes
+    answer: Callable[[bytes], bytes] = as_is
+
+
+class Wire(Protocol):
+    """One upstream dialect, serving clients of both."""
+
+    @property
+    def kind(self) -> UpstreamKind: ...
+
+    def generation(self, ask: Generation) -> Call: ...
+
+    def embedding(self, ask: Embedding) -> Exchange: ...
+
+
+def upstream_json(raw: bytes) -> Any:
+    """A model server's JSON answer, parsed; a protocol error if it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError("the model server's answer is not JSON") from None

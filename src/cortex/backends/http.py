@@ -23,7 +23,9 @@ from ..errors import (
     UpstreamStatus,
     UpstreamUnreachable,
 )
-from .base import Timeouts
+from .base import Timeouts, Wire
+from .ollama import OLLAMA
+from .openai import OPENAI
 
 logger = logging.getLogger("cortex.upstream")
 
@@ -70,6 +72,7 @@ class HTTPBackend:
         api_key: str | None = None,
     ) -> None:
         self.kind = kind
+        self.wire: Wire = OPENAI if kind == "openai" else OLLAMA
         self.base_url = base_url
         self._session = session
         self._timeouts = timeouts

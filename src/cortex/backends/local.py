@@ -23,6 +23,7 @@ from ..embedded.answer import Answer
 from ..embedded.supervisor import ModelProcess, State
 from ..embedded.worker import WorkerSettings
 from ..errors import BadRequest, ModelNotFound, UpstreamStatus
+from .ollama import OLLAMA
 
 BUNDLED_NAME = "gemma3-270m:local"
 
@@ -41,6 +42,7 @@ class LocalBackend:
     """The embedded model as a backend; its dialect towards the relay is Ollama's."""
 
     kind: Literal["ollama"] = "ollama"
+    wire = OLLAMA
     base_url = "embedded"
 
     def __init__(

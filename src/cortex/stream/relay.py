@@ -15,7 +15,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..backends.base import UpstreamBody
 from ..chat import Usage
 from ..errors import (
     CortexError,
@@ -25,6 +24,21 @@ from ..errors import (
     UpstreamTimeout,
 )
 from .lines import LineDecoder, LineTooLong
+
+
+class UpstreamBody(Protocol):
+    """An open upstream response whose status was already checked.
+
+    ``read`` returns the next chunk as it arrived from the network, ``b""`` at
+    the end, and raises an ``UpstreamError`` if the connection breaks.
+    """
+
+    @property
+    def started_at(self) -> float:
+        """Event-loop time at which the request was sent."""
+        ...
+
+    async def read(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,69 @@
+"""Towards an Ollama server (and the embedded model, which speaks Ollama's wire format).
+
+Ollama's clients are relayed byte for byte; OpenAI's are translated both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+from ..dialects import ollama as ollama_wire
+from ..dialects import openai as openai_wire
+from ..errors import BadRequest
+from ..stream.passthrough import OllamaPassthrough
+from ..stream.translate import OllamaReader, OpenAIWriter, Translate
+from .base import Call, Embedding, Exchange, Generation, upstream_json
+
+
+class OllamaWire:
+    kind: Literal["ollama"] = "ollama"
+
+    def generation(self, ask: Generation) -> Call:
+        if ask.dialect == "ollama":
+            relay = OllamaPassthrough(ask.framing) if ask.stream else None
+            return Call(f"/api/{ask.shape}", ask.body(), relay)
+        chat_request = openai_wire.chat_request(ask.payload)
+        writer = OpenAIWriter(ask.model, chat_request.include_usage)
+        translator = Translate(OllamaReader(), writer, aggregate=not ask.stream)
+        return Call("/api/chat", orjson.dumps(ollama_wire.request_body(chat_request)), translator)
+
+    def embedding(self, ask: Embedding) -> Exchange:
+        if ask.route == "ollama-embed":
+            return Exchange("/api/embed", ask.body())
+        if ask.route == "ollama-embeddings":
+            return Exchange("/api/embeddings", ask.body())
+        text = ask.payload["input"]
+        if isinstance(text, list) and any(not isinstance(item, str) for item in text):
+            raise BadRequest(
+                "this model's server is Ollama, whose embeddings take text, not token ids: "
+                "send input as a string or a list of strings"
+            )
+        body: dict[str, Any] = {"model": ask.model, "input": text}
+        if ask.payload.get("dimensions"):
+            body["dimensions"] = ask.payload["dimensions"]
+        encoding = ask.payload.get("encoding_format")
+
+        def as_openai(answer: bytes) -> bytes:
+            return orjson.dumps(_openai_embeddings(ask.model, upstream_json(answer), encoding))
+
+        return Exchange("/api/embed", orjson.dumps(body), as_openai)
+
+
+def _openai_embeddings(model: str, answer: Any, encoding: str | None) -> dict[str, Any]:
+    vectors = answer.get("embeddings") or []
+    encode = openai_wire.embedding_base64 if encoding == "base64" else list
+    prompt_tokens = int(answer.get("prompt_eval_count") or 0)
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(vector)}
+            for i, vector in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+OLLAMA = OllamaWire()

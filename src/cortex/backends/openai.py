@@ -1,0 +1,62 @@
+"""Towards an OpenAI-compatible server (llama.cpp's llama-server, vLLM, LM Studio…).
+
+OpenAI's clients are relayed as they are; Ollama's are translated both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+from ..dialects import ollama as ollama_wire
+from ..dialects import openai as openai_wire
+from ..stream.passthrough import OpenAIPassthrough
+from ..stream.translate import OllamaWriter, OpenAIReader, Translate
+from .base import Call, Embedding, Exchange, Generation, upstream_json
+
+
+class OpenAIWire:
+    kind: Literal["openai"] = "openai"
+
+    def generation(self, ask: Generation) -> Call:
+        if ask.dialect == "openai":
+            relay = OpenAIPassthrough() if ask.stream else None
+            return Call("/chat/completions", ask.body(), relay)
+        if ask.shape == "chat":
+            chat_request = ollama_wire.chat_request(ask.payload)
+        else:
+            chat_request = ollama_wire.generate_request(ask.payload)
+        path = "/completions" if chat_request.raw_prompt is not None else "/chat/completions"
+        writer = OllamaWriter(ask.model, ask.shape, ask.framing)
+        translator = Translate(OpenAIReader(), writer, aggregate=not ask.stream)
+        return Call(path, orjson.dumps(openai_wire.request_body(chat_request)), translator)
+
+    def embedding(self, ask: Embedding) -> Exchange:
+        if ask.route == "openai":
+            return Exchange("/embeddings", ask.body())
+        legacy = ask.route == "ollama-embeddings"
+        text = ask.payload["prompt"] if legacy else ask.payload["input"]
+        body: dict[str, Any] = {"model": ask.model, "input": text, "encoding_format": "float"}
+        if ask.payload.get("dimensions"):
+            body["dimensions"] = ask.payload["dimensions"]
+
+        def as_ollama(answer: bytes) -> bytes:
+            vectors, prompt_tokens = _vectors(upstream_json(answer))
+            if legacy:
+                return orjson.dumps({"embedding": vectors[0] if vectors else []})
+            reply: dict[str, Any] = {"model": ask.model, "embeddings": vectors}
+            if prompt_tokens:
+                reply["prompt_eval_count"] = prompt_tokens
+            return orjson.dumps(reply)
+
+        return Exchange("/embeddings", orjson.dumps(body), as_ollama)
+
+
+def _vectors(answer: Any) -> tuple[list[Any], int]:
+    data = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
+    usage = answer.get("usage") or {}
+    return [item.get("embedding") for item in data], int(usage.get("prompt_tokens") or 0)
+
+
+OPENAI = OpenAIWire()
