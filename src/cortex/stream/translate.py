@@ -14,7 +14,7 @@ import orjson
 
 from ..chat import Delta, ToolCall, Usage
 from ..dialects.ollama import OllamaEncoder, OllamaParser
-from ..dialects.openai import OpenAIEncoder, OpenAIParser
+from ..dialects.openai_stream import OpenAIEncoder, OpenAIParser
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, in_band
 from .encode import SSE, Framing
 from .passthrough import INCOMPLETE, NOT_JSON
