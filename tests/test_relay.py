@@ -76,17 +76,15 @@ class Client:
 class OneUpstream:
     """A response source with a single scripted upstream and no second chance."""
 
-    max_attempts = 1
-
     def __init__(self, body: ScriptedBody, framing: Framing) -> None:
         self._body = body
         self._framing = framing
 
-    def can_retry(self, excluded: frozenset[str]) -> bool:
+    def retry(self, exc: Exception) -> bool:
         return False
 
     @asynccontextmanager
-    async def attempt(self, excluded: frozenset[str]) -> AsyncIterator[Attempt]:
+    async def attempt(self) -> AsyncIterator[Attempt]:
         translator = OllamaPassthrough(self._framing)
         try:
             yield Attempt(parts=relay(self._body, translator, LIMITS), error_frame=translator.error)

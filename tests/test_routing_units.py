@@ -1,4 +1,5 @@
-"""The router's parts on their own: circuit, affinity and admission queue, with explicit time."""
+"""The router's parts on their own: circuit, affinity, admission queue (with explicit time)
+and failover."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ import asyncio
 
 import pytest
 
-from cortex.errors import Overloaded
+from cortex.errors import (
+    IdleTimeout,
+    ModelNotFound,
+    Overloaded,
+    UpstreamStatus,
+    UpstreamUnreachable,
+)
 from cortex.routing.affinity import Affinity, prefix_keys
 from cortex.routing.circuit import Circuit
+from cortex.routing.failover import Failover
 from cortex.routing.queue import AdmissionQueue, Waiter
 
 
@@ -190,3 +198,45 @@ def test_a_cancelled_waiter_leaves_the_queue() -> None:
         assert len(queue) == 0
 
     asyncio.run(scenario())
+
+
+# ---- failover ----------------------------------------------------------------------------
+
+
+class Alternatives:
+    """A router stand-in: which backends could serve the model."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = set(names)
+
+    def has_alternative(self, model: str, excluded: frozenset[str]) -> bool:
+        return bool(self.names - excluded)
+
+
+def failover(*names: str, max_attempts: int = 3) -> Failover:
+    return Failover(Alternatives(*names), "llama3.2", max_attempts)  # type: ignore[arg-type]
+
+
+def test_a_backends_own_fault_sends_the_request_to_another_backend() -> None:
+    plan = failover("a", "b")
+    plan.started()
+    assert plan.retry(UpstreamUnreachable("refused"), "a")
+    assert plan.excluded == {"a"}
+    plan.started()
+    assert not plan.retry(UpstreamUnreachable("refused"), "b"), "no backend is left"
+
+
+def test_a_fault_that_is_not_the_backends_is_not_retried() -> None:
+    plan = failover("a", "b")
+    plan.started()
+    assert not plan.retry(ModelNotFound("no such model"), "a")
+    assert not plan.retry(UpstreamStatus("no such model", status=404), "a")
+    assert plan.excluded == frozenset()
+
+
+def test_no_more_tries_than_max_attempts() -> None:
+    plan = failover("a", "b", "c", "d", max_attempts=2)
+    plan.started()
+    assert plan.retry(IdleTimeout("stalled"), "a")
+    plan.started()
+    assert not plan.retry(IdleTimeout("stalled"), "b")

@@ -23,7 +23,7 @@ from .catalog import DefaultModel, ModelEntry
 from .config import BackendSettings, Settings
 from .errors import CortexError
 from .metrics import Metrics
-from .routing import Backend, Circuit, Lease, Member, Router
+from .routing import Backend, Circuit, Failover, Lease, Member, Router
 from .stream.relay import RelayLimits, read_whole
 
 T = TypeVar("T")
@@ -118,25 +118,23 @@ class Gateway:
         record = observe.current.get()
         if record is not None:
             record.model = model
-        excluded: frozenset[str] = frozenset()
-        for attempt in range(self.settings.max_attempts):
-            lease = await self.router.acquire(model, exclude=excluded)
+        failover = Failover(self.router, model, self.settings.max_attempts)
+        while True:
+            lease = await self.router.acquire(model, exclude=failover.excluded)
+            failover.started()
             if record is not None:
                 record.backend = lease.member.name
             try:
                 result = await call(lease)
             except CortexError as exc:
                 lease.failed(exc)
-                excluded |= {lease.member.name}
-                last = attempt + 1 == self.settings.max_attempts
-                if last or not exc.retryable or not self.router.has_alternative(model, excluded):
-                    raise
-                continue
+                if failover.retry(exc, lease.member.name):
+                    continue
+                raise
             finally:
                 lease.release()
             lease.succeeded()
             return result
-        raise AssertionError("unreachable")
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import orjson
@@ -18,7 +18,7 @@ from ..chat import Usage
 from ..config import UpstreamKind
 from ..errors import CortexError, UpstreamProtocolError
 from ..gateway import Gateway
-from ..routing import Lease
+from ..routing import Failover, Lease
 from ..stream.relay import RelayLimits, Translator, UpstreamBody, read_whole, relay
 from ..stream.response import Attempt, Headers, RelayResponse
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
@@ -31,20 +31,23 @@ class RoutedSource:
     gw: Gateway
     ask: Generation
 
-    @property
-    def max_attempts(self) -> int:
-        return self.gw.settings.max_attempts
+    failover: Failover = field(init=False)
 
-    def can_retry(self, excluded: frozenset[str]) -> bool:
-        return self.gw.router.has_alternative(self.ask.model, excluded)
+    def __post_init__(self) -> None:
+        self.failover = Failover(self.gw.router, self.ask.model, self.gw.settings.max_attempts)
+
+    def retry(self, exc: CortexError) -> bool:
+        return exc.backend is not None and self.failover.retry(exc, exc.backend)
 
     @asynccontextmanager
-    async def attempt(self, excluded: frozenset[str]) -> AsyncIterator[Attempt]:
+    async def attempt(self) -> AsyncIterator[Attempt]:
         record = observe.current.get()
         model = self.ask.model
         if record is not None:
             record.model, record.relayed = model, True
+        excluded = self.failover.excluded
         lease = await self.gw.router.acquire(model, self.ask.payload.get("messages"), excluded)
+        self.failover.started()
         if record is not None:
             record.backend, record.queue_wait = lease.member.name, lease.waited
         loop = asyncio.get_running_loop()
@@ -178,10 +181,10 @@ def visible_models(answer: bytes) -> bytes:
     document = upstream_json(answer)
     if not isinstance(document, dict):
         return answer
-    for field, name in MODEL_LISTS:
-        entries = document.get(field)
+    for key, name in MODEL_LISTS:
+        entries = document.get(key)
         if isinstance(entries, list):
-            document[field] = [
+            document[key] = [
                 e for e in entries if isinstance(e, dict) and allowed(str(e.get(name, "")))
             ]
     return orjson.dumps(document)

@@ -47,18 +47,13 @@ class Attempt:
 class Source(Protocol):
     """Where a response's body comes from; a failed attempt may be followed by another.
 
-    An attempt that fails before anything reached the client is retried (with
-    its backend excluded) when its error names the ``backend`` at fault.
+    An attempt that fails before anything reached the client is followed by
+    another when ``retry`` says so (see ``routing/failover.py``).
     """
 
-    @property
-    def max_attempts(self) -> int: ...
+    def attempt(self) -> AbstractAsyncContextManager[Attempt]: ...
 
-    def attempt(self, excluded: frozenset[str]) -> AbstractAsyncContextManager[Attempt]: ...
-
-    def can_retry(self, excluded: frozenset[str]) -> bool:
-        """Another backend could take the request."""
-        ...
+    def retry(self, exc: CortexError) -> bool: ...
 
 
 class RelayResponse(Response):
@@ -127,11 +122,10 @@ class RelayResponse(Response):
 
     async def _send_body(self, send: Send) -> None:
         current: Attempt | None = None
-        excluded: frozenset[str] = frozenset()
-        for number in range(1, self._source.max_attempts + 1):
+        while True:
             try:
                 async with (
-                    self._source.attempt(excluded) as attempt,
+                    self._source.attempt() as attempt,
                     aclosing(attempt.parts) as parts,
                 ):
                     self._frame, current = attempt.error_frame, attempt
@@ -151,15 +145,9 @@ class RelayResponse(Response):
                         await send({"type": "http.response.body", "body": part, "more_body": True})
                     self._note_usage(attempt)
             except CortexError as exc:
-                if (
-                    not self._started
-                    and exc.backend is not None
-                    and number < self._source.max_attempts
-                ):
-                    excluded |= {exc.backend}
-                    if self._source.can_retry(excluded):
-                        logger.info("retrying on another backend after: %s", exc.message)
-                        continue
+                if not self._started and self._source.retry(exc):
+                    logger.info("retrying on another backend after: %s", exc.message)
+                    continue
                 self._note_failure(exc)
                 if current is not None:
                     self._note_usage(current)
