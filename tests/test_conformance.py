@@ -121,3 +121,26 @@ def test_models_of_openai_servers_have_distinct_stable_digests(
     assert len(set(digests)) == 3
     assert all(len(d) == 64 and int(d, 16) >= 0 for d in digests)
     assert digests == [m["digest"] for m in again]
+
+
+def test_show_is_the_ollama_servers_own_answer(gateway: RunningGateway, fake: FakeOllama) -> None:
+    shown = httpx.post(gateway.url + "/api/show", json={"model": DEFAULT_MODEL}, timeout=5)
+    direct = httpx.post(fake.url + "/api/show", json={"model": DEFAULT_MODEL}, timeout=5)
+    assert shown.status_code == 200
+    assert shown.content == direct.content
+    missing = httpx.post(gateway.url + "/api/show", json={"model": "nope:1b"}, timeout=5)
+    assert missing.status_code == 404
+
+
+def test_show_for_an_openai_server_describes_its_catalogue_entry(
+    start_gateway: StartGateway, fake: FakeOllama
+) -> None:
+    fake.models = [DEFAULT_MODEL, "qwen3:8b"]
+    gw = start_gateway(upstream="openai+" + fake.url)
+    shown = httpx.post(gw.url + "/api/show", json={"model": "qwen3:8b"}, timeout=5)
+    assert shown.status_code == 200
+    assert set(shown.json()) >= {"details", "capabilities", "model_info"}
+    assert [r.path for r in fake.requests if r.path.endswith("show")] == []
+    missing = httpx.post(gw.url + "/api/show", json={"model": "nope:1b"}, timeout=5)
+    assert missing.status_code == 404
+    assert "nope:1b" in missing.json()["error"]

@@ -17,7 +17,7 @@ from .. import __version__
 from ..backends.base import Embedding, Generation, upstream_json
 from ..catalog import tags_body
 from ..dialects import ollama as ollama_wire
-from ..errors import BadRequest, ModelNotFound
+from ..errors import BadRequest
 from ..gateway import Gateway, gateway
 from ..routing import Lease
 from ..stream.encode import NDJSON, SSE, wants_sse
@@ -198,20 +198,12 @@ async def show(request: Request) -> Response:
         raise BadRequest("invalid request: model: Field required")
 
     async def call(lease: Lease) -> bytes:
-        if lease.backend.kind == "ollama":
-            return await exchange(gw, lease, "/api/show", raw)
-        entry = next((e for e in await gw.models() if e.name == name), None)
-        if entry is None:
-            raise ModelNotFound(f'model "{name}" not found')
-        return orjson.dumps(
-            {
-                "modelfile": "",
-                "parameters": "",
-                "template": "",
-                "details": orjson.loads(tags_body([entry]))["models"][0]["details"],
-                "model_info": {},
-                "capabilities": ["completion"],
-            }
+        models = lease.member.models
+        shown = lease.backend.wire.show(
+            name, raw, models if models is not None else await gw.models()
         )
+        if isinstance(shown, bytes):
+            return shown
+        return shown.answer(await exchange(gw, lease, shown.path, shown.body))
 
     return raw_json_reply(await gw.with_backend(name, call))

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from ..catalog import ModelEntry
 from ..config import UpstreamKind
 from ..errors import Dialect, UpstreamProtocolError
 from ..stream.encode import Framing
@@ -100,6 +101,11 @@ class Wire(Protocol):
     def generation(self, ask: Generation) -> Call: ...
 
     def embedding(self, ask: Embedding) -> Exchange: ...
+
+    def show(self, name: str, raw: bytes, models: list[ModelEntry]) -> Exchange | bytes:
+        """Ollama's /api/show for a model this backend lists in ``models``: the call to make,
+        or the answer itself when the server has no such call."""
+        ...
 
 
 def upstream_json(raw: bytes) -> Any:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
+from ..catalog import ModelEntry
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
 from ..errors import BadRequest
@@ -49,6 +50,9 @@ class OllamaWire:
             return orjson.dumps(_openai_embeddings(ask.model, upstream_json(answer), encoding))
 
         return Exchange("/api/embed", orjson.dumps(body), as_openai)
+
+    def show(self, name: str, raw: bytes, models: list[ModelEntry]) -> Exchange | bytes:
+        return Exchange("/api/show", raw)
 
 
 def _openai_embeddings(model: str, answer: Any, encoding: str | None) -> dict[str, Any]:

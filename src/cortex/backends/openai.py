@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 import orjson
 
+from ..catalog import ModelEntry, tags_body
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
+from ..errors import ModelNotFound
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
 from .base import Call, Embedding, Exchange, Generation, upstream_json
@@ -51,6 +53,22 @@ class OpenAIWire:
             return orjson.dumps(reply)
 
         return Exchange("/embeddings", orjson.dumps(body), as_ollama)
+
+    def show(self, name: str, raw: bytes, models: list[ModelEntry]) -> Exchange | bytes:
+        """What an OpenAI-compatible server says of a model: its catalogue entry, no more."""
+        entry = next((e for e in models if e.name == name), None)
+        if entry is None:
+            raise ModelNotFound(f'model "{name}" not found')
+        return orjson.dumps(
+            {
+                "modelfile": "",
+                "parameters": "",
+                "template": "",
+                "details": orjson.loads(tags_body([entry]))["models"][0]["details"],
+                "model_info": {},
+                "capabilities": ["completion"],
+            }
+        )
 
 
 def _vectors(answer: Any) -> tuple[list[Any], int]:
