@@ -126,7 +126,7 @@ def _generation(
 ) -> Response:
     framing = SSE if wants_sse(request.headers.get("accept")) else NDJSON
     empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
-    if empty and all(m.backend.kind != "ollama" for m in gw.router.members):
+    if empty and not any(m.backend.wire.speaks("ollama") for m in gw.router.members):
         return _loaded(payload["model"], shape)
     stream = payload.get("stream") is not False
     ask = Generation("ollama", shape, payload, raw, stream, framing)
@@ -174,7 +174,7 @@ async def version(request: Request) -> Response:
 async def running(request: Request) -> Response:
     """The models loaded on every Ollama backend (an OpenAI-compatible one does not say)."""
     gw = gateway(request)
-    members = [m for m in gw.router.members if m.backend.kind == "ollama"]
+    members = [m for m in gw.router.members if m.backend.wire.speaks("ollama")]
     if len(members) == 1 and gw.single is not None:
         return raw_json_reply(visible_models(await gw.fetch(members[0], "/api/ps")))
     answers = await asyncio.gather(

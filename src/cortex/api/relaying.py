@@ -15,8 +15,7 @@ from .. import observe
 from ..access import allow_model, model_filter
 from ..backends.base import Embedding, Generation, upstream_json
 from ..chat import Usage
-from ..config import UpstreamKind
-from ..errors import CortexError, UpstreamProtocolError
+from ..errors import CortexError, Dialect, UpstreamProtocolError
 from ..gateway import Gateway
 from ..routing import Failover, Lease
 from ..stream.relay import RelayLimits, Translator, UpstreamBody, read_whole, relay
@@ -161,10 +160,11 @@ async def exchange(gw: Gateway, lease: Lease, path: str, body: bytes | None) -> 
     return await gw.post(lease.member, path, body or b"{}")
 
 
-async def lone_backends_answer(gw: Gateway, kind: UpstreamKind, path: str) -> Response | None:
-    """With a single backend speaking ``kind``, its own answer to a metadata GET, as is."""
+async def lone_backends_answer(gw: Gateway, dialect: Dialect, path: str) -> Response | None:
+    """With a single backend speaking the client's ``dialect``, its own answer to a metadata
+    GET, as is."""
     single = gw.single
-    if single is None or single.backend.kind != kind:
+    if single is None or not single.backend.wire.speaks(dialect):
         return None
     return raw_json_reply(visible_models(await gw.fetch(single, path)))
 

@@ -12,7 +12,7 @@ import orjson
 from ..catalog import ModelEntry
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import BadRequest
+from ..errors import BadRequest, Dialect
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate
 from .base import Call, Embedding, Exchange, Generation, upstream_json
@@ -20,6 +20,9 @@ from .base import Call, Embedding, Exchange, Generation, upstream_json
 
 class OllamaWire:
     kind: Literal["ollama"] = "ollama"
+
+    def speaks(self, dialect: Dialect) -> bool:
+        return dialect == "ollama"
 
     def generation(self, ask: Generation) -> Call:
         if ask.dialect == "ollama":

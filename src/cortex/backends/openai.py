@@ -12,7 +12,7 @@ import orjson
 from ..catalog import ModelEntry, tags_body
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import ModelNotFound
+from ..errors import Dialect, ModelNotFound
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
 from .base import Call, Embedding, Exchange, Generation, upstream_json
@@ -20,6 +20,9 @@ from .base import Call, Embedding, Exchange, Generation, upstream_json
 
 class OpenAIWire:
     kind: Literal["openai"] = "openai"
+
+    def speaks(self, dialect: Dialect) -> bool:
+        return dialect == "openai"
 
     def generation(self, ask: Generation) -> Call:
         if ask.dialect == "openai":
