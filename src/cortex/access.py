@@ -17,9 +17,9 @@ A wrong or missing key is a 401 and a limit a 429 with ``Retry-After``, in the
 dialect of the path (OpenAI's error object on ``/v1/*``, Ollama's elsewhere).
 The key itself is never logged or echoed: only its name reaches the access log.
 
-An admitted request runs with a ``Ticket`` in a context variable: the relay
-calls ``allow_model`` once it knows the model (403 for one the key may not
-use), and when the response ends the ticket frees its slot and records usage,
+An admitted request runs with a ``Ticket`` in a context variable (``ticket.py``):
+the relay calls ``allow_model`` once it knows the model (403 for one the key may
+not use), and when the response ends the ticket frees its slot and records usage,
 with the token counts and outcome from the request's ``observe`` record.
 Requests reach handlers two ways (see ``app.StreamingRoutes``): ``guarded``
 wraps the streaming handlers, ``KeyGuard`` is FastAPI's middleware for the rest.
@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, TypeVar, cast
 
 from starlette.requests import Request
@@ -42,13 +41,13 @@ from .config import Settings, redact_url
 from .errors import (
     CortexError,
     LimitsUnavailable,
-    ModelNotAllowed,
     Unauthorized,
     dialect_of,
     reply,
 )
-from .keys import FileKeyStore, KeyRecord, KeyRing, KeyStore, default_keys_file
+from .keys import FileKeyStore, KeyRing, KeyStore, default_keys_file
 from .limits import CLOSED_RETRY_AFTER, Limiter, LimitStore, MemoryLimitStore, Outage
+from .ticket import TICKET, Ticket
 
 logger = logging.getLogger("cortex.access")
 
@@ -59,41 +58,6 @@ OPEN_PREFIXES = ("/static/",)
 FAILED_OUTCOMES = frozenset({"upstream-error", "timeout", "error"})
 MISSING_KEY = "missing API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 INVALID_KEY = "invalid API key"
-
-
-@dataclass(slots=True)
-class Ticket:
-    key: KeyRecord
-    lease: str | None = None  # the concurrency slot held, if the key has that limit
-    model: str | None = None
-    limited: bool = True  # False on /cortex/* and /metrics: the key is checked, nothing counted
-
-
-TICKET: ContextVar[Ticket | None] = ContextVar("cortex_ticket", default=None)
-
-
-def allow_model(model: str) -> None:
-    """Refuse a model the current request's key may not use (a no-op without keys)."""
-    ticket = TICKET.get()
-    if ticket is None:
-        return
-    ticket.model = model
-    if not ticket.key.allows(model):
-        raise ModelNotAllowed(f"model '{model}' is not allowed for key '{ticket.key.name}'")
-
-
-def model_filter() -> Callable[[str], bool] | None:
-    """Which models the current request's key may see in model lists; None: every one."""
-    ticket = TICKET.get()
-    if ticket is None or ticket.key.models is None:
-        return None
-    return ticket.key.allows
-
-
-def may_see_addresses() -> bool:
-    """Backend URLs are shown to admin keys only (with keys off, to nobody)."""
-    ticket = TICKET.get()
-    return ticket is not None and ticket.key.admin
 
 
 class Access:

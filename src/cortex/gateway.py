@@ -15,7 +15,7 @@ import aiohttp
 from starlette.requests import Request
 
 from . import observe
-from .access import Access, allow_model
+from .access import Access
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
 from .backends.local import LocalBackend
@@ -25,6 +25,7 @@ from .errors import CortexError
 from .metrics import Metrics
 from .routing import Backend, Circuit, Failover, Lease, Member, Router
 from .stream.relay import RelayLimits, read_whole
+from .ticket import allow_model
 
 T = TypeVar("T")
 
