@@ -100,7 +100,7 @@ class Wire(Protocol):
 
     def speaks(self, dialect: Dialect) -> bool:
         """Clients of ``dialect`` are relayed as they are, untranslated."""
-        ...
+        return dialect == self.kind
 
     def generation(self, ask: Generation) -> Call: ...
 

@@ -12,17 +12,14 @@ import orjson
 from ..catalog import ModelEntry
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import BadRequest, Dialect
+from ..errors import BadRequest
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate
-from .base import Call, Embedding, Exchange, Generation, upstream_json
+from .base import Call, Embedding, Exchange, Generation, Wire, upstream_json
 
 
-class OllamaWire:
+class OllamaWire(Wire):
     kind: Literal["ollama"] = "ollama"
-
-    def speaks(self, dialect: Dialect) -> bool:
-        return dialect == "ollama"
 
     def generation(self, ask: Generation) -> Call:
         if ask.dialect == "ollama":

@@ -12,17 +12,14 @@ import orjson
 from ..catalog import ModelEntry, tags_body
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
-from ..errors import Dialect, ModelNotFound
+from ..errors import ModelNotFound
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
-from .base import Call, Embedding, Exchange, Generation, upstream_json
+from .base import Call, Embedding, Exchange, Generation, Wire, upstream_json
 
 
-class OpenAIWire:
+class OpenAIWire(Wire):
     kind: Literal["openai"] = "openai"
-
-    def speaks(self, dialect: Dialect) -> bool:
-        return dialect == "openai"
 
     def generation(self, ask: Generation) -> Call:
         if ask.dialect == "openai":
