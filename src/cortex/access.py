@@ -42,8 +42,7 @@ from .errors import (
     CortexError,
     LimitsUnavailable,
     Unauthorized,
-    dialect_of,
-    reply,
+    error_response,
 )
 from .keys import FileKeyStore, KeyRing, KeyStore, default_keys_file
 from .limits import CLOSED_RETRY_AFTER, Limiter, LimitStore, MemoryLimitStore, Outage
@@ -182,9 +181,7 @@ def _access(scope: Scope) -> Access | None:
 
 def rejection(path: str, exc: CortexError) -> Response:
     """A refused request's response, in the dialect of its path."""
-    status, headers, body = reply(exc, dialect_of(path))
-    response = Response(body, status_code=status)
-    response.raw_headers = headers
+    response = error_response(exc, path)
     record = observe.current.get()
     if record is not None:
         record.outcome = "rejected"

@@ -22,7 +22,7 @@ from .api import ollama, ops
 from .api import openai as openai_api
 from .backends.local import LocalBackend
 from .config import Settings, redact_url
-from .errors import CortexError, Overloaded, dialect_of, reply
+from .errors import CortexError, Overloaded, error_response
 from .gateway import Gateway
 from .hostguard import HostGuard
 from .observe import RequestRecord, request_id
@@ -110,7 +110,7 @@ class StreamingRoutes:
         try:
             response = await handler(request)
         except CortexError as exc:
-            response = _error_of(request, exc)
+            response = error_response(exc, request.url.path)
         except Exception as exc:
             response = await _unexpected_error(request, exc)
         await response(scope, receive, send)
@@ -219,20 +219,12 @@ def _serving(settings: Settings, gw: Gateway) -> str:
 
 
 def _error(request: Request, message: str, status: int) -> Response:
-    return _error_of(request, CortexError(message, status=status))
-
-
-def _error_of(request: Request, exc: CortexError) -> Response:
-    """An error as a response, in the dialect of the path called (see ``errors.reply``)."""
-    status, headers, body = reply(exc, dialect_of(request.url.path))
-    response = Response(body, status_code=status)
-    response.raw_headers = headers
-    return response
+    return error_response(CortexError(message, status=status), request.url.path)
 
 
 async def _cortex_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CortexError)
-    return _error_of(request, exc)
+    return error_response(exc, request.url.path)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

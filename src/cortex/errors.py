@@ -34,6 +34,7 @@ import math
 from typing import Literal
 
 import orjson
+from starlette.responses import Response
 
 Outcome = Literal["rejected", "upstream-error", "timeout"]
 Dialect = Literal["ollama", "openai"]
@@ -45,7 +46,6 @@ Headers = list[tuple[bytes, bytes]]
 class CortexError(Exception):
     status = 500
     retry_after: int | None = None  # seconds, sent as Retry-After
-    backend: str | None = None  # set when a backend failed in a way another may not
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -196,14 +196,10 @@ def dialect_of(path: str) -> Dialect:
     return "openai" if path.startswith("/v1/") else "ollama"
 
 
-def error_body(message: str, status: int, dialect: Dialect) -> bytes:
-    render = openai_error_body if dialect == "openai" else ollama_error_body
-    return render(message, status)
-
-
 def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
     """An error answered before any response started: its status, headers and body."""
-    body = error_body(exc.message, exc.status, dialect)
+    render = openai_error_body if dialect == "openai" else ollama_error_body
+    body = render(exc.message, exc.status)
     headers = [
         (b"content-type", b"application/json; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
@@ -213,6 +209,14 @@ def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="cortex"'))
     return exc.status, headers, body
+
+
+def error_response(exc: CortexError, path: str) -> Response:
+    """``reply`` as a Starlette response, in the dialect of the path called."""
+    status, headers, body = reply(exc, dialect_of(path))
+    response = Response(body, status_code=status)
+    response.raw_headers = headers
+    return response
 
 
 def in_band(exc: CortexError, framing: StreamFraming) -> bytes:

@@ -11,6 +11,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..config import Settings
 from ..errors import BadRequest, BodyTooLarge
+from ..gateway import Gateway, gateway
 from ..json_depth import MAX_JSON_DEPTH, too_deep
 from .fields import check_keys
 
@@ -51,6 +52,20 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
         raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     check_keys(raw, parsed)
     return raw, parsed
+
+
+async def read_request(
+    request: Request, schema: type[BaseModel]
+) -> tuple[Gateway, bytes | None, dict[str, Any]]:
+    """The gateway, the raw body (None once changed) and the validated payload, its model
+    set (the default model when the client named none)."""
+    gw = gateway(request)
+    raw, payload = await read_json_object(request, gw.settings)
+    validate(schema, payload)
+    if not payload.get("model"):
+        payload["model"] = await gw.default_model.get()
+        return gw, None, payload
+    return gw, raw, payload
 
 
 def validate(model: type[Model], payload: dict[str, Any]) -> Model:

@@ -21,11 +21,11 @@ from ..errors import BadRequest
 from ..gateway import Gateway, gateway
 from ..routing import Lease
 from ..stream.encode import NDJSON, SSE, wants_sse
-from .body import read_json_object, request_schema, validate
+from .body import read_json_object, read_request, request_schema, validate
 from .relaying import (
+    answered,
     embedding,
     embedding_reply,
-    exchange,
     lone_backends_answer,
     relay_response,
     visible_models,
@@ -96,28 +96,15 @@ class ShowRequest(BaseModel):
     name: str | None = None
 
 
-async def _read(
-    request: Request, model: type[BaseModel]
-) -> tuple[Gateway, bytes | None, dict[str, Any]]:
-    """The gateway, the raw body (None once changed) and the payload with its model set."""
-    gw = gateway(request)
-    raw, payload = await read_json_object(request, gw.settings)
-    validate(model, payload)
-    if not payload.get("model"):
-        payload["model"] = await gw.default_model.get()
-        return gw, None, payload
-    return gw, raw, payload
-
-
 @router.post("/api/chat", openapi_extra=request_schema(ChatRequest))
 async def chat(request: Request) -> Response:
-    gw, raw, payload = await _read(request, ChatRequest)
+    gw, raw, payload = await read_request(request, ChatRequest)
     return _generation(gw, request, raw, payload, "chat")
 
 
 @router.post("/api/generate", openapi_extra=request_schema(GenerateRequest))
 async def generate(request: Request) -> Response:
-    gw, raw, payload = await _read(request, GenerateRequest)
+    gw, raw, payload = await read_request(request, GenerateRequest)
     return _generation(gw, request, raw, payload, "generate")
 
 
@@ -129,7 +116,7 @@ def _generation(
     if empty and not any(m.backend.wire.speaks("ollama") for m in gw.router.members):
         return _loaded(payload["model"], shape)
     stream = payload.get("stream") is not False
-    ask = Generation("ollama", shape, payload, raw, stream, framing)
+    ask = Generation(payload, raw, "ollama", shape, stream, framing)
     return relay_response(gw, ask, media_type=framing.media_type, headers=framing.headers)
 
 
@@ -146,14 +133,14 @@ def _loaded(model: str, shape: Shape) -> Response:
 
 @router.post("/api/embed", openapi_extra=request_schema(EmbedRequest))
 async def embed(request: Request) -> Response:
-    gw, raw, payload = await _read(request, EmbedRequest)
-    return embedding_reply(await embedding(gw, Embedding("ollama-embed", payload, raw)))
+    gw, raw, payload = await read_request(request, EmbedRequest)
+    return embedding_reply(await embedding(gw, Embedding(payload, raw, "ollama-embed")))
 
 
 @router.post("/api/embeddings", openapi_extra=request_schema(LegacyEmbeddingsRequest))
 async def legacy_embeddings(request: Request) -> Response:
-    gw, raw, payload = await _read(request, LegacyEmbeddingsRequest)
-    answer = await embedding(gw, Embedding("ollama-embeddings", payload, raw))
+    gw, raw, payload = await read_request(request, LegacyEmbeddingsRequest)
+    answer = await embedding(gw, Embedding(payload, raw, "ollama-embeddings"))
     return raw_json_reply(answer)  # the legacy answer reports no tokens
 
 
@@ -202,8 +189,6 @@ async def show(request: Request) -> Response:
         shown = lease.backend.wire.show(
             name, raw, models if models is not None else await gw.models()
         )
-        if isinstance(shown, bytes):
-            return shown
-        return shown.answer(await exchange(gw, lease, shown.path, shown.body))
+        return shown if isinstance(shown, bytes) else await answered(gw, lease, shown)
 
     return raw_json_reply(await gw.with_backend(name, call))

@@ -17,7 +17,7 @@ from ..errors import ModelNotFound
 from ..gateway import gateway
 from ..stream.encode import SSE
 from ..ticket import model_filter
-from .body import read_json_object, request_schema, validate
+from .body import read_request, request_schema
 from .relaying import (
     embedding,
     embedding_reply,
@@ -71,14 +71,8 @@ class EmbeddingsRequest(BaseModel):
 
 @router.post("/chat/completions", openapi_extra=request_schema(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
-    gw = gateway(request)
-    body, payload = await read_json_object(request, gw.settings)
-    raw: bytes | None = body
-    validate(ChatCompletionRequest, payload)
-    if not payload.get("model"):
-        payload["model"] = await gw.default_model.get()
-        raw = None
-    ask = Generation("openai", "chat", payload, raw, payload.get("stream") is True, SSE)
+    gw, raw, payload = await read_request(request, ChatCompletionRequest)
+    ask = Generation(payload, raw, "openai", "chat", payload.get("stream") is True, SSE)
     return relay_response(gw, ask, media_type=SSE.media_type, headers=SSE.headers)
 
 
@@ -104,11 +98,5 @@ async def retrieve_model(model: str, request: Request) -> Response:
 
 @router.post("/embeddings", openapi_extra=request_schema(EmbeddingsRequest))
 async def embeddings(request: Request) -> Response:
-    gw = gateway(request)
-    body, payload = await read_json_object(request, gw.settings)
-    raw: bytes | None = body
-    validate(EmbeddingsRequest, payload)
-    if not payload.get("model"):
-        payload["model"] = await gw.default_model.get()
-        raw = None
-    return embedding_reply(await embedding(gw, Embedding("openai", payload, raw)))
+    gw, raw, payload = await read_request(request, EmbeddingsRequest)
+    return embedding_reply(await embedding(gw, Embedding(payload, raw, "openai")))

@@ -12,7 +12,7 @@ import orjson
 from starlette.responses import Response
 
 from .. import observe
-from ..backends.base import Embedding, Generation, upstream_json
+from ..backends.base import Embedding, Exchange, Generation, upstream_json
 from ..chat import Usage
 from ..errors import CortexError, Dialect, UpstreamProtocolError
 from ..gateway import Gateway
@@ -31,12 +31,13 @@ class RoutedSource:
     ask: Generation
 
     failover: Failover = field(init=False)
+    failed_on: str | None = field(init=False, default=None)  # the last attempt's backend
 
     def __post_init__(self) -> None:
         self.failover = Failover(self.gw.router, self.ask.model, self.gw.settings.max_attempts)
 
     def retry(self, exc: CortexError) -> bool:
-        return exc.backend is not None and self.failover.retry(exc, exc.backend)
+        return self.failed_on is not None and self.failover.retry(exc, self.failed_on)
 
     @asynccontextmanager
     async def attempt(self) -> AsyncIterator[Attempt]:
@@ -44,6 +45,7 @@ class RoutedSource:
         model = self.ask.model
         if record is not None:
             record.model, record.relayed = model, True
+        self.failed_on = None
         excluded = self.failover.excluded
         lease = await self.gw.router.acquire(model, self.ask.payload.get("messages"), excluded)
         self.failover.started()
@@ -74,8 +76,7 @@ class RoutedSource:
                     raise
         except CortexError as exc:
             lease.failed(exc)
-            if exc.retryable:
-                exc.backend = lease.member.name
+            self.failed_on = lease.member.name
             raise
         finally:
             lease.release()
@@ -149,15 +150,14 @@ async def embedding(gw: Gateway, ask: Embedding) -> bytes:
     """An embeddings answer from a backend for the model, in the client's shape."""
 
     async def call(lease: Lease) -> bytes:
-        exchange = lease.backend.wire.embedding(ask)
-        return exchange.answer(await gw.post(lease.member, exchange.path, exchange.body))
+        return await answered(gw, lease, lease.backend.wire.embedding(ask))
 
     return await gw.with_backend(ask.model, call)
 
 
-async def exchange(gw: Gateway, lease: Lease, path: str, body: bytes | None) -> bytes:
-    """POST a small document to the leased backend and return its whole answer."""
-    return await gw.post(lease.member, path, body or b"{}")
+async def answered(gw: Gateway, lease: Lease, exchange: Exchange) -> bytes:
+    """Make an exchange with the leased backend; its answer in the client's shape."""
+    return exchange.answer(await gw.post(lease.member, exchange.path, exchange.body))
 
 
 async def lone_backends_answer(gw: Gateway, dialect: Dialect, path: str) -> Response | None:

@@ -32,15 +32,11 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
-class Generation:
-    """A client's chat or generate request, as the API layer read and validated it."""
+class ClientBody:
+    """A client's request body, as the API layer read and validated it."""
 
-    dialect: Dialect  # the client's API
-    shape: Literal["chat", "generate"]  # generate: Ollama's /api/generate
     payload: dict[str, Any]  # with its model set
     raw: bytes | None  # the client's own body, while the payload is unchanged
-    stream: bool
-    framing: Framing  # how the client reads a stream
 
     @property
     def model(self) -> str:
@@ -48,25 +44,26 @@ class Generation:
 
     def body(self) -> bytes:
         return self.raw if self.raw is not None else orjson.dumps(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation(ClientBody):
+    """A client's chat or generate request."""
+
+    dialect: Dialect  # the client's API
+    shape: Literal["chat", "generate"]  # generate: Ollama's /api/generate
+    stream: bool
+    framing: Framing  # how the client reads a stream
 
 
 EmbeddingRoute = Literal["ollama-embed", "ollama-embeddings", "openai"]
 
 
 @dataclass(frozen=True, slots=True)
-class Embedding:
+class Embedding(ClientBody):
     """A client's embeddings request: Ollama's /api/embed or /api/embeddings, or OpenAI's."""
 
     route: EmbeddingRoute
-    payload: dict[str, Any]  # with its model set
-    raw: bytes | None
-
-    @property
-    def model(self) -> str:
-        return str(self.payload["model"])
-
-    def body(self) -> bytes:
-        return self.raw if self.raw is not None else orjson.dumps(self.payload)
 
 
 @dataclass(frozen=True, slots=True)

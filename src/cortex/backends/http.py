@@ -71,7 +71,6 @@ class HTTPBackend:
         timeouts: Timeouts,
         api_key: str | None = None,
     ) -> None:
-        self.kind = kind
         self.wire: Wire = OPENAI if kind == "openai" else OLLAMA
         self.base_url = base_url
         self._session = session

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -41,7 +41,6 @@ class StaticBody:
 class LocalBackend:
     """The embedded model as a backend; its dialect towards the relay is Ollama's."""
 
-    kind: Literal["ollama"] = "ollama"
     wire = OLLAMA
     base_url = "embedded"
 

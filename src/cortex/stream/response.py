@@ -97,14 +97,17 @@ class RelayResponse(Response):
 
         # Whichever ends first cancels the other; if this task is cancelled, the group
         # cancels both and waits for them, so the upstream is always closed on the way out.
-        async with asyncio.TaskGroup() as group:
-            body = group.create_task(self._send_body(send))
-            listen = group.create_task(_wait_for_disconnect(receive))
-            body.add_done_callback(lambda _: listen.cancel())
-            listen.add_done_callback(lambda _: body.cancel())
-            if self._stopping is not None:  # shared by every answer: watched, never cancelled
-                self._stopping.add_done_callback(stop)
-                body.add_done_callback(lambda _: self._stopping_unwatched(stop))
+        try:
+            async with asyncio.TaskGroup() as group:
+                body = group.create_task(self._send_body(send))
+                listen = group.create_task(_wait_for_disconnect(receive))
+                body.add_done_callback(lambda _: listen.cancel())
+                listen.add_done_callback(lambda _: body.cancel())
+                if self._stopping is not None:  # shared by every answer: watched, not cancelled
+                    self._stopping.add_done_callback(stop)
+        finally:
+            if self._stopping is not None:
+                self._stopping.remove_done_callback(stop)
         if not body.cancelled():
             return
         if not cut_short:
@@ -115,10 +118,6 @@ class RelayResponse(Response):
         shutting_down = CortexError("Córtex is shutting down; the answer was cut short", status=503)
         self._note_failure(shutting_down)
         await self._fail(send, self._started, shutting_down, self._frame)
-
-    def _stopping_unwatched(self, stop: Callable[[object], None]) -> None:
-        if self._stopping is not None:
-            self._stopping.remove_done_callback(stop)
 
     async def _send_body(self, send: Send) -> None:
         current: Attempt | None = None
