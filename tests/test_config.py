@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cortex.config import ConfigError, load_settings, normalize_upstream, redact_url
+from cortex.config import ConfigError, load_settings
+from cortex.urls import normalize_upstream, redact_url
 
 
 def test_defaults_listen_on_loopback_port_4000_in_front_of_local_ollama() -> None:

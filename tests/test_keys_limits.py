@@ -21,9 +21,9 @@ import openai
 import orjson
 import pytest
 
-from cortex import limits
-from cortex.keys import generate_key, hash_key
-from cortex.limits_redis import RedisLimitStore, connect
+from cortex.access import limits
+from cortex.access.keys import generate_key, hash_key
+from cortex.access.limits_redis import RedisLimitStore, connect
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.redis_server import RedisServer, running_redis

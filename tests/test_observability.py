@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cortex.logs import JSONFormatter
+from cortex.observe.logs import JSONFormatter
 from tests.conftest import RunningGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.helpers import open_raw_stream, post_chat, read_until
@@ -147,8 +147,8 @@ def test_json_log_lines_off_a_terminal() -> None:
 
 
 def test_model_labels_stay_bounded_when_an_upstream_answers_for_any_name() -> None:
-    from cortex.metrics import MAX_MODEL_LABELS, Metrics
     from cortex.observe import RequestRecord
+    from cortex.observe.metrics import MAX_MODEL_LABELS, Metrics
 
     metrics = Metrics(lambda model: False, lambda: 0)
     for n in range(MAX_MODEL_LABELS + 50):

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Request, expect, sync_playwright
 
-from cortex.keys import generate_key, hash_key
+from cortex.access.keys import generate_key, hash_key
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from cortex.hostguard import HostPolicy
+from cortex.access.hostguard import HostPolicy
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama
 
@@ -181,7 +181,7 @@ def test_a_field_given_twice_is_refused(
 def test_a_per_key_model_limit_holds_against_case_variants(
     start_gateway: StartGateway, fake: FakeOllama
 ) -> None:
-    from cortex.keys import hash_key
+    from cortex.access.keys import hash_key
 
     fake.models.append("llava")
     gw = start_gateway(
@@ -199,7 +199,7 @@ def test_a_per_key_model_limit_holds_against_case_variants(
 
 
 def key_entry(name: str, key: str, **limits: object) -> dict[str, object]:
-    from cortex.keys import hash_key
+    from cortex.access.keys import hash_key
 
     return {"name": name, "key_hash": hash_key(key), **limits}
 

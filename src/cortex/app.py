@@ -17,15 +17,16 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, observe, web
-from .access import KeyGuard, guarded
+from .access.hostguard import HostGuard
+from .access.keyguard import KeyGuard, guarded
 from .api import ollama, ops
 from .api import openai as openai_api
 from .backends.local import LocalBackend
-from .config import Settings, redact_url
+from .config import Settings
 from .errors import CortexError, Overloaded, error_response
 from .gateway import Gateway
-from .hostguard import HostGuard
 from .observe import RequestRecord, request_id
+from .urls import redact_url
 
 logger = logging.getLogger("cortex")
 
@@ -162,7 +163,7 @@ def create_app(settings: Settings) -> StreamingRoutes:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(KeyGuard)  # API keys and per-key limits (see access.py)
+    app.add_middleware(KeyGuard)  # API keys and per-key limits (see access/keyguard.py)
     streaming = {
         "/api/chat": ollama.chat,
         "/api/generate": ollama.generate,

@@ -10,7 +10,6 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -22,10 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from .keys import KeyRecord
+from .urls import normalize_upstream
 
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
-OLLAMA_DEFAULT_PORT = 11434
 MiB = 1024 * 1024
 
 UpstreamKind = Literal["ollama", "openai", "local"]
@@ -52,6 +50,39 @@ LOCAL_ORIGINS = tuple(
 ) + tuple(  # desktop apps and editor extensions
     f"{scheme}://*" for scheme in ("app", "file", "tauri", "vscode-webview", "vscode-file")
 )
+
+
+KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class KeyRecord(BaseModel):
+    """One key's name, hash and limits (a ``[[keys]]`` table in TOML); never the key itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=KEY_NAME)
+    key_hash: str
+    rpm: int | None = Field(default=None, gt=0)
+    concurrent: int | None = Field(default=None, gt=0)
+    tokens_per_day: int | None = Field(default=None, gt=0)
+    models: list[str] | None = None
+    admin: bool = False  # sees every key's usage; other keys see only their own
+    created: str | None = None
+
+    @field_validator("key_hash")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        digest = value.removeprefix("sha256:").strip().lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError("key_hash must be the SHA-256 of the key, 64 hex digits")
+        return digest
+
+    def allows(self, model: str) -> bool:
+        """The key may use this model (``llama3.2`` also names ``llama3.2:latest``)."""
+        if self.models is None:
+            return True
+        names = {m if ":" in m else f"{m}:latest" for m in self.models}
+        return (model if ":" in model else f"{model}:latest") in names
 
 
 class BackendSettings(BaseModel):
@@ -121,7 +152,7 @@ class Settings(BaseModel):
     queue_size: int = Field(default=256, ge=0)
     queue_timeout: float = Field(default=30.0, gt=0)
     affinity_slack: int = Field(default=2, ge=0)
-    keys: list[KeyRecord] = Field(default_factory=list)  # [[keys]] tables; see keys.py
+    keys: list[KeyRecord] = Field(default_factory=list)  # [[keys]] tables; see access/keys.py
     keys_file: Path | None = None  # default: keys.default_keys_file()
     keys_refresh: float = Field(default=2.0, gt=0)
     require_keys: bool | None = None  # None: only with redis_url or once a key exists
@@ -188,41 +219,6 @@ def _named(backends: list[BackendSettings]) -> list[BackendSettings]:
 
 class ConfigError(ValueError):
     """Settings that cannot be used; the message says which and why."""
-
-
-def normalize_upstream(value: str, *, openai: bool = False) -> str:
-    """Accept Ollama's ``OLLAMA_HOST`` forms: ``host``, ``host:port``, ``:port``, full URLs.
-
-    An OpenAI-compatible base URL without a path gets ``/v1``, as the OpenAI SDKs expect.
-    """
-    value = value.strip()
-    if not value:
-        raise ValueError("the upstream address is empty")
-    if "://" not in value:
-        value = "http://" + value
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"unsupported upstream scheme {parts.scheme!r} (use http or https)")
-    host = parts.hostname or "127.0.0.1"
-    default_port = 443 if parts.scheme == "https" else 80 if openai else OLLAMA_DEFAULT_PORT
-    port = parts.port or default_port
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port}"
-    if parts.username:
-        credentials = parts.username + (f":{parts.password}" if parts.password else "")
-        netloc = f"{credentials}@{netloc}"
-    path = parts.path.rstrip("/") or ("/v1" if openai else "")
-    return urlunsplit((parts.scheme, netloc, path, "", ""))
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may appear in logs: without any password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def load_settings(

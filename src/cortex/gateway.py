@@ -15,17 +15,17 @@ import aiohttp
 from starlette.requests import Request
 
 from . import observe
-from .access import Access
+from .access.keyguard import Access
+from .access.ticket import allow_model
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
 from .backends.local import LocalBackend
 from .catalog import DefaultModel, ModelEntry
 from .config import BackendSettings, Settings
 from .errors import CortexError
-from .metrics import Metrics
+from .observe.metrics import Metrics
 from .routing import Backend, Circuit, Failover, Lease, Member, Router
 from .stream.relay import RelayLimits, read_whole
-from .ticket import allow_model
 
 T = TypeVar("T")
 

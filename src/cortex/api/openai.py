@@ -11,12 +11,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from ..access.ticket import model_filter
 from ..backends.base import Embedding, Generation
 from ..catalog import openai_list_body, openai_model
 from ..errors import ModelNotFound
 from ..gateway import gateway
 from ..stream.encode import SSE
-from ..ticket import model_filter
 from .body import read_request, request_schema
 from .relaying import (
     embedding,

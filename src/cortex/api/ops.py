@@ -7,8 +7,8 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 
+from ..access.ticket import may_see_addresses
 from ..gateway import gateway
-from ..ticket import may_see_addresses
 from .replies import json_reply
 
 router = APIRouter()

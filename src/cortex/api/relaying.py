@@ -12,6 +12,7 @@ import orjson
 from starlette.responses import Response
 
 from .. import observe
+from ..access.ticket import allow_model, model_filter
 from ..backends.base import Embedding, Exchange, Generation, upstream_json
 from ..chat import Usage
 from ..errors import CortexError, Dialect, UpstreamProtocolError
@@ -19,7 +20,6 @@ from ..gateway import Gateway
 from ..routing import Failover, Lease
 from ..stream.relay import RelayLimits, Translator, UpstreamBody, read_whole, relay
 from ..stream.response import Attempt, Headers, RelayResponse
-from ..ticket import allow_model, model_filter
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 
 from .. import observe
-from ..config import UpstreamKind, redact_url
+from ..config import UpstreamKind
 from ..errors import (
     ConnectTimeout,
     FirstByteTimeout,
@@ -23,6 +23,7 @@ from ..errors import (
     UpstreamStatus,
     UpstreamUnreachable,
 )
+from ..urls import redact_url
 from .base import Timeouts, Wire
 from .ollama import OLLAMA
 from .openai import OPENAI

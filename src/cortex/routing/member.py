@@ -11,8 +11,9 @@ from typing import Any
 from ..backends.http import HTTPBackend
 from ..backends.local import LocalBackend
 from ..catalog import ModelEntry
-from ..config import BackendSettings, redact_url
+from ..config import BackendSettings
 from ..errors import CortexError, UpstreamStatus
+from ..urls import redact_url
 from .circuit import Circuit
 
 logger = logging.getLogger("cortex.router")

@@ -25,42 +25,13 @@ from pathlib import Path
 from typing import Protocol
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
+
+from ..config import KeyRecord
 
 logger = logging.getLogger("cortex.keys")
 
 KEY_PREFIX = "ctx-"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class KeyRecord(BaseModel):
-    """One key's name, hash and limits (a ``[[keys]]`` table in TOML); never the key itself."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=NAME_PATTERN)
-    key_hash: str
-    rpm: int | None = Field(default=None, gt=0)
-    concurrent: int | None = Field(default=None, gt=0)
-    tokens_per_day: int | None = Field(default=None, gt=0)
-    models: list[str] | None = None
-    admin: bool = False  # sees every key's usage; other keys see only their own
-    created: str | None = None
-
-    @field_validator("key_hash")
-    @classmethod
-    def _hex_digest(cls, value: str) -> str:
-        digest = value.removeprefix("sha256:").strip().lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError("key_hash must be the SHA-256 of the key, 64 hex digits")
-        return digest
-
-    def allows(self, model: str) -> bool:
-        """The key may use this model (``llama3.2`` also names ``llama3.2:latest``)."""
-        if self.models is None:
-            return True
-        names = {m if ":" in m else f"{m}:latest" for m in self.models}
-        return (model if ":" in model else f"{model}:latest") in names
 
 
 def generate_key() -> str:

@@ -29,8 +29,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
-from .errors import LimitsUnavailable, RateLimited
-from .keys import KeyRecord
+from ..config import KeyRecord
+from ..errors import LimitsUnavailable, RateLimited
 
 logger = logging.getLogger("cortex.limits")
 

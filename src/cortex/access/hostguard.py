@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import CortexError, dialect_of, reply
+from ..errors import CortexError, dialect_of, reply
 
 LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 REMEMBERED = 1024  # verdicts kept per distinct header value

@@ -14,8 +14,8 @@ from typing import Any, TextIO, TypeVar
 import aiohttp
 import orjson
 
-from .backends.local import LocalBackend
-from .errors import CortexError
+from ..backends.local import LocalBackend
+from ..errors import CortexError
 
 Lines = Callable[[dict[str, Any]], AsyncIterator[bytes]]
 T = TypeVar("T")

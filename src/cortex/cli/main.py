@@ -9,12 +9,13 @@ from typing import Annotated
 
 import typer
 
-from . import logs, terminal_chat
-from .backends.local import LocalBackend
-from .config import ConfigError, load_settings
-from .keys_cli import KeyOption, keys_app, usage
-from .server import listen_socket, resolve_upstream
-from .server import serve as serve_until_stopped
+from ..backends.local import LocalBackend
+from ..config import ConfigError, load_settings
+from ..observe import logs
+from ..server import listen_socket, resolve_upstream
+from ..server import serve as serve_until_stopped
+from . import chat as terminal_chat
+from .keys import KeyOption, keys_app, usage
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False)
 DEFAULT_URL = "http://127.0.0.1:4000"

@@ -36,14 +36,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import observe
-from .config import Settings, redact_url
-from .errors import (
-    CortexError,
-    LimitsUnavailable,
-    Unauthorized,
-    error_response,
-)
+from .. import observe
+from ..config import Settings
+from ..errors import CortexError, LimitsUnavailable, Unauthorized, error_response
+from ..urls import redact_url
 from .keys import FileKeyStore, KeyRing, KeyStore, default_keys_file
 from .limits import CLOSED_RETRY_AFTER, Limiter, LimitStore, MemoryLimitStore, Outage
 from .ticket import TICKET, Ticket

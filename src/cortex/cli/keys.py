@@ -21,17 +21,16 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 
-from .config import ConfigError, Settings, load_settings
-from .keys import (
+from ..access.keys import (
     FileKeyStore,
     KeyFileError,
-    KeyRecord,
     KeyStore,
     default_keys_file,
     generate_key,
     new_record,
 )
-from .limits import StoreUnavailable
+from ..access.limits import StoreUnavailable
+from ..config import ConfigError, KeyRecord, Settings, load_settings
 
 T = TypeVar("T")
 
@@ -62,7 +61,7 @@ def _settings(config: Path | None) -> Settings:
 
 def _store(settings: Settings) -> KeyStore:
     if settings.redis_url is not None:
-        from .limits_redis import RedisKeyStore, connect
+        from ..access.limits_redis import RedisKeyStore, connect
 
         return RedisKeyStore(connect(settings.redis_url.get_secret_value()))
     return FileKeyStore(settings.keys_file or default_keys_file())

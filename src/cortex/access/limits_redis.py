@@ -27,8 +27,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from ..config import KeyRecord
 from . import limits
-from .keys import KeyFileError, KeyRecord
+from .keys import KeyFileError
 from .limits import DAY, WINDOW, Refusal, StoreUnavailable, UsageRow, today, until_midnight
 
 T = TypeVar("T")

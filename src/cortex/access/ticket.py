@@ -1,6 +1,6 @@
 """The current request's ticket: the key it came with, and what that key may use and see.
 
-``access.py`` admits a request and sets its ticket; the layers below only ask it.
+``keyguard.py`` admits a request and sets its ticket; the layers below only ask it.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from .errors import ModelNotAllowed
-from .keys import KeyRecord
+from ..config import KeyRecord
+from ..errors import ModelNotAllowed
 
 
 @dataclass(slots=True)
