@@ -15,10 +15,10 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
-from embedded import RESULTS, bundled_model
+from embedded import bundled_model
 from harness import machine
+from report import write_results
 
 # Runs inside each build's interpreter: load, warm, then time answers from distinct prompts.
 CHILD = """
@@ -79,9 +79,7 @@ def main() -> None:
         print(f"{name:10} tokens/s p50 {shown:>8}   {systems.get(name)}")
     if table["portable"] and table["other"]:
         print(f"\nother / portable: tokens/s ×{table['other'] / table['portable']:.3f}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"build-flags-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"machine": machine(), "rates": rates, "systems": systems}, indent=2))
+    write_results("build-flags", {"machine": machine(), "rates": rates, "systems": systems})
 
 
 if __name__ == "__main__":

@@ -15,25 +15,21 @@ chunk to docs/performance-ttfc.png (a quick run puts it beside its JSON).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from string import Template
 from typing import Any
 
 import orjson
-from fake_upstream import run, serve
+from fake_upstream import serve
 from harness import (
     HERE,
     HOST,
@@ -42,10 +38,9 @@ from harness import (
     CpuClock,
     Processes,
     choose_pinning,
-    cpu_seconds,
+    cpu_of,
     family,
     free_port,
-    machine,
     measured,
     percentile,
     processes,
@@ -54,8 +49,29 @@ from harness import (
     start_upstream,
     summary,
 )
-from loadgen import ChatRequest, Result, StreamConnection, chat_request, run_load
-from relay import Report, Table, checked, finish, hangup_trial, print_table
+from loadgen import (
+    ChatRequest,
+    Result,
+    StreamConnection,
+    chat_request,
+    checked,
+    hangup_trial,
+    run_load,
+)
+from report import (
+    Report,
+    Run,
+    Table,
+    cancel_on_sigterm,
+    ms,
+    parser,
+    plus_ms,
+    print_machine,
+    print_table,
+    quick_or_full,
+    run_benchmark,
+    write_results,
+)
 
 DIRECT, NGINX, CORTEX, HAND, TRANSLATED = (
     "direct",
@@ -147,20 +163,11 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Run:
-    """One load: what the client received, and the relay's CPU meanwhile."""
+class LoadRun(Run):
+    """A run, and the CPU of the load side meanwhile: the upstream and the load generator,
+    sharing a CPU."""
 
-    requests: int
-    messages: int
-    chunks: int
-    wall_s: float
-    cpu_s: float
-    wait_s: float
-    load_side_cpu_s: float  # the upstream and the load generator, sharing a CPU
-
-    @property
-    def cpu_ms_per_1000(self) -> float:
-        return self.cpu_s / self.messages * 1e6
+    load_side_cpu_s: float
 
 
 @dataclass
@@ -170,9 +177,9 @@ class Samples:
     ttfc_c1: list[float] = field(default_factory=list)
     ttfc_cn: list[float] = field(default_factory=list)
     ttfc_cn_paced: list[float] = field(default_factory=list)
-    short: list[Run] = field(default_factory=list)  # the runs of 10-token answers
-    fast: list[Run] = field(default_factory=list)
-    paced: list[Run] = field(default_factory=list)
+    short: list[LoadRun] = field(default_factory=list)  # the runs of 10-token answers
+    fast: list[LoadRun] = field(default_factory=list)
+    paced: list[LoadRun] = field(default_factory=list)
     disconnect: list[float] = field(default_factory=list)
 
 
@@ -231,26 +238,16 @@ async def load(
     concurrency: int,
     load_side: list[int],
     stagger: float = 0,
-) -> tuple[list[Result], Run]:
+) -> tuple[list[Result], LoadRun]:
     pids = {f"relay {pid}": pid for pid in target.pids}
     pids |= {f"load {pid}": pid for pid in load_side}
     (results, wall), used = await measured(
         pids, run_load(HOST, target.port, request, requests, concurrency, stagger)
     )
     checked(results, target.name)
-
-    def total(prefix: str, key: str) -> float:
-        return sum(float(u[key]) for name, u in used.items() if name.startswith(prefix))
-
-    return results, Run(
-        requests=len(results),
-        messages=sum(r.messages for r in results),
-        chunks=sum(r.chunks for r in results),
-        wall_s=wall,
-        cpu_s=total("relay", "cpu_s"),
-        wait_s=total("relay", "wait_s"),
-        load_side_cpu_s=total("load", "cpu_s"),
-    )
+    relay = [u for name, u in used.items() if name.startswith("relay")]
+    load_cpu = sum(float(u["cpu_s"]) for name, u in used.items() if name.startswith("load"))
+    return results, LoadRun.of(results, wall, relay, load_side_cpu_s=load_cpu)
 
 
 async def latency(
@@ -260,7 +257,7 @@ async def latency(
     requests: int,
     load_side: list[int],
     paced: bool = False,
-) -> tuple[list[float], Run]:
+) -> tuple[list[float], LoadRun]:
     tokens, delay = (
         (plan.cn_paced_tokens, plan.cn_paced_delay_ms) if paced else (plan.short_tokens, 0)
     )
@@ -273,7 +270,7 @@ async def latency(
 
 async def streams(
     target: Target, plan: Plan, tokens: int, delay_ms: float, load_side: list[int]
-) -> Run:
+) -> LoadRun:
     n = plan.streams
     await load(target, chat_request(HOST, target.port, tokens // 10, delay_ms), n, n, load_side)
     _, run_ = await load(target, chat_request(HOST, target.port, tokens, delay_ms), n, n, load_side)
@@ -294,10 +291,7 @@ class Snapshot:
 
     @classmethod
     def now(cls) -> Snapshot:
-        tree = 0.0
-        for pid in family(os.getpid()):
-            with contextlib.suppress(OSError):
-                tree += cpu_seconds(pid)
+        tree = cpu_of(family(os.getpid()))
         return cls(CpuClock.now(), tree, time.monotonic())
 
     def others_since(self, start: Snapshot) -> dict[str, float]:
@@ -382,9 +376,9 @@ async def hangups_under_load(
     )
     request = chat_request(HOST, target.port, 100_000, plan.disconnect_delay_ms)
     try:
-        await hangup_trial(target.port, request, plan.disconnect_after, hangups)
+        await hangup_trial(HOST, target.port, request, plan.disconnect_after, hangups)
         return [
-            await hangup_trial(target.port, request, plan.disconnect_after, hangups)
+            await hangup_trial(HOST, target.port, request, plan.disconnect_after, hangups)
             for _ in range(trials)
         ]
     finally:
@@ -414,7 +408,7 @@ async def disconnect_rounds(
 # ---- figures --------------------------------------------------------------------------------
 
 
-def median_of(runs: list[Run], value: Callable[[Run], float]) -> float:
+def median_of(runs: list[LoadRun], value: Callable[[LoadRun], float]) -> float:
     return statistics.median(value(r) for r in runs)
 
 
@@ -466,14 +460,6 @@ def figures(samples: dict[str, Samples], rounds: int) -> dict[str, dict[str, Any
             f["cpu_fast_vs_nginx"] = f["cpu_fast"] / out[NGINX]["cpu_fast"]
             f["cpu_paced_vs_nginx"] = f["cpu_paced"] / out[NGINX]["cpu_paced"]
     return out
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms"
-
-
-def plus_ms(seconds: float) -> str:
-    return f"{seconds * 1e3:+.3f} ms"
 
 
 def figures_table(figs: dict[str, dict[str, Any]], plan: Plan) -> Table:
@@ -633,8 +619,7 @@ def plot(samples: dict[str, Samples], plan: Plan, path: Path, title: str) -> Non
 def print_header(data: dict[str, Any], pinning: str) -> None:
     m = data["machine"]
     print(f"Córtex vs nginx vs hand-written relay ({data['mode']}), Córtex {m['cortex_source']}")
-    print(f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} online), {m['cpu_model']}")
-    print(f"python {m['python']}, {m['platform']}, load average {m['loadavg'][0]:.2f}")
+    print_machine(m)
     print(f"pinning: relays (nginx, Córtex, hand-written) as {pinning}")
     print("running...", flush=True)
 
@@ -643,8 +628,7 @@ async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[
     pinning = choose_pinning()
     report.data["pinning"] = pinning.describe()
     print_header(report.data, pinning.describe())
-    if pinning.load is not None:
-        os.sched_setaffinity(0, pinning.load)
+    pinning.pin_load_generator()
     samples: dict[str, Samples] = {}
     with tempfile.TemporaryDirectory(prefix="cortex-compare-") as tmp:
         workdir = Path(tmp)
@@ -670,27 +654,18 @@ async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[
 
 
 async def main(plan: Plan, mode: str, plot_path: Path) -> int:
-    current = asyncio.current_task()
-    assert current is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
-    started, cpu = time.monotonic(), CpuClock.now()
-    report = Report(tables=[], data={"mode": mode, "plan": asdict(plan), "machine": machine()})
+    cancel_on_sigterm()
+    report = Report.begin(mode, plan)
     samples, logs = await measure(plan, report)
     figs = figures(samples, plan.rounds)
     report.tables += [figures_table(figs, plan), aims_table(figs)[0]]
     report.data |= {"figures": figs, "samples": {n: asdict(s) for n, s in samples.items()}}
-    finish(report, started, cpu, logs)
-    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    json_path = results / f"compare-{stamp}.json"
-    json_path.write_bytes(orjson.dumps(report.data, option=orjson.OPT_INDENT_2))
-    plot_path = plot_path if mode == "full" else results / f"compare-{stamp}-ttfc.png"
+    report.finish(logs)
+    json_path = write_results("compare", report.data)
+    plot_path = plot_path if mode == "full" else json_path.with_name(f"{json_path.stem}-ttfc.png")
     plot(samples, plan, plot_path, "Time to first chunk: direct and through each relay")
-    for table in report.tables:
-        print_table(table)
-    for note in report.notes:
-        print(f"note: {note}")
+    report.print_tables()
+    report.print_notes()
     took = report.data["elapsed_s"]
     print(f"took {took:.0f} s; results in {json_path.relative_to(ROOT)}, plot in {plot_path}")
     return 0
@@ -702,7 +677,7 @@ def reprint(path: Path) -> None:
     plan = Plan(**data["plan"])
     samples = {}
     for name, fields in data["samples"].items():
-        runs = {k: [Run(**r) for r in fields[k]] for k in ("short", "fast", "paced")}
+        runs = {k: [LoadRun(**r) for r in fields[k]] for k in ("short", "fast", "paced")}
         samples[name] = Samples(**(fields | runs))
     figs = figures(samples, plan.rounds)
     print(f"{path.name}: {data['mode']} run, noise per round {data.get('noise_per_round')}")
@@ -711,20 +686,15 @@ def reprint(path: Path) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small round, about a minute")
-    parser.add_argument("--plot", type=Path, default=PLOT, help="where a full run puts the plot")
-    parser.add_argument("--tables", type=Path, help="print the tables of a results JSON, and stop")
-    args = parser.parse_args(argv)
+    command = parser(__doc__, "one small round, about a minute")
+    command.add_argument("--plot", type=Path, default=PLOT, help="where a full run puts the plot")
+    command.add_argument("--tables", type=Path, help="print the tables of a results JSON, and stop")
+    args = command.parse_args(argv)
     if args.tables:
         reprint(args.tables)
         return
-    plan, mode = (QUICK, "quick") if args.quick else (Plan(), "full")
-    try:
-        sys.exit(run(main(plan, mode, args.plot)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; the upstream and the relays were stopped", file=sys.stderr)
-        sys.exit(130)
+    plan, mode = quick_or_full(args.quick, Plan(), QUICK)
+    run_benchmark(main(plan, mode, args.plot), "the upstream and the relays")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ token and tokens per second for both, and their ratios (aim: at most 3% apart).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -25,8 +24,7 @@ from typing import Any
 
 import aiohttp
 from harness import HOST, ROOT, free_port, machine
-
-RESULTS = ROOT / "bench" / "results"
+from report import parser, write_results
 
 
 @dataclass
@@ -106,9 +104,7 @@ def bundled_model() -> Path:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args = parser(__doc__, "2 rounds of 2 answers of 48 tokens").parse_args()
     rounds, per_round, tokens = (2, 2, 48) if args.quick else (5, 4, 128)
 
     from llama_cpp import Llama
@@ -145,19 +141,15 @@ async def main() -> None:
     for name, row in table.items():
         print(f"{name:10}{row['ttft_p50_ms']:>10.1f}ms{row['rate_p50']:>15.1f}")
     print(f"\nCórtex / direct: tokens/s ×{ratio_rate:.3f}, TTFT ×{ratio_ttft:.3f} (aim: within 3%)")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"embedded-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "tokens": tokens,
-                "table": table,
-                "ratio_rate": ratio_rate,
-                "ratio_ttft": ratio_ttft,
-            },
-            indent=2,
-        )
+    out = write_results(
+        "embedded",
+        {
+            "machine": machine(),
+            "tokens": tokens,
+            "table": table,
+            "ratio_rate": ratio_rate,
+            "ratio_ttft": ratio_ttft,
+        },
     )
     print(f"written to {out.relative_to(ROOT)}")
 

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -87,11 +87,13 @@ class CpuClock:
         busy = (user + nice + system + irq + softirq) / CLOCK_TICKS
         return cls(busy, steal / CLOCK_TICKS, ours)
 
-    def others_since(self, start: CpuClock, wall: float) -> dict[str, float]:
+    def others_since(self, start: CpuClock, wall: float, running: float = 0.0) -> dict[str, float]:
         """Shares of the machine's CPU capacity that other processes used, and that the
-        hypervisor stole, since ``start`` (valid once our children have been waited for)."""
+        hypervisor stole, since ``start``. Children count as ours once waited for; those
+        still running count through ``running``, their CPU seconds since ``start``."""
         capacity = wall * (os.cpu_count() or 1)
-        others = (self.machine_busy - start.machine_busy) - (self.ours - start.ours)
+        ours = self.ours - start.ours + running
+        others = (self.machine_busy - start.machine_busy) - ours
         return {"others": max(others, 0) / capacity, "steal": (self.steal - start.steal) / capacity}
 
 
@@ -111,6 +113,11 @@ class Pinning:
             f"Córtex on CPU {cpu_list(self.cortex)}; "
             f"upstream + load generator on CPU {cpu_list(self.load)} ({self.how})"
         )
+
+    def pin_load_generator(self) -> None:
+        """Move this process, the load generator, to the load side's CPU."""
+        if self.load is not None:
+            os.sched_setaffinity(0, self.load)
 
 
 def cpu_list(cpus: set[int]) -> str:
@@ -263,6 +270,15 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_of(pids: Iterable[int]) -> float:
+    """CPU seconds of the processes, those that are gone counted as none."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
 
 
 def runnable_seconds(pid: int) -> float:

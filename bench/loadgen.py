@@ -11,6 +11,7 @@ Ollama, ``data: [DONE]`` for OpenAI. Connections are kept alive between requests
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -289,3 +290,28 @@ async def run_load(
     started = time.perf_counter()
     await asyncio.gather(*(worker(c, i * stagger) for i, c in enumerate(connections)))
     return results, time.perf_counter() - started
+
+
+def checked(results: list[Result], what: str) -> list[Result]:
+    """The results of a load, or an error if any of its streams failed."""
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise RuntimeError(f"{len(bad)}/{len(results)} {what} streams failed: {bad[0].error}")
+    return results
+
+
+async def hangup_trial(
+    host: str, port: int, raw: ChatRequest, lines: int, hangups: asyncio.Queue[float]
+) -> float:
+    """Read a few lines of a slow answer, hang up, and time until the upstream notices
+    (it puts the time it saw the connection close in ``hangups``)."""
+    while not hangups.empty():
+        hangups.get_nowait()
+    connection = await StreamConnection.open(host, port)
+    await connection.read_messages(raw, lines)
+    closed_at = time.perf_counter()
+    connection.close()
+    try:
+        return await asyncio.wait_for(hangups.get(), 2) - closed_at
+    except TimeoutError:
+        return math.inf

@@ -14,36 +14,49 @@ writes JSON to bench/results/.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
 import os
-import signal
-import statistics
-import sys
-import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-from fake_upstream import run, serve
+from fake_upstream import serve
 from harness import (
-    HERE,
     HOST,
-    ROOT,
-    CpuClock,
     Processes,
     choose_pinning,
-    machine,
     measured,
     processes,
     start_cortex,
     start_upstream,
     summary,
 )
-from loadgen import DIALECTS, ChatRequest, Dialect, Result, StreamConnection, chat_request, run_load
+from loadgen import (
+    DIALECTS,
+    ChatRequest,
+    Dialect,
+    Result,
+    chat_request,
+    checked,
+    hangup_trial,
+    run_load,
+)
+from report import (
+    Report,
+    Run,
+    Table,
+    cancel_on_sigterm,
+    ms,
+    parser,
+    plus_ms,
+    print_machine,
+    quick_or_full,
+    ratio,
+    rounds_of,
+    run_benchmark,
+    write_results,
+)
 
 TARGET_ADDED_TTFC = 0.001  # seconds, p50 at concurrency 1 (the issue's aim)
 TARGET_DISCONNECT = 0.100  # seconds, client hang-up until the upstream connection is closed
@@ -111,38 +124,10 @@ class Route:
         return self.client != self.upstream
 
 
-@dataclass
-class Table:
-    """Rows of cells; a row with only a label is a section heading."""
-
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-
-    def add(self, *cells: str) -> None:
-        self.rows.append(list(cells))
-
-
 MAIN_HEADER = ["scenario", "direct", "via Córtex", "added / ratio", "target"]
 
 
-@dataclass
-class Report:
-    tables: list[Table] = field(default_factory=lambda: [Table(MAIN_HEADER)])
-    data: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, *cells: str) -> None:
-        self.tables[0].add(*cells)
-
-
 # ---- (a), (b): time to first chunk ----------------------------------------------------------
-
-
-def checked(results: list[Result], what: str) -> list[Result]:
-    bad = [r for r in results if not r.ok]
-    if bad:
-        raise RuntimeError(f"{len(bad)}/{len(results)} {what} streams failed: {bad[0].error}")
-    return results
 
 
 async def latency(targets: Targets, plan: Plan, requests: int, concurrency: int) -> Stats:
@@ -232,28 +217,13 @@ def load_side_note(report: Report, stats: Stats) -> None:
 # ---- (d): client hang-up to upstream closed -------------------------------------------------
 
 
-async def hangup_trial(
-    port: int, raw: ChatRequest, lines: int, hangups: asyncio.Queue[float]
-) -> float:
-    """Read a few lines of a slow answer, hang up, and time until the upstream notices."""
-    while not hangups.empty():
-        hangups.get_nowait()
-    connection = await StreamConnection.open(HOST, port)
-    await connection.read_messages(raw, lines)
-    closed_at = time.perf_counter()
-    connection.close()
-    try:
-        return await asyncio.wait_for(hangups.get(), 2) - closed_at
-    except TimeoutError:
-        return math.inf
-
-
 async def hangups_at(port: int, plan: Plan, hangups: asyncio.Queue[float]) -> list[float]:
     raw = chat_request(HOST, port, 100_000, plan.disconnect_delay_ms)
     lines = plan.disconnect_after_lines
     for _ in range(3):
-        await hangup_trial(port, raw, lines, hangups)
-    return [await hangup_trial(port, raw, lines, hangups) for _ in range(plan.disconnect_trials)]
+        await hangup_trial(HOST, port, raw, lines, hangups)
+    trials = range(plan.disconnect_trials)
+    return [await hangup_trial(HOST, port, raw, lines, hangups) for _ in trials]
 
 
 async def disconnects(procs: Processes, plan: Plan) -> tuple[Stats, list[str]]:
@@ -321,15 +291,7 @@ async def dialect_paths(
         checked(results, what)
         if "cortex" not in used:
             return results, None
-        run = Run(
-            messages=sum(r.messages for r in results),
-            chunks=sum(r.chunks for r in results),
-            requests=len(results),
-            wall_s=wall,
-            cpu_s=used["cortex"]["cpu_s"],
-            wait_s=used["cortex"]["wait_s"],
-        )
-        return results, run
+        return results, Run.of(results, wall, [used["cortex"]])
 
     async def sequential(target: Route | Dialect) -> None:
         port, dialect = (
@@ -394,35 +356,6 @@ async def dialect_paths(
             "cost_fit": cost_fit(everything),
         }
     return out
-
-
-@dataclass(frozen=True)
-class Run:
-    """One load through Córtex, as the client received it, and Córtex's CPU meanwhile."""
-
-    messages: int
-    chunks: int  # HTTP chunks: Córtex's writes of the answer body
-    requests: int
-    wall_s: float
-    cpu_s: float
-    wait_s: float
-
-    @property
-    def cpu_ms_per_1000(self) -> float:
-        return self.cpu_s / self.messages * 1e6
-
-
-def rounds_of(runs: list[Run]) -> dict[str, Any]:
-    return {
-        "cpu_ms_per_1000": statistics.median(r.cpu_ms_per_1000 for r in runs),
-        "cpu_ms_per_1000_min": min(r.cpu_ms_per_1000 for r in runs),
-        "cpu_ms_per_1000_max": max(r.cpu_ms_per_1000 for r in runs),
-        "messages_per_s": statistics.median(r.messages / r.wall_s for r in runs),
-        "messages_per_chunk": sum(r.messages for r in runs) / sum(r.chunks for r in runs),
-        "cortex_busy": statistics.median(r.cpu_s / r.wall_s for r in runs),
-        "cortex_waiting": statistics.median(r.wait_s / r.wall_s for r in runs),
-        "rounds": [asdict(r) for r in runs],
-    }
 
 
 def cost_fit(runs: list[Run]) -> dict[str, float] | None:
@@ -585,12 +518,8 @@ def paths_table(stats: dict[str, Any], paths: list[Route], plan: Plan) -> Table:
 # ---- formatting -----------------------------------------------------------------------------
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms"
-
-
 def added(direct: float, via: float) -> str:
-    return f"{(via - direct) * 1e3:+.3f} ms"
+    return plus_ms(via - direct)
 
 
 def verdict(value: float, limit: float) -> str:
@@ -601,32 +530,10 @@ def busy(process: dict[str, float], wall: float) -> str:
     return f"{process['cpu_s'] / wall:.0%} / {process['wait_s'] / wall:.0%}"
 
 
-def ratio(value: float, base: float) -> str:
-    return f"x{value / base:.2f}" if base > 0 else "-"
-
-
-def print_table(table: Table) -> None:
-    columns = len(table.header)
-    rows = [table.header] + [r + [""] * (columns - len(r)) for r in table.rows]
-    widths = [max(len(cells[i]) for cells in rows if any(cells[1:])) for i in range(columns)]
-    rule = "-" * (sum(widths) + 2 * (columns - 1))
-    print(rule)
-    for i, cells in enumerate(rows):
-        if not any(cells[1:]):
-            print(cells[0])
-            continue
-        right = (f"{cell:>{width}}" for cell, width in zip(cells[1:], widths[1:], strict=True))
-        print(f"{cells[0]:<{widths[0]}}  " + "  ".join(right))
-        if i == 0:
-            print(rule)
-    print(rule)
-
-
 def print_header(data: dict[str, Any]) -> None:
     m = data["machine"]
     print(f"Córtex relay benchmark ({data['mode']}), Córtex from {m['cortex_source']}")
-    print(f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} online), {m['cpu_model']}")
-    print(f"python {m['python']}, {m['platform']}, load average {m['loadavg'][0]:.2f}")
+    print_machine(m)
     print(f"pinning: {data['pinning']}")
     print("running...", flush=True)
 
@@ -638,17 +545,7 @@ def print_footer(report: Report, path: Path) -> None:
         "one SSE event; (e) counts Córtex's CPU per 1000 the client received."
     )
     print("busy / waiting: share of wall time a process ran on a CPU / was runnable but not.")
-    for note in report.notes:
-        print(f"note: {note}")
-    print(f"took {report.data['elapsed_s']:.1f} s; results in {path.relative_to(ROOT)}")
-
-
-def write_json(data: dict[str, Any]) -> Path:
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"relay-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    return path
+    report.print_end(path)
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -700,51 +597,26 @@ async def relayed(procs: Processes, plan: Plan, report: Report) -> list[str]:
 
 
 async def main(plan: Plan, mode: str) -> int:
-    current = asyncio.current_task()
-    assert current is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
-    started, cpu = time.monotonic(), CpuClock.now()
+    cancel_on_sigterm()
+    report = Report.begin(mode, plan, Table(MAIN_HEADER))
     pinning = choose_pinning()
-    report = Report(data={"mode": mode, "plan": asdict(plan), "machine": machine()})
     report.data["pinning"] = pinning.describe()
     print_header(report.data)
-    if pinning.load is not None:
-        os.sched_setaffinity(0, pinning.load)
+    pinning.pin_load_generator()
     async with processes(pinning) as procs:
         log = await relayed(procs, plan, report)
         report.data["disconnect"], more_log = await disconnects(procs, plan)
     disconnect_rows(report, report.data["disconnect"], plan)
-    finish(report, started, cpu, log + more_log)
-    for table in report.tables:
-        print_table(table)
-    print_footer(report, write_json(report.data))
+    report.finish(log + more_log)
+    report.print_tables()
+    print_footer(report, write_results("relay", report.data))
     return 0
 
 
-def finish(report: Report, started: float, cpu: CpuClock, log: list[str]) -> None:
-    """Record the run's length, whether anything else used the machine, and Córtex's log."""
-    elapsed = time.monotonic() - started
-    others = CpuClock.now().others_since(cpu, elapsed)
-    report.data.update(elapsed_s=elapsed, cortex_log=log, machine_cpu_not_ours=others)
-    if others["others"] > 0.05 or others["steal"] > 0.02:
-        report.notes.append(
-            f"other processes used {others['others']:.0%} of this machine's CPU during the run"
-            f" and the hypervisor stole {others['steal']:.0%}: expect noisy figures."
-        )
-    if log:
-        report.notes.append(f"Córtex logged {len(log)} line(s) at warning or above: {log[0]}")
-
-
 def cli(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller runs, about 30 s")
-    args = parser.parse_args(argv)
-    plan, mode = (QUICK, "quick") if args.quick else (Plan(), "full")
-    try:
-        sys.exit(run(main(plan, mode)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; the upstream and Córtex were stopped", file=sys.stderr)
-        sys.exit(130)
+    args = parser(__doc__, "smaller runs, about 30 s").parse_args(argv)
+    plan, mode = quick_or_full(args.quick, Plan(), QUICK)
+    run_benchmark(main(plan, mode), "the upstream and Córtex")
 
 
 if __name__ == "__main__":

@@ -15,25 +15,18 @@ of the unpaced streams. Prints a table with ratios against uvicorn+aiohttp
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
-import signal
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from fake_upstream import run
 from harness import (
     HERE,
     HOST,
-    ROOT,
     Cortex,
     CpuClock,
     Pinning,
@@ -43,7 +36,6 @@ from harness import (
     cpu_seconds,
     family,
     free_port,
-    machine,
     measured,
     processes,
     start_cortex,
@@ -51,17 +43,19 @@ from harness import (
     start_upstream,
     summary,
 )
-from loadgen import ChatRequest, Result, chat_request, run_load
-from relay import (
+from loadgen import ChatRequest, Result, chat_request, checked, run_load
+from report import (
     Report,
     Run,
     Table,
-    checked,
-    finish,
+    cancel_on_sigterm,
     ms,
-    print_table,
+    parser,
+    quick_or_full,
     ratio,
     rounds_of,
+    run_benchmark,
+    write_results,
 )
 from stacks_apps import STACKS
 
@@ -158,15 +152,7 @@ class Bench:
         if server is None:
             return results, None, wall
         mine = [u for name, u in used.items() if name.startswith("server")]
-        run = Run(
-            messages=sum(r.messages for r in results),
-            chunks=sum(r.chunks for r in results),
-            requests=len(results),
-            wall_s=wall,
-            cpu_s=sum(u["cpu_s"] for u in mine),
-            wait_s=sum(u["wait_s"] for u in mine),
-        )
-        return results, run, wall
+        return results, Run.of(results, wall, mine), wall
 
     async def sequential(self, server: Server | None) -> None:
         port = server.port if server else self.upstream_port
@@ -216,21 +202,7 @@ class Bench:
             await self.round(forward=round_ % 2 == 0)
             wall = time.monotonic() - started
             ours = sum(map(cpu_seconds, self.all_pids())) - ours
-            self.noise.append(others_in_round(clock, CpuClock.now(), ours, wall))
-
-
-def others_in_round(
-    start: CpuClock, end: CpuClock, subprocesses: float, wall: float
-) -> dict[str, float]:
-    """Shares of the machine's CPU that processes not ours used, and that the hypervisor stole."""
-    capacity = wall * (os.cpu_count() or 1)
-    ours = end.ours - start.ours + subprocesses
-    others = end.machine_busy - start.machine_busy - ours
-    return {
-        "wall_s": wall,
-        "others": max(others, 0) / capacity,
-        "steal": (end.steal - start.steal) / capacity,
-    }
+            self.noise.append({"wall_s": wall, **CpuClock.now().others_since(clock, wall, ours)})
 
 
 # ---- summaries and the table --------------------------------------------------------------
@@ -329,9 +301,7 @@ def print_footer(report: Report, path: Path) -> None:
         "HTTP chunk (one NDJSON line);\nCPU figures are the server process's (and its "
         "children's) utime + stime, median of the rounds."
     )
-    for note in report.notes:
-        print(f"note: {note}")
-    print(f"took {report.data['elapsed_s']:.1f} s; results in {path.relative_to(ROOT)}")
+    report.print_end(path)
 
 
 def noise_notes(report: Report, noise: list[dict[str, float]]) -> None:
@@ -343,24 +313,11 @@ def noise_notes(report: Report, noise: list[dict[str, float]]) -> None:
     )
 
 
-def write_json(data: dict[str, Any]) -> Path:
-    path = HERE / "results" / f"stacks-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    return path
-
-
-def cancel_on_sigterm() -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-
-
 def pin_load_generator(pinning: Pinning) -> str:
     """Move this process to the load CPU; where everything runs."""
     if pinning.cortex is None or pinning.load is None:
         return pinning.describe()
-    os.sched_setaffinity(0, pinning.load)
+    pinning.pin_load_generator()
     return (
         f"servers on CPU {cpu_list(pinning.cortex)}; upstream + load generator on "
         f"CPU {cpu_list(pinning.load)} ({pinning.how})"
@@ -369,8 +326,7 @@ def pin_load_generator(pinning: Pinning) -> str:
 
 async def main(plan: Plan, mode: str) -> int:
     cancel_on_sigterm()
-    started, cpu = time.monotonic(), CpuClock.now()
-    report = Report(data={"mode": mode, "plan": asdict(plan), "machine": machine()})
+    report = Report.begin(mode, plan)
     pinning = choose_pinning()
     report.data["pinning"] = pin_load_generator(pinning)
     print_header(report.data)
@@ -382,24 +338,17 @@ async def main(plan: Plan, mode: str) -> int:
         log = [line for s in servers for line in s.process.log_lines()]
     report.data["stacks"] = summarize(bench)
     report.tables = [stacks_table(report.data["stacks"], plan)]
-    finish(report, started, cpu, log)
+    report.finish(log)
     noise_notes(report, bench.noise)
-    for table in report.tables:
-        print_table(table)
-    print_footer(report, write_json(report.data))
+    report.print_tables()
+    print_footer(report, write_results("stacks", report.data))
     return 0
 
 
 def cli(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two rounds of smaller loads, ~1 min")
-    quick = parser.parse_args(argv).quick
-    try:
-        code = run(main(QUICK if quick else Plan(), "quick" if quick else "full"))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; the upstream and the servers were stopped", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+    args = parser(__doc__, "two rounds of smaller loads, ~1 min").parse_args(argv)
+    plan, mode = quick_or_full(args.quick, Plan(), QUICK)
+    run_benchmark(main(plan, mode), "the upstream and the servers")
 
 
 if __name__ == "__main__":

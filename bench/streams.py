@@ -15,39 +15,42 @@ should equal memory after the first (the leak check). Writes JSON to bench/resul
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import itertools
 import os
 import resource
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from fake_upstream import run
 from harness import (
-    HERE,
     HOST,
     ROOT,
     Cortex,
     CpuClock,
     Processes,
     choose_pinning,
-    cpu_seconds,
-    free_port,
-    machine,
+    cpu_of,
+    family,
     processes,
+    start_cortex,
     start_upstream,
     summary,
-    wait_listening,
 )
 from loadgen import ChatRequest, Result, StreamConnection, chat_request
+from report import (
+    Table,
+    cancel_on_sigterm,
+    facts,
+    parser,
+    print_table,
+    quick_or_full,
+    run_benchmark,
+    write_results,
+)
 
 KB = 1000
 TARGET_PER_STREAM = 50 * KB  # bytes of resident memory per open stream (issue #7)
@@ -88,23 +91,6 @@ class Memory:
         )
 
 
-def tree(pid: int) -> list[int]:
-    """The process and all its descendants (Córtex's workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parent = int((entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, ()))
-    return found
-
-
 def memory_of(pids: list[int]) -> Memory:
     rss = pss = uss = fds = 0
     for pid in pids:
@@ -125,14 +111,6 @@ def _smaps_rollup(pid: int) -> dict[str, int]:
         if len(parts) == 2 and parts[1] == "kB":
             fields[name] = int(parts[0]) * 1024
     return fields
-
-
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(pid)
-    return total
 
 
 def raise_open_files(streams: int) -> tuple[int, int]:
@@ -350,17 +328,10 @@ async def settled(measured: list[int], seconds: float) -> Memory:
 # ---- the runs ------------------------------------------------------------------------------
 
 
-async def start_cortex(procs: Processes, upstream_port: int, plan: Plan) -> Cortex:
+async def start_cortex_for(procs: Processes, upstream_port: int, plan: Plan) -> Cortex:
     """Córtex in front of the fake upstream, allowed a few more connections than the streams."""
-    port = free_port()
-    argv = [sys.executable, "-m", "cortex", "serve", "--port", str(port)]
-    argv += ["--upstream", f"http://{HOST}:{upstream_port}", "--default-model", "bench"]
-    argv += ["--log-level", "warning", "--workers", str(plan.workers)]
     os.environ["CORTEX_MAX_CONNECTIONS"] = str(max(10_000, plan.streams + plan.batch + 64))
-    log = procs.log_file()
-    cortex = Cortex(await procs.spawn(argv, procs.pinning.cortex, log), port, log)
-    await wait_listening(cortex)
-    return cortex
+    return await start_cortex(procs, upstream_port, extra=["--workers", str(plan.workers)])
 
 
 async def direct(procs: Processes, plan: Plan) -> dict[str, Any]:
@@ -380,11 +351,11 @@ async def direct(procs: Processes, plan: Plan) -> dict[str, Any]:
 
 async def via_cortex(procs: Processes, plan: Plan) -> dict[str, Any]:
     upstream, upstream_port = await start_upstream(procs)
-    cortex = await start_cortex(procs, upstream_port, plan)
+    cortex = await start_cortex_for(procs, upstream_port, plan)
     out: dict[str, Any] = {}
     try:
         await wave(cortex.port, plan, plan.warmup, 5, [cortex.proc.pid], {})
-        pids = tree(cortex.proc.pid)  # with its workers, up by now
+        pids = family(cortex.proc.pid)  # with its workers, up by now
         cpu = {"cortex": pids, "upstream": [upstream.pid], "load generator": [os.getpid()]}
         out["processes"] = len(pids)
         out["idle"] = await settled(pids, plan.settle_s)
@@ -473,16 +444,10 @@ def print_report(
         name: wave_rows(w) | memory_rows(idle, w, after, n) | cpu_rows(w)
         for name, (idle, w, after) in columns.items()
     }
-    labels = list(dict.fromkeys(label for c in cells.values() for label in c))
-    width = max(map(len, labels))
-    widths = [max(len(name), *(len(c.get(lb, "")) for lb in labels)) for name, c in cells.items()]
-    print("-" * (width + sum(w + 2 for w in widths)))
-    print(f"{'':<{width}}" + "".join(f"  {n:>{w}}" for n, w in zip(cells, widths, strict=True)))
-    print("-" * (width + sum(w + 2 for w in widths)))
-    for label in labels:
-        row = (f"  {c.get(label, '-'):>{w}}" for c, w in zip(cells.values(), widths, strict=True))
-        print(f"{label:<{width}}" + "".join(row))
-    print("-" * (width + sum(w + 2 for w in widths)))
+    table = Table(["", *cells])
+    for label in dict.fromkeys(label for c in cells.values() for label in c):
+        table.add(label, *(c.get(label, "-") for c in cells.values()))
+    print_table(table)
     for line in verdicts(plan, base, via):
         print(line)
 
@@ -538,24 +503,14 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def write_json(data: dict[str, Any]) -> Path:
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"streams-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_bytes(orjson.dumps(to_json(data), option=orjson.OPT_INDENT_2))
-    return path
-
-
 # ---- main ----------------------------------------------------------------------------------
 
 
 async def main(plan: Plan, mode: str) -> int:
-    current = asyncio.current_task()
-    assert current is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
+    cancel_on_sigterm()
     started, clock = time.monotonic(), CpuClock.now()
     pinning = choose_pinning()
-    data: dict[str, Any] = {"mode": mode, "plan": asdict(plan), "machine": machine()}
+    data = facts(mode, plan)
     data |= {"pinning": pinning.describe(), "nofile": raise_open_files(plan.streams)}
     data["kernel"] = kernel_settings()
     if not plan.workers:
@@ -565,8 +520,7 @@ async def main(plan: Plan, mode: str) -> int:
     if short:
         print(f"cannot run: {short}", file=sys.stderr)
         return 2
-    if pinning.load is not None:
-        os.sched_setaffinity(0, pinning.load)
+    pinning.pin_load_generator()
     async with processes(pinning) as procs:
         base = await direct(procs, plan)
         via = await via_cortex(procs, plan)
@@ -578,34 +532,28 @@ async def main(plan: Plan, mode: str) -> int:
     print(f"others used {others['others']:.0%} of the machine's CPU, steal {others['steal']:.0%}")
     if via["log"]:
         print(f"Córtex logged {len(via['log'])} line(s), the first: {via['log'][0]}")
-    print(f"took {elapsed:.0f} s; results in {write_json(data).relative_to(ROOT)}")
+    path = write_results("streams", to_json(data))
+    print(f"took {elapsed:.0f} s; results in {path.relative_to(ROOT)}")
     broken = via["wave1"].failures() or via["wave2"].failures()
     return 1 if broken else 0
 
 
 def cli(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="1000 streams, a token every 50 ms, about 3 minutes"
-    )
-    parser.add_argument("--streams", type=int)
-    parser.add_argument("--tokens", type=int)
-    parser.add_argument("--delay-ms", type=float)
-    parser.add_argument("--workers", type=int)
-    args = parser.parse_args(argv)
-    plan, mode = (QUICK, "quick") if args.quick else (Plan(), "full")
+    command = parser(__doc__, "1000 streams, a token every 50 ms, about 3 minutes")
+    command.add_argument("--streams", type=int)
+    command.add_argument("--tokens", type=int)
+    command.add_argument("--delay-ms", type=float)
+    command.add_argument("--workers", type=int)
+    args = command.parse_args(argv)
+    plan, mode = quick_or_full(args.quick, Plan(), QUICK)
     given = {
         "streams": args.streams,
         "tokens": args.tokens,
         "delay_ms": args.delay_ms,
         "workers": args.workers,
     }
-    plan = Plan(**(asdict(plan) | {k: v for k, v in given.items() if v is not None}))
-    try:
-        sys.exit(run(main(plan, mode)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; the upstream and Córtex were stopped", file=sys.stderr)
-        sys.exit(130)
+    plan = replace(plan, **{k: v for k, v in given.items() if v is not None})
+    run_benchmark(main(plan, mode), "the upstream and Córtex")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ ratio to ``bare``, measured in the same run. Writes JSON to bench/results/.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -29,18 +28,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from harness import (
     HERE,
     HOST,
     CpuClock,
     Processes,
     choose_pinning,
-    cpu_seconds,
+    cpu_of,
     free_port,
     machine,
     measured,
@@ -49,10 +46,10 @@ from harness import (
     start_upstream,
     summary,
 )
-from loadgen import chat_request, run_load
-from relay import Table, checked, print_table, ratio
+from loadgen import chat_request, checked, run_load
+from report import Table, ms, parser, plus_ms, print_table, ratio, write_results
 
-from cortex.keys import generate_key, hash_key
+from cortex.access.keys import generate_key, hash_key
 
 LIMITED_KEY = "rpm = 1000000\nconcurrent = 1000\ntokens_per_day = 1000000000000\n"
 
@@ -66,6 +63,9 @@ class Plan:
     tokens: int = 200
     delay_ms: float = 5
     short_tokens: int = 10
+
+
+QUICK = Plan(rounds=1, sequential=100, tokens=100)
 
 
 @dataclass(frozen=True)
@@ -111,11 +111,6 @@ async def start_redis(procs: Processes) -> tuple[int, int] | None:
     raise RuntimeError("redis-server did not start")
 
 
-def cpu_of(pids: list[int]) -> float:
-    """CPU seconds of running children (others_since counts only waited-for ones)."""
-    return sum(cpu_seconds(pid) for pid in pids)
-
-
 async def run(plan: Plan) -> dict[str, Any]:
     pinning = choose_pinning()
     key = generate_key()
@@ -140,9 +135,9 @@ async def run(plan: Plan) -> dict[str, Any]:
             clock, wall, children = CpuClock.now(), time.perf_counter(), cpu_of(ours)
             runs = await rounds(plan, chosen, started, pids, key)
             wall = time.perf_counter() - wall
-            noise = CpuClock.now().others_since(clock, wall)
-            capacity = wall * (os.cpu_count() or 1)
-            noise["others"] = max(0.0, noise["others"] - (cpu_of(ours) - children) / capacity)
+            # the children still run: others_since counts only waited-for ones as ours
+            running = cpu_of(ours) - children
+            noise = CpuClock.now().others_since(clock, wall, running)
     return {
         "noise": noise,
         "machine": machine(),
@@ -211,9 +206,9 @@ def table(stats: dict[str, Any], plan: Plan) -> Table:
         out.add(label, *(cell(by[n]) for n in names))
 
     out.add(f"10-token answers, one at a time ({plan.sequential} per round)")
-    row("  TTFC p50", lambda s: f"{s['ttfc']['p50'] * 1e3:.3f} ms")
+    row("  TTFC p50", lambda s: ms(s["ttfc"]["p50"]))
     base = bare["ttfc"]["p50"]
-    row("    added over bare", lambda s: f"{(s['ttfc']['p50'] - base) * 1e3:+.3f} ms")
+    row("    added over bare", lambda s: plus_ms(s["ttfc"]["p50"] - base))
     row("  Córtex CPU per request", lambda s: f"{s['cpu_ms_per_request']:.3f} ms")
     row("    vs bare", lambda s: ratio(s["cpu_ms_per_request"], bare["cpu_ms_per_request"]))
     out.add(f"{plan.streams} streams × {plan.tokens} tokens, one every {plan.delay_ms:g} ms")
@@ -235,10 +230,8 @@ def table(stats: dict[str, Any], plan: Plan) -> Table:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one round, smaller samples")
-    args = parser.parse_args()
-    plan = Plan(rounds=1, sequential=100, tokens=100) if args.quick else Plan()
+    args = parser(__doc__, "one round, smaller samples").parse_args()
+    plan = QUICK if args.quick else Plan()
     stats = asyncio.run(run(plan))
     print(f"Córtex {stats['machine']['cortex_source']}; {stats['pinning']}")
     m = stats["machine"]
@@ -251,10 +244,7 @@ def main() -> None:
         f"other processes used {noise['others']:.0%} of the machine's CPU meanwhile, the "
         f"hypervisor stole {noise['steal']:.1%}; above a few percent, run again when it is quiet"
     )
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    path = results / f"team-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2))
+    path = write_results("team", stats)
     print(f"\nall figures: {path.relative_to(HERE.parent)}")
 
 
