@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from cortex.access.keys import generate_key, hash_key
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeOllama, Script
 
@@ -78,7 +79,9 @@ def test_load_spreads_by_outstanding_streams(
 ) -> None:
     fake.models = second.models = [MODEL]
     fake.script = second.script = Script(tokens=["a", "b", "c"], delay=0.6)
-    gateway = start_gateway(backends=[{"url": fake.url}, {"url": second.url}])
+    gateway = start_gateway(
+        backends=[{"url": fake.url}, {"url": second.url}], routing="least-outstanding"
+    )
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         answers = list(
             pool.map(lambda i: chat(gateway, [{"role": "user", "content": f"q{i}"}]), range(6))
@@ -92,17 +95,23 @@ def test_weights_skew_the_share(
 ) -> None:
     fake.models = second.models = [MODEL]
     fake.script = second.script = Script(tokens=["a", "b"], delay=1.0)
-    gateway = start_gateway(backends=[{"url": fake.url, "weight": 3}, {"url": second.url}])
+    gateway = start_gateway(
+        backends=[{"url": fake.url, "weight": 3}, {"url": second.url}],
+        routing="least-outstanding",
+    )
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: chat(gateway, [{"role": "user", "content": f"q{i}"}]), range(8)))
     assert (served(fake), served(second)) == (6, 2)
 
 
+@pytest.mark.parametrize("rule", ["state", "affinity"])
 def test_the_next_turn_of_a_conversation_goes_back_to_the_same_backend(
-    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
+    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway, rule: str
 ) -> None:
     fake.models = second.models = [MODEL]
-    gateway = start_gateway(backends=[{"url": fake.url}, {"url": second.url}])
+    fake.memory.preload(MODEL)
+    second.memory.preload(MODEL)
+    gateway = start_gateway(backends=[{"url": fake.url}, {"url": second.url}], routing=rule)
     first_backend = {}
     for n in range(6):
         turn = [{"role": "user", "content": f"conversation {n}"}]
@@ -120,11 +129,16 @@ def test_the_next_turn_of_a_conversation_goes_back_to_the_same_backend(
     assert sum(b["affinity_hits"] for b in status["backends"]) == 6
 
 
+@pytest.mark.parametrize("rule", ["state", "affinity"])
 def test_affinity_gives_way_when_its_backend_is_much_busier(
-    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
+    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway, rule: str
 ) -> None:
     fake.models = second.models = [MODEL]
-    gateway = start_gateway(backends=[{"url": fake.url}, {"url": second.url}], affinity_slack=1)
+    fake.memory.preload(MODEL)
+    second.memory.preload(MODEL)
+    gateway = start_gateway(
+        backends=[{"url": fake.url}, {"url": second.url}], affinity_slack=1, routing=rule
+    )
     first = chat(gateway, [{"role": "user", "content": "story"}])
     home = first.headers["x-cortex-backend"]
     busy = fake if home == fake.url.removeprefix("http://") else second
@@ -202,6 +216,7 @@ def test_a_backend_that_comes_back_takes_traffic_again(start_gateway: StartGatew
         for i in range(3):
             assert chat(gateway, [{"role": "user", "content": f"q{i}"}]).status_code == 200
         revived = FakeOllama(models=[MODEL])
+        revived.memory.preload(MODEL)  # else the rule rightly keeps to where it is loaded
         revived.port = port
         with revived:
             deadline = time.monotonic() + 10
@@ -340,3 +355,39 @@ def test_a_model_failing_on_one_backend_goes_to_another(
     status = {b["name"]: b for b in httpx.get(gateway.url + "/cortex/backends").json()["backends"]}
     assert status["sick"]["circuit"] == "closed"
     assert status["sick"]["failing_models"] == {MODEL: "open"}
+
+
+def test_one_heavy_key_does_not_starve_another_in_the_queue(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    heavy, light = generate_key(), generate_key()
+    keys = [
+        {"name": "heavy", "key_hash": hash_key(heavy)},
+        {"name": "light", "key_hash": hash_key(light)},
+    ]
+    fake.script = Script(tokens=["a", "b"], delay=0.4)  # all are queued before the first ends
+    gateway = start_gateway(
+        backends=[{"url": fake.url, "max_concurrent": 1}], keys=keys, ops_require_key=False
+    )
+
+    def ask(key: str, text: str) -> httpx.Response:
+        return httpx.post(
+            gateway.url + "/api/chat",
+            json={"model": "fake-llama", "messages": [{"role": "user", "content": text}]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = []
+        for n, (key, text) in enumerate(
+            [(heavy, "h0"), (heavy, "h1"), (heavy, "h2"), (heavy, "h3"), (light, "l0")]
+        ):
+            futures.append(pool.submit(ask, key, text))
+            wait_for(lambda n=n: served(fake) + queued(gateway) > n)
+        answers = [f.result() for f in futures]
+    assert all(a.status_code == 200 for a in answers)
+    order = [r.json["messages"][0]["content"] for r in fake.requests if r.path == "/api/chat"]
+    assert order == ["h0", "h1", "l0", "h2", "h3"], "light's one request is served in turn"
+    assert answers[4].headers["x-cortex-queue-position"] == "2"
+    assert answers[3].headers["x-cortex-queue-position"] == "3"

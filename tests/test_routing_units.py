@@ -4,6 +4,7 @@ and failover."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -240,3 +241,81 @@ def test_no_more_tries_than_max_attempts() -> None:
     assert plan.retry(IdleTimeout("stalled"), "a")
     plan.started()
     assert not plan.retry(IdleTimeout("stalled"), "b")
+
+
+def test_waiters_are_served_in_turns_across_keys() -> None:
+    async def scenario() -> list[str]:
+        queue = AdmissionQueue[str](size=20, timeout=5)
+        order = [("heavy", 5), ("light", 1), ("other", 2)]
+        waits = []
+        for party, count in order:
+            for n in range(count):
+                waits.append(asyncio.create_task(queue.wait(f"{party}{n}", frozenset(), party)))
+                await asyncio.sleep(0)
+        served: list[str] = []
+
+        def pick(waiter: Waiter[str]) -> str:
+            served.append(waiter.model)
+            return "backend"
+
+        queue.dispatch(pick)
+        await asyncio.gather(*waits)
+        return served
+
+    assert asyncio.run(scenario()) == [
+        "heavy0", "light0", "other0", "heavy1", "other1", "heavy2", "heavy3", "heavy4",
+    ]  # fmt: skip
+
+
+def test_a_new_waiter_is_told_its_place_in_the_turns() -> None:
+    async def scenario() -> None:
+        queue = AdmissionQueue[str](size=20, timeout=5)
+        heavy = []
+        for _ in range(4):
+            heavy.append(asyncio.create_task(queue.wait("m", frozenset(), "heavy")))
+            await asyncio.sleep(0)
+        assert queue.position("heavy") == 5
+        assert queue.position("light") == 2, "after heavy's first, before its second"
+        waiting = asyncio.create_task(queue.wait("m", frozenset(), "light"))
+        await asyncio.sleep(0)
+        assert [w.party for w in queue.order()][:3] == ["heavy", "light", "heavy"]
+        assert [w.position for w in queue.order()][1] == 2
+        assert queue.position("light") == 4
+        queue.cancel_all()
+        await asyncio.gather(waiting, *heavy, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def one_at_a_time() -> Callable[[Waiter[str]], str | None]:
+    handed: list[Waiter[str]] = []
+
+    def pick(waiter: Waiter[str]) -> str | None:
+        if handed:
+            return None
+        handed.append(waiter)
+        return "backend"
+
+    return pick
+
+
+def test_retry_after_follows_the_measured_drain_rate() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        queue = AdmissionQueue[str](size=50, timeout=60, clock=clock)
+        assert queue.retry_after() == 30, "half the timeout until a rate is measured"
+        waits = [asyncio.create_task(queue.wait("m", frozenset())) for _ in range(25)]
+        await asyncio.sleep(0)
+        for _ in range(5):  # one handed over every 2 s
+            queue.dispatch(one_at_a_time())
+            clock.now += 2
+        assert len(queue) == 20
+        assert queue.retry_after() == 40  # 20 waiting at 0.5 a second
+        with pytest.raises(Overloaded) as refused:
+            full = AdmissionQueue[str](size=0, timeout=60)
+            await full.wait("m", frozenset())
+        assert refused.value.queue_position == 1
+        queue.cancel_all()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+    asyncio.run(scenario())

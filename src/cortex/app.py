@@ -186,7 +186,13 @@ def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
         allow_origin_regex=pattern,
         allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["*"],
-        expose_headers=["X-Request-ID", "X-Cortex-Backend", "X-Cortex-Queue-Ms", "Retry-After"],
+        expose_headers=[
+            "X-Request-ID",
+            "X-Cortex-Backend",
+            "X-Cortex-Queue-Ms",
+            "X-Cortex-Queue-Position",
+            "Retry-After",
+        ],
         max_age=600,
     )
 

@@ -27,6 +27,8 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 MiB = 1024 * 1024
 
 UpstreamKind = Literal["ollama", "openai", "local"]
+# How a backend is chosen among those that may serve a request (see routing/router.py).
+RoutingRule = Literal["state", "affinity", "least-outstanding", "round-robin"]
 
 
 def _split_kind(data: Any, url_key: str, kind_key: str) -> Any:
@@ -122,6 +124,7 @@ class Settings(BaseModel):
     default_model: str | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     first_byte_timeout: float = Field(default=300.0, gt=0)
+    load_timeout: float = Field(default=300.0, ge=0)  # added for a model not in memory
     idle_timeout: float = Field(default=30.0, gt=0)
     heartbeat_interval: float = Field(default=15.0, gt=0)
     max_body_bytes: int = Field(default=10 * MiB, gt=0)
@@ -152,6 +155,8 @@ class Settings(BaseModel):
     queue_size: int = Field(default=256, ge=0)
     queue_timeout: float = Field(default=30.0, gt=0)
     affinity_slack: int = Field(default=2, ge=0)
+    routing: RoutingRule = "state"
+    cold_slack: int = Field(default=4, ge=0)
     keys: list[KeyRecord] = Field(default_factory=list)  # [[keys]] tables; see access/keys.py
     keys_file: Path | None = None  # default: keys.default_keys_file()
     keys_refresh: float = Field(default=2.0, gt=0)

@@ -86,9 +86,10 @@ class ModelNotAllowed(CortexError):
 class Overloaded(CortexError):
     status = 503
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float, queue_position: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = max(1, round(retry_after))
+        self.queue_position = queue_position
 
 
 class RateLimited(CortexError):
@@ -206,6 +207,8 @@ def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
     ]
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(exc.retry_after).encode()))
+    if isinstance(exc, Overloaded) and exc.queue_position is not None:
+        headers.append((b"x-cortex-queue-position", str(exc.queue_position).encode()))
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="cortex"'))
     return exc.status, headers, body

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from . import observe
 from .access.keyguard import Access
-from .access.ticket import allow_model
+from .access.ticket import allow_model, party
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
 from .backends.local import LocalBackend
@@ -121,7 +121,7 @@ class Gateway:
             record.model = model
         failover = Failover(self.router, model, self.settings.max_attempts)
         while True:
-            lease = await self.router.acquire(model, exclude=failover.excluded)
+            lease = await self.router.acquire(model, exclude=failover.excluded, party=party())
             failover.started()
             if record is not None:
                 record.backend = lease.member.name

@@ -56,7 +56,17 @@ async def generate(host: Host, out: Out, req: Request, script: Script) -> bool:
         return await out.whole(404, wire.JSON_UTF8, wire.model_not_found(model))
     model = model or (host.models[0] if host.models else wire.DEFAULT_MODEL)
     keep_alive = body.get("keep_alive")
-    host.touch(name or model, keep_alive)
+    await host.use(name or model)
+    try:
+        return await _answer(host, out, req, script, body, model)
+    finally:
+        host.done(name or model, keep_alive)
+
+
+async def _answer(
+    host: Host, out: Out, req: Request, script: Script, body: dict[str, Any], model: str
+) -> bool:
+    keep_alive = body.get("keep_alive")
     out.set_sndbuf(script.sndbuf)
     chat = req.path == "/api/chat"
     if _is_load(body, chat):
@@ -164,7 +174,8 @@ async def embed(host: Host, out: Out, req: Request) -> bool:
     dims = dims if isinstance(dims, int) and dims > 0 else vectors.DIMENSIONS
     if dims > vectors.MAX_DIMENSIONS:
         return await _bad(out, f"dimensions must be at most {vectors.MAX_DIMENSIONS}")
-    host.touch(name, body.get("keep_alive"))
+    await host.use(name)
+    host.done(name, body.get("keep_alive"))
     embeddings = [vectors.embedding(text, dims) for text in texts]
     tokens = sum(vectors.token_count(text) for text in texts)
     return await out.whole(200, wire.JSON_UTF8, wire.embed_body(model, embeddings, tokens))
@@ -177,7 +188,8 @@ async def embeddings(host: Host, out: Out, req: Request) -> bool:
         return not out.close
     body, name = found
     prompt = body.get("prompt")
-    host.touch(name, body.get("keep_alive"))
+    await host.use(name)
+    host.done(name, body.get("keep_alive"))
     vector = vectors.embedding(prompt) if isinstance(prompt, str) and prompt else []
     return await out.whole(200, wire.JSON_UTF8, wire.embeddings_body(vector))
 

@@ -18,6 +18,7 @@ DEFAULT_MODEL = "fake-llama:latest"
 
 NDJSON = "application/x-ndjson"
 JSON_UTF8 = "application/json; charset=utf-8"
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 TEXT_PLAIN = "text/plain"
 TEXT_UTF8 = "text/plain; charset=utf-8"
 

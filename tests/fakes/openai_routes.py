@@ -92,7 +92,17 @@ async def _answer(host: Host, out: Out, req: Request, script: Script) -> bool:
     if body is None:
         return not out.close
     model: str = body["model"]
-    host.touch(host.resolve(model) or model)
+    await host.use(host.resolve(model) or model)
+    try:
+        return await _stream(host, out, req, script, body, chat)
+    finally:
+        host.done(host.resolve(model) or model)
+
+
+async def _stream(
+    host: Host, out: Out, req: Request, script: Script, body: dict[str, Any], chat: bool
+) -> bool:
+    model: str = body["model"]
     out.set_sndbuf(script.sndbuf)
     id_ = ("chatcmpl-" if chat else "cmpl-") + (script.completion_id or f"fake{host.next_id()}")
     created = _created(script)
@@ -186,7 +196,8 @@ async def _embeddings(host: Host, out: Out, req: Request) -> bool:
         message = f"dimensions must be at most {vectors.MAX_DIMENSIONS}"
         return await out.whole(400, wire.JSON, wire.error_body(message))
     as_base64 = body.get("encoding_format") == "base64"
-    host.touch(host.resolve(body["model"]) or body["model"])
+    await host.use(host.resolve(body["model"]) or body["model"])
+    host.done(host.resolve(body["model"]) or body["model"])
     return await out.whole(
         200, wire.JSON, wire.embeddings_body(body["model"], texts, dims, as_base64)
     )

@@ -85,8 +85,11 @@ class Host(Protocol):
     def resolve(self, model: str) -> str | None:
         """The listed name a request's model refers to ("x" finds "x:latest"), or None."""
 
-    def touch(self, model: str, keep_alive: Any = None) -> None:
-        """Note that `model` was just used (for /api/ps); keep_alive 0 unloads it."""
+    async def use(self, model: str) -> None:
+        """Have `model` in memory (loading it, maybe evicting another); then call `done`."""
+
+    def done(self, model: str, keep_alive: Any = None) -> None:
+        """An answer on `model` ended; keep_alive 0 unloads it."""
 
     def running(self) -> list[str]:
         """Loaded models, most recently used first."""

@@ -31,6 +31,7 @@ from typing import Any
 
 from tests.fakes import ollama_routes, openai_routes
 from tests.fakes import ollama_wire as wire
+from tests.fakes.memory import Memory
 from tests.fakes.script import Fault, Script
 from tests.fakes.transport import BadRequest, Conn, Out, PeerClosed, RecordedRequest, Request
 
@@ -63,7 +64,9 @@ class FakeOllama:
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._startup_error: BaseException | None = None
-        self._running: list[str] = []  # models used (for /api/ps), most recent first
+        self.memory = Memory()  # models in memory, for /api/ps; loads and evictions
+        self.engine_metrics: bytes | None = None  # if set, GET /metrics answers it (vLLM-like)
+        self.slots: bytes | None = None  # if set, GET /slots answers it (llama.cpp-like)
         self._ids = 0
 
     # ---- thread-side API ---------------------------------------------------------------
@@ -88,7 +91,7 @@ class FakeOllama:
         with self._cond:
             self._requests.clear()
             self._last_disconnect = None
-            self._running.clear()
+        self.memory.clear()
 
     def wait_disconnect(self, timeout: float = 5.0) -> float | None:
         """Monotonic time of the latest mid-response client disconnect since `reset()`,
@@ -256,6 +259,10 @@ class FakeOllama:
                 return await out.whole(script.status, script.error_content_type, script.error_body)
         if openai:
             return await openai_routes.serve(self, out, req, script)
+        if method == "GET" and path == "/metrics" and self.engine_metrics is not None:
+            return await out.whole(200, wire.PROMETHEUS, self.engine_metrics)
+        if method == "GET" and path == "/slots" and self.slots is not None:
+            return await out.whole(200, wire.JSON_UTF8, self.slots)
         if path == "/" and method in ("GET", "HEAD"):
             return await out.whole(200, wire.TEXT_UTF8, b"Ollama is running", method == "HEAD")
         if method == "GET" and path in ("/api/version", "/api/tags", "/api/ps"):
@@ -283,16 +290,14 @@ class FakeOllama:
             return f"{model}:latest"
         return None
 
-    def touch(self, model: str, keep_alive: Any = None) -> None:
-        with self._cond:
-            if model in self._running:
-                self._running.remove(model)
-            if not ollama_routes.is_zero_duration(keep_alive):
-                self._running.insert(0, model)
+    async def use(self, model: str) -> None:
+        await self.memory.use(model)
+
+    def done(self, model: str, keep_alive: Any = None) -> None:
+        self.memory.done(model, keep=not ollama_routes.is_zero_duration(keep_alive))
 
     def running(self) -> list[str]:
-        with self._cond:
-            return list(self._running)
+        return self.memory.loaded()
 
     def next_id(self) -> int:
         with self._cond:

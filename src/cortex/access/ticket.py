@@ -46,3 +46,9 @@ def may_see_addresses() -> bool:
     """Backend URLs are shown to admin keys only (with keys off, to nobody)."""
     ticket = TICKET.get()
     return ticket is not None and ticket.key.admin
+
+
+def party() -> str:
+    """Whom the admission queue is fair between: the request's key ("" without keys)."""
+    ticket = TICKET.get()
+    return "" if ticket is None else ticket.key.name

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import orjson
 from starlette.responses import Response
 
 from .. import observe
-from ..access.ticket import allow_model, model_filter
+from ..access.ticket import allow_model, model_filter, party
 from ..backends.base import Embedding, Exchange, Generation, upstream_json
 from ..chat import Usage
 from ..errors import CortexError, Dialect, UpstreamProtocolError
@@ -47,20 +47,27 @@ class RoutedSource:
             record.model, record.relayed = model, True
         self.failed_on = None
         excluded = self.failover.excluded
-        lease = await self.gw.router.acquire(model, self.ask.payload.get("messages"), excluded)
+        messages = self.ask.payload.get("messages")
+        lease = await self.gw.router.acquire(model, messages, excluded, party())
         self.failover.started()
         if record is not None:
             record.backend, record.queue_wait = lease.member.name, lease.waited
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
+        settings = self.gw.settings
         try:
             call = lease.backend.wire.generation(self.ask)
             translator = call.translator
-            async with lease.backend.open("POST", call.path, call.body) as upstream:
+            limits = self.gw.limits
+            if lease.cold:  # a model being loaded gets its load's time on top
+                limits = replace(limits, first_byte=limits.first_byte + settings.load_timeout)
+            async with lease.backend.open(
+                "POST", call.path, call.body, limits.first_byte
+            ) as upstream:
                 whole = WholeAnswer()
                 try:
                     yield Attempt(
-                        parts=_parts(upstream, translator, self.gw.limits, whole),
+                        parts=_parts(upstream, translator, limits, whole),
                         error_frame=translator.error if translator is not None else None,
                         headers=_headers(lease),
                         on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
@@ -129,6 +136,8 @@ def _headers(lease: Lease) -> Headers:
     headers = [(b"x-cortex-backend", lease.member.name.encode())]
     if lease.waited:
         headers.append((b"x-cortex-queue-ms", f"{lease.waited * 1000:.0f}".encode()))
+    if lease.queue_position:
+        headers.append((b"x-cortex-queue-position", str(lease.queue_position).encode()))
     return tuple(headers)
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -74,6 +75,8 @@ class HTTPBackend:
     ) -> None:
         self.wire: Wire = OPENAI if kind == "openai" else OLLAMA
         self.base_url = base_url
+        parts = urlsplit(base_url)
+        self.root_url = f"{parts.scheme}://{parts.netloc}"  # /metrics and /slots live here
         self._session = session
         self._timeouts = timeouts
         self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
@@ -83,7 +86,13 @@ class HTTPBackend:
 
     @asynccontextmanager
     async def open(
-        self, method: str, path: str, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        first_byte: float | None = None,
+        *,
+        from_root: bool = False,
     ) -> AsyncIterator[AiohttpBody]:
         """Send a request; yield its body once the upstream answered with a success status.
 
@@ -92,7 +101,8 @@ class HTTPBackend:
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
-        response = await self._send(method, path, body)
+        url = (self.root_url if from_root else self.base_url) + path
+        response = await self._send(method, url, body, first_byte or self._timeouts.first_byte)
         try:
             if response.status >= 300:
                 raise await _status_error(response)
@@ -103,13 +113,15 @@ class HTTPBackend:
             else:
                 response.close()
 
-    async def _send(self, method: str, path: str, body: bytes | None) -> aiohttp.ClientResponse:
+    async def _send(
+        self, method: str, url: str, body: bytes | None, first_byte: float
+    ) -> aiohttp.ClientResponse:
         timeouts = self._timeouts
         try:
-            async with asyncio.timeout(timeouts.first_byte):
+            async with asyncio.timeout(first_byte):
                 return await self._session.request(
                     method,
-                    self.base_url + path,
+                    url,
                     data=body if body is None or len(body) <= LARGE_BODY else io.BytesIO(body),
                     headers=self._with_request_id(),
                     allow_redirects=False,
@@ -121,7 +133,7 @@ class HTTPBackend:
                     f"timed out connecting to the model server after {timeouts.connect:g} s"
                 ) from None
             raise FirstByteTimeout(
-                f"the model server did not answer within {timeouts.first_byte:g} s"
+                f"the model server did not answer within {first_byte:g} s"
             ) from None
         except aiohttp.ClientConnectorDNSError:
             raise self._unreachable("its host name does not resolve") from None

@@ -94,7 +94,7 @@ class LocalBackend:
 
     @asynccontextmanager
     async def open(
-        self, method: str, path: str, body: bytes | None = None
+        self, method: str, path: str, body: bytes | None = None, first_byte: float | None = None
     ) -> AsyncIterator[Answer | StaticBody]:
         if method == "POST" and path in ("/api/chat", "/api/generate"):
             answer = await self._submit(path, body or b"{}")

@@ -10,7 +10,9 @@ from ..backends.local import LocalBackend
 from ..catalog import from_openai, from_tags
 from ..errors import CortexError
 from ..stream.relay import RelayLimits, read_whole
+from .engine import from_metrics, from_slots
 from .member import Member
+from .residency import parse_ps
 
 logger = logging.getLogger("cortex.router")
 
@@ -28,6 +30,7 @@ async def check(member: Member, limits: RelayLimits) -> str | None:
             raw = await fetch(member, "/models" if openai else "/api/tags", limits)
         member.models = from_openai(raw) if openai else from_tags(raw)
         member.raw_tags = None if openai else raw
+        await (engine_load if openai else residency)(member, limits)
     except (CortexError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, CortexError) else "no answer in time"
         if member.circuit.state != "open":
@@ -43,3 +46,42 @@ async def check(member: Member, limits: RelayLimits) -> str | None:
 async def fetch(member: Member, path: str, limits: RelayLimits) -> bytes:
     async with member.backend.open("GET", path) as body:
         return await read_whole(body, limits)
+
+
+async def residency(member: Member, limits: RelayLimits) -> None:
+    """Read an Ollama backend's ``/api/ps``: which models it has in memory now."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            member.residency.update(parse_ps(await fetch(member, "/api/ps", limits)))
+    except (CortexError, TimeoutError, ValueError) as exc:
+        # A server without /api/ps (or a bad answer) leaves residency unknown, not empty.
+        member.residency.loaded = None
+        logger.debug("backend %s: no model residency: %s", member.name, exc)
+
+
+async def engine_load(member: Member, limits: RelayLimits) -> None:
+    """Read an OpenAI-compatible server's own load: ``/metrics``, else llama.cpp's ``/slots``."""
+    backend = member.backend
+    if isinstance(backend, LocalBackend):
+        return
+    for path, parse in (("/metrics", from_metrics), ("/slots", from_slots)):
+        try:
+            async with (
+                asyncio.timeout(CHECK_TIMEOUT),
+                backend.open("GET", path, from_root=True) as body,
+            ):
+                found = parse(await read_whole(body, limits))
+        except (CortexError, TimeoutError):
+            continue
+        if found is not None:
+            member.engine = found
+            return
+    member.engine = None
+
+
+async def state(member: Member, limits: RelayLimits) -> None:
+    """What the backend is doing now, after an answer: its models in memory or its load."""
+    if member.config.kind == "openai":
+        await engine_load(member, limits)
+    elif member.config.kind == "ollama":
+        await residency(member, limits)

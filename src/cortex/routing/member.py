@@ -15,6 +15,9 @@ from ..config import BackendSettings
 from ..errors import CortexError, UpstreamStatus
 from ..urls import redact_url
 from .circuit import Circuit
+from .engine import EngineLoad
+from .prefix import PrefixIndex
+from .residency import Residency
 
 logger = logging.getLogger("cortex.router")
 
@@ -36,6 +39,9 @@ class Member:
     first_byte_ms: float | None = None  # moving average of time to first byte
     # Faults a server reports in an answer (a 5xx) are its model's: one circuit per model.
     model_circuits: dict[str, Circuit] = field(default_factory=dict)
+    residency: Residency = field(default_factory=Residency)
+    prefixes: PrefixIndex = field(default_factory=PrefixIndex)
+    engine: EngineLoad | None = None  # the server's own figures, where it reports them
 
     @property
     def name(self) -> str:
@@ -71,7 +77,10 @@ class Member:
         return limit is None or self.in_flight < limit
 
     def load(self) -> float:
-        return self.in_flight / self.config.weight
+        """Streams per unit of weight: Córtex's own, or the engine's running and waiting
+        requests (other clients' too) when it reports more."""
+        busy = self.in_flight if self.engine is None else max(self.in_flight, self.engine.busy)
+        return busy / self.config.weight
 
     def status(self, show_url: bool = False) -> dict[str, Any]:
         """The backend's state for ``/cortex/backends``; its URL only if ``show_url``."""
@@ -88,6 +97,9 @@ class Member:
             "failures": self.failures,
             "affinity_hits": self.affinity_hits,
             "first_byte_ms": None if self.first_byte_ms is None else round(self.first_byte_ms, 2),
+            "loaded_models": self.residency.view(),
+            "prefix_blocks": len(self.prefixes),
+            "engine": None if self.engine is None else self.engine.view(),
             "failing_models": {
                 model: c.state for model, c in self.model_circuits.items() if c.state != "closed"
             },
@@ -116,12 +128,16 @@ class Lease:
         model: str,
         waited: float,
         affinity: bool,
-        on_release: Callable[[Member], None],
+        on_release: Callable[[Lease], None],
+        queue_position: int = 0,
+        cold: bool = False,
     ) -> None:
         self.member = member
         self.model = model
         self.waited = waited
         self.affinity = affinity
+        self.queue_position = queue_position  # where it joined the queue; 0: not queued
+        self.cold = cold  # the model was not in the backend's memory: it loads first
         self._on_release = on_release
         self._released = False
 
@@ -138,6 +154,7 @@ class Lease:
     def first_byte(self, seconds: float) -> None:
         member = self.member
         self.succeeded()
+        member.residency.answered(self.model)
         ms = seconds * 1000
         member.first_byte_ms = (
             ms if member.first_byte_ms is None else 0.8 * member.first_byte_ms + 0.2 * ms
@@ -161,4 +178,4 @@ class Lease:
             model_circuit = self.member.model_circuits.get(self.model)
             if model_circuit is not None:
                 model_circuit.abandon()
-            self._on_release(self.member)
+            self._on_release(self)

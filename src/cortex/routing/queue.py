@@ -1,13 +1,22 @@
-"""The admission queue: requests waiting for a backend slot, served first in, first out.
+"""The admission queue: requests waiting for a backend slot, served fairly across API keys.
 
-It is bounded in length and in waiting time; a full queue or a wait too long is
-a 503 with ``Retry-After``. Whoever frees a slot calls ``dispatch`` with a
-function that picks a backend for a waiter, or none.
+Waiters are served fairly across parties (API keys; one party without keys), by
+start-time fair queuing: a waiter's tag is one more than the later of its
+party's previous tag and the tag last served, and the lowest tag goes first
+(ties by arrival). So one key with a hundred queued requests cannot starve
+another with one, and within a party it is first in, first out.
+
+The queue is bounded in length and in waiting time; a full queue or a wait too
+long is a 503 whose ``Retry-After`` comes from the rate at which the queue has
+drained lately. Whoever frees a slot calls ``dispatch`` with a function that
+picks a backend for a waiter, or none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,53 +26,103 @@ from typing import Generic, TypeVar
 from ..errors import Overloaded
 
 T = TypeVar("T")
+DRAIN_SAMPLE = 32  # recent hand-overs the drain rate is measured on
 
 
-@dataclass
+@dataclass(eq=False)
 class Waiter(Generic[T]):
     model: str
     exclude: frozenset[str]
     future: asyncio.Future[T]
+    party: str = ""
+    position: int = 1  # 1: next to be served, when it joined
+    tag: tuple[int, int] = (0, 0)  # (fair-queuing tag, arrival): served lowest first
     since: float = field(default_factory=time.monotonic)
 
 
 class AdmissionQueue(Generic[T]):
-    def __init__(self, size: int, timeout: float) -> None:
+    def __init__(
+        self, size: int, timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._size = size
         self._timeout = timeout
-        self._waiters: deque[Waiter[T]] = deque()
+        self._clock = clock
+        self._waiters: list[Waiter[T]] = []  # kept sorted by tag
+        self._last_tag: dict[str, int] = {}  # parties with waiters, or served ahead of the rest
+        self._served_tag = 0
+        self._arrivals = 0
+        self._handed: deque[float] = deque(maxlen=DRAIN_SAMPLE)
 
     def __len__(self) -> int:
         return len(self._waiters)
 
-    async def wait(self, model: str, exclude: frozenset[str]) -> T:
+    def order(self) -> list[Waiter[T]]:
+        """Waiters in the order they are served."""
+        return list(self._waiters)
+
+    def _next_tag(self, party: str) -> int:
+        return max(self._served_tag, self._last_tag.get(party, 0)) + 1
+
+    def position(self, party: str) -> int:
+        """Where a new waiter of ``party`` would stand (1: next)."""
+        tag = self._next_tag(party)
+        return 1 + sum(1 for w in self._waiters if w.tag[0] <= tag)
+
+    def retry_after(self) -> float:
+        """Seconds until the queue has drained at the rate measured lately."""
+        handed = self._handed
+        if len(handed) < 2 or handed[-1] <= handed[0]:
+            return self._timeout / 2
+        rate = (len(handed) - 1) / (handed[-1] - handed[0])
+        return min(max(1.0, math.ceil(len(self._waiters) / rate)), self._timeout)
+
+    async def wait(self, model: str, exclude: frozenset[str], party: str = "") -> T:
         """Wait for ``dispatch`` to hand this request a backend."""
         if len(self._waiters) >= self._size:
-            raise Overloaded("every backend for this model is busy and the queue is full", 1)
-        waiter = Waiter[T](model, exclude, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
+            raise Overloaded(
+                "every backend for this model is busy and the queue is full",
+                self.retry_after(),
+                queue_position=len(self._waiters) + 1,
+            )
+        loop = asyncio.get_running_loop()
+        waiter = Waiter[T](model, exclude, loop.create_future(), party, self.position(party))
+        self._arrivals += 1
+        waiter.tag = (self._next_tag(party), self._arrivals)
+        self._last_tag[party] = waiter.tag[0]
+        bisect.insort(self._waiters, waiter, key=lambda w: w.tag)
         try:
             async with asyncio.timeout(self._timeout):
                 return await waiter.future
         except TimeoutError:
             raise Overloaded(
                 f"every backend for this model stayed busy for {self._timeout:g} s",
-                self._timeout / 2,
+                self.retry_after(),
+                queue_position=waiter.position,
             ) from None
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            self._remove(waiter)
 
     def dispatch(self, pick: Callable[[Waiter[T]], T | None]) -> None:
-        """Hand backends to the oldest waiters ``pick`` finds one for; the rest wait on."""
-        for waiter in list(self._waiters):
+        """Hand backends to waiters in turn order, for those ``pick`` finds one for."""
+        for waiter in self.order():
             if waiter.future.done():
                 continue
             chosen = pick(waiter)
             if chosen is not None:
-                self._waiters.remove(waiter)
+                self._served_tag = max(self._served_tag, waiter.tag[0])
+                self._remove(waiter)
+                self._handed.append(self._clock())
                 waiter.future.set_result(chosen)
 
     def cancel_all(self) -> None:
-        for waiter in self._waiters:
+        for waiter in self.order():
             waiter.future.cancel()
+
+    def _remove(self, waiter: Waiter[T]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        # A party no further ahead than what was served gains nothing by being remembered.
+        waiting = {w.party for w in self._waiters}
+        for party, tag in list(self._last_tag.items()):
+            if tag <= self._served_tag and party not in waiting:
+                del self._last_tag[party]

@@ -7,10 +7,12 @@ The rule, in order:
    opens after ``circuit_failures`` upstream faults in a row (refused, reset,
    5xx, timeouts; active checks count too) and half-opens ``circuit_cooldown``
    seconds later.
-3. Prompt-prefix affinity: a conversation whose earlier turns match a recent
-   request goes back to the backend that served it, so that backend's KV cache
-   is reused, unless it carries more than ``affinity_slack`` streams (per unit
-   of weight) above the least busy candidate.
+3. The ``routing`` rule among those with room: ``state`` (the default, in
+   scorer.py) weighs models in memory, cold loads, prompt prefixes and each
+   conversation's rendezvous home; ``affinity`` sends a conversation whose earlier
+   turns match a recent request back to the backend that served it, unless it
+   carries more than ``affinity_slack`` streams (per unit of weight) above the
+   least busy candidate; ``round-robin`` takes turns.
 4. Otherwise the fewest outstanding streams per unit of weight, ties in turn.
 A backend at its ``max_concurrent`` takes no more; the request waits in one
 bounded FIFO queue, served in order as slots free up on a backend for its
@@ -24,12 +26,13 @@ import time
 from typing import Any
 
 from ..catalog import ModelEntry
-from ..config import Settings
+from ..config import RoutingRule, Settings
 from ..errors import ModelNotFound, Overloaded, UpstreamUnreachable
 from ..stream.relay import RelayLimits
-from . import health
+from . import health, scorer
 from .affinity import Affinity, prefix_keys
 from .member import Lease, Member, listed
+from .prefix import Prompt, prompt_of
 from .queue import AdmissionQueue, Waiter
 
 
@@ -44,6 +47,7 @@ class Router:
         self._refreshed = False
         self._refresh_lock = asyncio.Lock()
         self._checker: asyncio.Task[None] | None = None
+        self._lookups: dict[str, asyncio.Task[None]] = {}  # /api/ps reads after answers
 
     # Catalogue and health
 
@@ -70,6 +74,8 @@ class Router:
     async def close(self) -> None:
         if self._checker is not None:
             self._checker.cancel()
+        for lookup in self._lookups.values():
+            lookup.cancel()
         self._queue.cancel_all()
 
     def knows(self, model: str) -> bool:
@@ -98,8 +104,14 @@ class Router:
     # Choosing
 
     async def acquire(
-        self, model: str, messages: list[Any] | None = None, exclude: frozenset[str] = frozenset()
+        self,
+        model: str,
+        messages: list[Any] | None = None,
+        exclude: frozenset[str] = frozenset(),
+        party: str = "",
     ) -> Lease:
+        """A slot on the backend for this request; ``party`` (its API key's name) is whom
+        the queue is fair between."""
         if not self._refreshed and len(self.members) > 1:
             await self.refresh()
         candidates = [m for m in self.members if m.name not in exclude]
@@ -113,11 +125,14 @@ class Router:
             wait = min((m.circuit.retry_in(now) for m in candidates), default=1.0)
             raise Overloaded("no healthy backend can serve this model right now", wait)
         # Affinity only matters with a choice: a lone backend skips hashing the conversation.
-        keys = prefix_keys(model, messages) if len(self.members) > 1 else []
-        member, affinity = self._choose(admitted, keys)
-        waited = 0.0
+        rule = self._settings.routing if len(self.members) > 1 else "least-outstanding"
+        prompt = prompt_of(model, messages) if rule == "state" else None
+        keys = prefix_keys(model, messages) if rule == "affinity" else []
+        member, affinity = self._choose(model, admitted, rule, prompt, keys)
+        waited, position = 0.0, 0
         if member is None:
-            member = await self._queue.wait(model, exclude)
+            position = self._queue.position(party)
+            member = await self._queue.wait(model, exclude, party)
             member.in_flight -= 1  # the slot was handed over reserved; it is counted below
             waited = time.monotonic() - now
         member.in_flight += 1
@@ -127,9 +142,16 @@ class Router:
             model_circuit.on_admit()
         if affinity:
             member.affinity_hits += 1
+        if prompt is not None:
+            member.prefixes.add(prompt)
         if keys:
             self._affinity.remember(keys[0], member.name)
-        return Lease(member, model, waited, affinity, self.release)
+        residency = member.residency
+        cold = residency.loaded is not None and not residency.is_loaded(model)
+        if cold:
+            residency.loading.add(model)
+        residency.started(model)
+        return Lease(member, model, waited, affinity, self.release, position, cold)
 
     def has_alternative(self, model: str, excluded: frozenset[str]) -> bool:
         now = time.monotonic()
@@ -138,10 +160,24 @@ class Router:
             for m in self.members
         )
 
-    def _choose(self, admitted: list[Member], keys: list[bytes]) -> tuple[Member | None, bool]:
+    def _choose(
+        self,
+        model: str,
+        admitted: list[Member],
+        rule: RoutingRule,
+        prompt: Prompt | None,
+        keys: list[bytes],
+    ) -> tuple[Member | None, bool]:
         roomy = [m for m in admitted if m.has_room()]
         if not roomy:
             return None, False
+        self._turn += 1
+        if rule == "round-robin":
+            return roomy[self._turn % len(roomy)], False
+        if rule == "state":
+            s = self._settings
+            choice = scorer.choose(model, roomy, prompt, s.affinity_slack, s.cold_slack, self._turn)
+            return choice.member, choice.hit
         least = min(m.load() for m in roomy)
         for key in keys[1:]:
             name = self._affinity.recall(key)
@@ -149,12 +185,23 @@ class Router:
             if preferred is not None and preferred.load() <= least + self._settings.affinity_slack:
                 return preferred, True
         tied = [m for m in roomy if m.load() == least]
-        self._turn += 1
         return tied[self._turn % len(tied)], False
 
-    def release(self, member: Member) -> None:
+    def release(self, lease: Lease) -> None:
+        member = lease.member
         member.in_flight -= 1
+        member.residency.ended(lease.model)
         self._dispatch()
+        known = member.residency.loaded is not None or member.engine is not None
+        if known and len(self.members) > 1:  # a lone backend has no choice to inform
+            self._look_up_state(member)
+
+    def _look_up_state(self, member: Member) -> None:
+        """Read the backend's ``/api/ps`` or engine figures again, once at a time: an answer
+        may have loaded or evicted a model, or freed a slot."""
+        running = self._lookups.get(member.name)
+        if running is None or running.done():
+            self._lookups[member.name] = asyncio.create_task(health.residency(member, self._limits))
 
     def _dispatch(self) -> None:
         """Hand free slots to the oldest waiters whose model a free backend serves."""

@@ -1,0 +1,142 @@
+"""Which models each Ollama server has in memory, from its ``/api/ps``, and which are busy.
+
+Ollama loads a model on its first request (seconds, for a large one) and evicts
+an idle one when the next does not fit. Córtex reads ``/api/ps`` on every health
+check and after answers, and keeps its own count of streams per model, so the
+router can send a model where it is loaded, and a cold one where loading it
+evicts nothing that is in use.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypedDict
+
+import orjson
+
+# Ollama writes nanoseconds; Python's ISO parser takes at most microseconds.
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One model in a server's memory, as ``/api/ps`` reports it."""
+
+    name: str
+    size_vram: int
+    expires_at: float | None  # unix seconds; None when the server gave no time
+
+
+class InMemory(TypedDict):
+    """One model in a backend's memory, as ``/cortex/backends`` shows it."""
+
+    name: str
+    size_vram: int
+    expires_at: float | None
+    in_flight: int  # Córtex's streams on it
+    loading: bool  # a first request is waiting for the load
+
+
+@dataclass
+class Residency:
+    """A backend's models in memory (None: unknown, as for OpenAI-compatible servers)."""
+
+    loaded: dict[str, Loaded] | None = None
+    busy: dict[str, int] = field(default_factory=dict)  # streams in flight, per model
+    loading: set[str] = field(default_factory=set)  # cold requests not yet answered
+    loads_seen: int = 0
+
+    def is_loaded(self, model: str, now: float | None = None) -> bool:
+        if self.loaded is None:
+            return False
+        entry = self.loaded.get(model) or self.loaded.get(f"{model}:latest")
+        if entry is None:
+            return False
+        now = time.time() if now is None else now
+        return entry.expires_at is None or entry.expires_at > now
+
+    def evicts_busy(self, model: str) -> int:
+        """How many other models in use here a load of ``model`` could push out."""
+        if self.loaded is None:
+            return 0
+        return sum(1 for name in self.loaded if name != model and self.busy.get(name, 0) > 0)
+
+    def crowd(self, model: str) -> int:
+        """Models other than ``model`` in memory: the more, the likelier a load evicts one."""
+        return 0 if self.loaded is None else sum(1 for name in self.loaded if name != model)
+
+    def view(self) -> list[InMemory] | None:
+        """For ``/cortex/backends``: each model in memory, its size and streams, or None."""
+        if self.loaded is None:
+            return None
+        shown = [
+            InMemory(
+                name=entry.name,
+                size_vram=entry.size_vram,
+                expires_at=entry.expires_at,
+                in_flight=self.busy.get(entry.name, 0),
+                loading=entry.name in self.loading,
+            )
+            for entry in self.loaded.values()
+        ]
+        for name in sorted(self.loading - self.loaded.keys()):
+            shown.append(
+                InMemory(name=name, size_vram=0, expires_at=None, in_flight=0, loading=True)
+            )
+        return shown
+
+    def started(self, model: str) -> None:
+        self.busy[model] = self.busy.get(model, 0) + 1
+
+    def ended(self, model: str) -> None:
+        left = self.busy.get(model, 0) - 1
+        if left > 0:
+            self.busy[model] = left
+        else:
+            self.busy.pop(model, None)
+        self.loading.discard(model)
+
+    def answered(self, model: str) -> None:
+        """The server sent a first byte for ``model``: it is in memory now."""
+        self.loading.discard(model)
+        if self.loaded is not None and model not in self.loaded:
+            self.loads_seen += 1
+            self.loaded[model] = Loaded(model, 0, None)
+
+    def update(self, loaded: dict[str, Loaded]) -> None:
+        self.loaded = loaded
+
+
+def parse_ps(body: bytes) -> dict[str, Loaded]:
+    """The models of an ``/api/ps`` answer; ValueError if it is not shaped as Ollama's."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ValueError("not JSON") from None
+    models = answer.get("models") if isinstance(answer, dict) else None
+    if not isinstance(models, list):
+        raise ValueError("no models list")
+    loaded = {}
+    for item in models:
+        if not isinstance(item, dict):
+            continue
+        name = item.get("name") or item.get("model")
+        if not isinstance(name, str) or not name:
+            continue
+        vram = item.get("size_vram")
+        loaded[name] = Loaded(name, vram if type(vram) is int else 0, _unix(item.get("expires_at")))
+    return loaded
+
+
+def _unix(stamp: object) -> float | None:
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(
+            _FRACTION.sub(r"\1", stamp).replace("Z", "+00:00")
+        ).timestamp()
+    except ValueError:
+        return None
