@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -129,6 +129,7 @@ class Plan:
     disconnect_after: int = 3
     background_streams: int = 32
     background_delay_ms: float = 5
+    before: str = ""  # an earlier Córtex's src/ directory, measured beside this one
 
 
 QUICK = Plan(
@@ -212,9 +213,10 @@ async def start_handwritten(procs: Processes, upstream_port: int) -> Target:
 
 
 async def start_relays(
-    procs: Processes, upstream_port: int, workdir: Path, translated: bool
+    procs: Processes, upstream_port: int, workdir: Path, translated: bool, before: str = ""
 ) -> list[Target]:
-    """Direct, then the relays in front of the upstream; the translated Córtex if asked."""
+    """Direct, then the relays in front of the upstream; the translated Córtex if asked,
+    and the same from an earlier source tree (``before``)."""
     cortex = await start_cortex(procs, upstream_port)
     targets = [
         Target(DIRECT, upstream_port),
@@ -225,6 +227,13 @@ async def start_relays(
     if translated:
         openai = await start_cortex(procs, upstream_port, "openai")
         targets.append(Target(TRANSLATED, openai.port, openai))
+    if before:
+        python = ("env", f"PYTHONPATH={before}", sys.executable)  # env execs: the pid is Córtex's
+        old = await start_cortex(procs, upstream_port, python=python)
+        targets.append(Target(f"{CORTEX} before", old.port, old))
+        if translated:
+            old = await start_cortex(procs, upstream_port, "openai", python=python)
+            targets.append(Target(f"{TRANSLATED} before", old.port, old))
     return targets
 
 
@@ -634,7 +643,7 @@ async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[
         workdir = Path(tmp)
         async with processes(pinning) as procs:
             upstream, upstream_port = await start_upstream(procs)
-            targets = await start_relays(procs, upstream_port, workdir, True)
+            targets = await start_relays(procs, upstream_port, workdir, True, plan.before)
             samples = {t.name: Samples() for t in targets}
             noise = await relay_rounds(targets, plan, [upstream.pid, os.getpid()], samples)
             report.data["noise_per_round"] = noise
@@ -689,11 +698,16 @@ def cli(argv: list[str] | None = None) -> None:
     command = parser(__doc__, "one small round, about a minute")
     command.add_argument("--plot", type=Path, default=PLOT, help="where a full run puts the plot")
     command.add_argument("--tables", type=Path, help="print the tables of a results JSON, and stop")
+    command.add_argument(
+        "--before", type=Path, help="an earlier Córtex's src/ (e.g. a git worktree's), measured too"
+    )
     args = command.parse_args(argv)
     if args.tables:
         reprint(args.tables)
         return
     plan, mode = quick_or_full(args.quick, Plan(), QUICK)
+    if args.before:
+        plan = replace(plan, before=str(args.before.resolve()))
     run_benchmark(main(plan, mode, args.plot), "the upstream and the relays")
 
 

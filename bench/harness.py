@@ -213,15 +213,20 @@ class Cortex:
 
 
 async def start_cortex(
-    procs: Processes, upstream_port: int, kind: str = "ollama", extra: Sequence[str] = ()
+    procs: Processes,
+    upstream_port: int,
+    kind: str = "ollama",
+    extra: Sequence[str] = (),
+    python: Sequence[str] = (sys.executable,),
 ) -> Cortex:
     """Córtex relaying to the fake upstream in its ``kind`` dialect (ollama or openai);
-    ``extra`` are more ``cortex serve`` arguments (e.g. ``--config FILE``)."""
+    ``extra`` are more ``cortex serve`` arguments (e.g. ``--config FILE``), ``python`` the
+    command that runs it."""
     port = free_port()
     upstream = f"http://{HOST}:{upstream_port}"
     if kind != "ollama":
         upstream = f"{kind}+{upstream}"  # Córtex then calls {upstream}/v1/chat/completions
-    argv = [sys.executable, "-m", "cortex", "serve", "--port", str(port)]
+    argv = [*python, "-m", "cortex", "serve", "--port", str(port)]
     argv += ["--upstream", upstream, "--default-model", "bench"]
     argv += ["--log-level", "warning", *extra]
     return await start_gateway(procs, argv, port)
