@@ -27,7 +27,7 @@ from typing import Literal
 from .member import Member
 from .prefix import Prompt, rendezvous
 
-PREFIX_GAIN = 1  # a block (256 bytes of prompt) of its own conversation is worth leaving the home for
+PREFIX_GAIN = 1  # blocks (256 bytes each) of its own prompt worth leaving the home for
 
 Reason = Literal["warm", "loading", "cold", "prefix", "home", "least"]
 
