@@ -363,3 +363,43 @@ def test_a_cold_model_has_its_load_time_on_top_of_the_first_byte_budget(
     warm = chat(gateway, [{"role": "user", "content": "second"}])
     assert warm.status_code == 504
     assert "did not answer within 0.8 s" in warm.json()["error"]
+
+
+# ---- SSE clients while a model loads -----------------------------------------------------
+
+
+def stream_sse(gateway_url: str, accept: str = "text/event-stream") -> tuple[int, bytes]:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hola"}]}
+    with httpx.stream(
+        "POST", gateway_url + "/api/chat", json=body, headers={"Accept": accept}, timeout=30
+    ) as response:
+        return response.status_code, b"".join(response.iter_raw())
+
+
+def test_sse_clients_get_heartbeats_while_a_model_loads(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    fake.models = [MODEL]
+    fake.memory.load_delay = 1.0
+    fake.script = Script(tokens=["Había", " una", " vez"])
+    gateway = start_gateway(heartbeat_interval=0.3)
+    status, raw = stream_sse(gateway.url)
+    assert status == 200
+    assert raw.startswith(b": ping\n\n: ping\n\n"), raw[:60]
+    events = [e for e in raw.split(b"\n\n") if e.startswith(b"data: ")]
+    assert len(events) == 4 and b'"done":true' in events[-1]
+    fake.memory.clear()
+    status, raw = stream_sse(gateway.url, accept="application/x-ndjson")
+    assert status == 200 and b"ping" not in raw, "NDJSON has no comments to send"
+
+
+def test_a_failure_after_heartbeats_is_an_in_band_sse_error(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    fake.models = [MODEL]
+    fake.script = Script(header_delay=1.0, fault="status", status=500)
+    gateway = start_gateway(heartbeat_interval=0.3)
+    status, raw = stream_sse(gateway.url)
+    assert status == 200 and raw.startswith(b": ping\n\n")
+    assert raw.endswith(b"\n\n") and b'event: error\ndata: {"error":' in raw
+    assert b'"done":true' not in raw

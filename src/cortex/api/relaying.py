@@ -152,6 +152,9 @@ def relay_response(
         dialect=ask.dialect,
         streaming=ask.stream,
         stopping=gw.stopping,
+        heartbeat=ask.framing.heartbeat,
+        heartbeat_every=gw.settings.heartbeat_interval,
+        framing=ask.framing.name,
     )
 
 

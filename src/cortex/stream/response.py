@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .. import observe
 from ..chat import Usage
-from ..errors import CortexError, Dialect, reply
+from ..errors import CortexError, Dialect, StreamFraming, in_band, reply
 
 logger = logging.getLogger("cortex.relay")
 
@@ -63,6 +63,11 @@ class RelayResponse(Response):
     real status (``errors.reply``, in the client's ``dialect``), one after it becomes
     an in-band frame (the attempt's ``error_frame``). With ``streaming=False`` the
     relay yields one whole body.
+
+    With a ``heartbeat`` (Ollama's SSE framing), a client still waiting for the first
+    part after ``heartbeat_every`` seconds (a queue, a model loading) gets the headers
+    and a heartbeat comment, then one each interval: from then on an error is the
+    framing's in-band frame, though a failover before the first part is still tried.
     """
 
     def __init__(
@@ -74,10 +79,18 @@ class RelayResponse(Response):
         headers: Headers = (),
         streaming: bool = True,
         stopping: asyncio.Future[None] | None = None,
+        heartbeat: bytes | None = None,
+        heartbeat_every: float = 15.0,
+        framing: StreamFraming = "ndjson",
     ) -> None:
         self._source = source
         self._stopping = stopping
-        self._started = False
+        self._started = False  # a part of the answer reached the client
+        self._committed = False  # the headers went out (a heartbeat may come first)
+        self._heartbeat = heartbeat
+        self._heartbeat_every = heartbeat_every
+        self._framing = framing
+        self._sending = asyncio.Lock()
         self._frame: FrameRenderer | None = None
         self._media_type = media_type
         self._extra_headers = headers
@@ -103,6 +116,9 @@ class RelayResponse(Response):
                 listen = group.create_task(_wait_for_disconnect(receive))
                 body.add_done_callback(lambda _: listen.cancel())
                 listen.add_done_callback(lambda _: body.cancel())
+                if self._heartbeat is not None and self._streaming:
+                    beat = group.create_task(self._beat_until_started(send))
+                    body.add_done_callback(lambda _: beat.cancel())
                 if self._stopping is not None:  # shared by every answer: watched, not cancelled
                     self._stopping.add_done_callback(stop)
         finally:
@@ -118,6 +134,19 @@ class RelayResponse(Response):
         shutting_down = CortexError("Córtex is shutting down; the answer was cut short", status=503)
         self._note_failure(shutting_down)
         await self._fail(send, self._started, shutting_down, self._frame)
+
+    async def _beat_until_started(self, send: Send) -> None:
+        assert self._heartbeat is not None
+        while True:
+            await asyncio.sleep(self._heartbeat_every)
+            async with self._sending:
+                if self._started:
+                    return
+                if not self._committed:
+                    await send(self._head(()))
+                    self._committed = True
+                body = {"type": "http.response.body", "body": self._heartbeat, "more_body": True}
+                await send(body)
 
     async def _send_body(self, send: Send) -> None:
         current: Attempt | None = None
@@ -174,24 +203,32 @@ class RelayResponse(Response):
         if self._record is not None:
             self._record.outcome = exc.outcome
 
-    async def _start(self, send: Send, first: bytes, headers: Headers) -> None:
+    def _head(self, headers: Headers, length: int | None = None) -> Message:
         all_headers = [(b"content-type", self._media_type.encode()), *self._extra_headers, *headers]
-        if not self._streaming:
-            all_headers.append((b"content-length", str(len(first)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": all_headers})
-        await send({"type": "http.response.body", "body": first, "more_body": self._streaming})
+        if length is not None:
+            all_headers.append((b"content-length", str(length).encode()))
+        return {"type": "http.response.start", "status": 200, "headers": all_headers}
+
+    async def _start(self, send: Send, first: bytes, headers: Headers) -> None:
+        async with self._sending:
+            if not self._committed:  # else a heartbeat sent the headers, without these
+                await send(self._head(headers, None if self._streaming else len(first)))
+                self._committed = True
+            await send({"type": "http.response.body", "body": first, "more_body": self._streaming})
+            self._started = True
 
     async def _fail(
         self, send: Send, started: bool, exc: CortexError, frame: FrameRenderer | None
     ) -> None:
-        if started:
-            logger.warning("stream ended with an in-band error: %s", exc.message)
-            data = frame(exc) if frame else b""
-            await send({"type": "http.response.body", "body": data, "more_body": False})
-            return
-        status, headers, body = reply(exc, self._dialect)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        async with self._sending:
+            if started or self._committed:
+                logger.warning("stream ended with an in-band error: %s", exc.message)
+                data = frame(exc) if frame else in_band(exc, self._framing)
+                await send({"type": "http.response.body", "body": data, "more_body": False})
+                return
+            status, headers, body = reply(exc, self._dialect)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
