@@ -30,7 +30,7 @@ async def check(member: Member, limits: RelayLimits) -> str | None:
             raw = await fetch(member, "/models" if openai else "/api/tags", limits)
         member.models = from_openai(raw) if openai else from_tags(raw)
         member.raw_tags = None if openai else raw
-        await (engine_load if openai else residency)(member, limits)
+        await state(member, limits)
     except (CortexError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, CortexError) else "no answer in time"
         if member.circuit.state != "open":
@@ -80,7 +80,7 @@ async def engine_load(member: Member, limits: RelayLimits) -> None:
 
 
 async def state(member: Member, limits: RelayLimits) -> None:
-    """What the backend is doing now, after an answer: its models in memory or its load."""
+    """What the backend is doing now: its models in memory (Ollama) or its load (OpenAI)."""
     if member.config.kind == "openai":
         await engine_load(member, limits)
     elif member.config.kind == "ollama":

@@ -65,7 +65,9 @@ class AdmissionQueue(Generic[T]):
 
     def position(self, party: str) -> int:
         """Where a new waiter of ``party`` would stand (1: next)."""
-        tag = self._next_tag(party)
+        return self._position(self._next_tag(party))
+
+    def _position(self, tag: int) -> int:
         return 1 + sum(1 for w in self._waiters if w.tag[0] <= tag)
 
     def retry_after(self) -> float:
@@ -84,11 +86,13 @@ class AdmissionQueue(Generic[T]):
                 self.retry_after(),
                 queue_position=len(self._waiters) + 1,
             )
-        loop = asyncio.get_running_loop()
-        waiter = Waiter[T](model, exclude, loop.create_future(), party, self.position(party))
+        tag = self._next_tag(party)
         self._arrivals += 1
-        waiter.tag = (self._next_tag(party), self._arrivals)
-        self._last_tag[party] = waiter.tag[0]
+        future = asyncio.get_running_loop().create_future()
+        waiter = Waiter[T](
+            model, exclude, future, party, self._position(tag), (tag, self._arrivals)
+        )
+        self._last_tag[party] = tag
         bisect.insort(self._waiters, waiter, key=lambda w: w.tag)
         try:
             async with asyncio.timeout(self._timeout):

@@ -47,7 +47,6 @@ class Residency:
     loaded: dict[str, Loaded] | None = None
     busy: dict[str, int] = field(default_factory=dict)  # streams in flight, per model
     loading: set[str] = field(default_factory=set)  # cold requests not yet answered
-    loads_seen: int = 0
 
     def is_loaded(self, model: str, now: float | None = None) -> bool:
         if self.loaded is None:
@@ -103,7 +102,6 @@ class Residency:
         """The server sent a first byte for ``model``: it is in memory now."""
         self.loading.discard(model)
         if self.loaded is not None and model not in self.loaded:
-            self.loads_seen += 1
             self.loaded[model] = Loaded(model, 0, None)
 
     def update(self, loaded: dict[str, Loaded]) -> None:
