@@ -1,17 +1,15 @@
-"""The state one running gateway owns: settings, the upstream session and the router."""
+"""The state one running gateway owns: settings, the router and its backends."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar, cast
 
-import aiohttp
 from starlette.requests import Request
 
 from . import observe
@@ -33,7 +31,6 @@ T = TypeVar("T")
 @dataclass
 class Gateway:
     settings: Settings
-    session: aiohttp.ClientSession
     router: Router = field(init=False)
     limits: RelayLimits = field(init=False)
     default_model: DefaultModel = field(init=False)
@@ -75,7 +72,9 @@ class Gateway:
             )
         timeouts = Timeouts(s.connect_timeout, s.first_byte_timeout, s.idle_timeout)
         key = config.api_key.get_secret_value() if config.api_key else None
-        return HTTPBackend(config.kind, config.url, self.session, timeouts, key)
+        return HTTPBackend(
+            config.kind, config.url, timeouts, key, receive_buffer=s.upstream_socket_buffer
+        )
 
     def begin_drain(self) -> None:
         """Stop taking requests; end the answers still running after ``drain_timeout``.
@@ -139,23 +138,8 @@ class Gateway:
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
-        connector = aiohttp.TCPConnector(
-            limit=0,
-            keepalive_timeout=30,
-            socket_factory=partial(_upstream_socket, settings.upstream_socket_buffer),
-        )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
-        gateway = cls(settings, session)
-        try:
-            await gateway.access.start()
-        except BaseException:
-            await session.close()
-            raise
+        gateway = cls(settings)
+        await gateway.access.start()
         try:
             for member in gateway.router.members:
                 if isinstance(member.backend, LocalBackend):
@@ -187,21 +171,13 @@ class Gateway:
         for member in self.router.members:
             if isinstance(member.backend, LocalBackend):
                 await member.backend.close()
-        await self.session.close()
+            else:
+                member.backend.close()
 
 
 def _drain_then(gw: Gateway, previous: Callable[[int, Any], Any], signum: int, frame: Any) -> None:
     gw.begin_drain()
     previous(signum, frame)
-
-
-def _upstream_socket(receive_buffer: int, addr_info: Any) -> socket.socket:
-    """A socket whose fixed receive buffer stops the kernel from buffering megabytes
-    of an answer that a slow client is not reading (autotuning would grow it)."""
-    family, type_, proto, _, _ = addr_info
-    sock = socket.socket(family=family, type=type_, proto=proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    return sock
 
 
 def gateway(request: Request) -> Gateway:

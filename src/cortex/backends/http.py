@@ -1,16 +1,17 @@
-"""A model server reached over HTTP (Ollama or OpenAI-compatible), through one aiohttp session."""
+"""A model server reached over HTTP (Ollama or OpenAI-compatible), through a lean client
+(``backends/h1.py``) with a pool of kept-alive connections per backend."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
+import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from .. import observe
@@ -19,43 +20,20 @@ from ..errors import (
     ConnectTimeout,
     FirstByteTimeout,
     UpstreamError,
-    UpstreamIncomplete,
     UpstreamProtocolError,
     UpstreamStatus,
     UpstreamUnreachable,
 )
 from ..urls import redact_url
 from .base import Timeouts, Wire
+from .h1 import Closed, Connection, Pool, Stale
 from .ollama import OLLAMA
 from .openai import OPENAI
 
 logger = logging.getLogger("cortex.upstream")
 
-REQUEST_HEADERS = {
-    "Content-Type": "application/json",
-    "Accept-Encoding": "identity",
-    "User-Agent": "cortex",
-}
 MAX_ERROR_BODY = 64 * 1024
-LARGE_BODY = 1024 * 1024  # aiohttp sends larger bodies from a stream, not raw bytes
-
-
-class AiohttpBody:
-    """An upstream response body read chunk by chunk, with transport errors mapped."""
-
-    __slots__ = ("_content", "started_at")
-
-    def __init__(self, response: aiohttp.ClientResponse, started_at: float) -> None:
-        self._content = response.content
-        self.started_at = started_at
-
-    async def read(self) -> bytes:
-        try:
-            return await self._content.readany()
-        except (aiohttp.ClientError, ConnectionError):
-            raise UpstreamIncomplete(
-                "the connection to the model server broke in the middle of the answer"
-            ) from None
+CLOSED = "it closed the connection without answering"
 
 
 class HTTPBackend:
@@ -69,20 +47,28 @@ class HTTPBackend:
         self,
         kind: UpstreamKind,
         base_url: str,
-        session: aiohttp.ClientSession,
         timeouts: Timeouts,
         api_key: str | None = None,
+        receive_buffer: int | None = None,
     ) -> None:
         self.wire: Wire = OPENAI if kind == "openai" else OLLAMA
         self.base_url = base_url
         parts = urlsplit(base_url)
         self.root_url = f"{parts.scheme}://{parts.netloc}"  # /metrics and /slots live here
-        self._session = session
+        self._prefix = parts.path.rstrip("/")
+        tls = ssl.create_default_context() if parts.scheme == "https" else None
+        port = parts.port or (443 if tls else 80)
+        self._pool = Pool(parts.hostname or "localhost", port, tls, receive_buffer)
         self._timeouts = timeouts
-        self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
-        self._headers = dict(REQUEST_HEADERS)
+        headers = [
+            f"Host: {parts.netloc.rpartition('@')[2]}",
+            "Content-Type: application/json",
+            "Accept-Encoding: identity",
+            "User-Agent: cortex",
+        ]
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+            headers.append(f"Authorization: Bearer {api_key}")
+        self._headers = ("\r\n".join(headers) + "\r\n").encode("latin-1")
 
     @asynccontextmanager
     async def open(
@@ -93,80 +79,90 @@ class HTTPBackend:
         first_byte: float | None = None,
         *,
         from_root: bool = False,
-    ) -> AsyncIterator[AiohttpBody]:
-        """Send a request; yield its body once the upstream answered with a success status.
+    ) -> AsyncIterator[Connection]:
+        """Send a request; yield the connection, whose body reads the answer, once the
+        upstream answered with a success status.
 
-        Leaving the block early (a client went away, a timeout) closes the
-        upstream connection at once, which makes Ollama stop generating.
+        Leaving the block before the answer ended (a client went away, a timeout)
+        closes the upstream connection at once, which makes Ollama stop generating.
         """
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        url = (self.root_url if from_root else self.base_url) + path
-        response = await self._send(method, url, body, first_byte or self._timeouts.first_byte)
+        target = path if from_root else self._prefix + path
+        request = self._request(method, target, body)
+        connection = await self._send(request, first_byte or self._timeouts.first_byte)
         try:
-            if response.status >= 300:
-                raise await _status_error(response)
-            yield AiohttpBody(response, started)
+            if connection.status >= 300:
+                raise await _status_error(connection)
+            yield connection
         finally:
-            if response.content.at_eof():
-                response.release()
-            else:
-                response.close()
+            self._pool.give_back(connection)
 
-    async def _send(
-        self, method: str, url: str, body: bytes | None, first_byte: float
-    ) -> aiohttp.ClientResponse:
-        timeouts = self._timeouts
+    def close(self) -> None:
+        self._pool.close()
+
+    def _request(self, method: str, target: str, body: bytes | None) -> bytes:
+        head = b"%s %s HTTP/1.1\r\n%s" % (method.encode(), target.encode(), self._headers)
+        record = observe.current.get()
+        if record is not None:
+            head += b"X-Request-ID: %s\r\n" % record.id.encode()
+        if body is None:
+            return head + b"\r\n" if method == "GET" else head + b"Content-Length: 0\r\n\r\n"
+        return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
+
+    async def _send(self, request: bytes, first_byte: float) -> Connection:
         try:
             async with asyncio.timeout(first_byte):
-                return await self._session.request(
-                    method,
-                    url,
-                    data=body if body is None or len(body) <= LARGE_BODY else io.BytesIO(body),
-                    headers=self._with_request_id(),
-                    allow_redirects=False,
-                    timeout=self._client_timeout,
-                )
-        except TimeoutError as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise ConnectTimeout(
-                    f"timed out connecting to the model server after {timeouts.connect:g} s"
-                ) from None
+                while True:
+                    connection = self._pool.take()
+                    reused = connection is not None
+                    if connection is None:
+                        connection = await self._connect()
+                    try:
+                        await connection.send(request)
+                        return connection
+                    except Stale:
+                        connection.close()
+                        if not reused:
+                            raise self._unreachable(CLOSED) from None
+                    except Closed:
+                        connection.close()
+                        raise self._unreachable(CLOSED) from None
+                    except BaseException:
+                        connection.close()
+                        raise
+        except TimeoutError:
             raise FirstByteTimeout(
                 f"the model server did not answer within {first_byte:g} s"
             ) from None
-        except aiohttp.ClientConnectorDNSError:
-            raise self._unreachable("its host name does not resolve") from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else "connection failed"
-            raise self._unreachable(reason.lower()) from None
-        except aiohttp.ServerDisconnectedError:
-            raise self._unreachable("it closed the connection without answering") from None
-        except aiohttp.ClientResponseError as exc:
-            raise UpstreamProtocolError(
-                f"the model server sent an invalid HTTP response ({exc.message})"
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise self._unreachable(type(exc).__name__) from None
 
-    def _with_request_id(self) -> dict[str, str]:
-        record = observe.current.get()
-        if record is None:
-            return self._headers
-        return {**self._headers, "X-Request-ID": record.id}
+    async def _connect(self) -> Connection:
+        connect = self._timeouts.connect
+        try:
+            async with asyncio.timeout(connect):
+                return await self._pool.connect()
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"timed out connecting to the model server after {connect:g} s"
+            ) from None
+        except socket.gaierror:
+            raise self._unreachable("its host name does not resolve") from None
+        except ssl.SSLError as exc:
+            raise self._unreachable(f"TLS failed ({exc.reason or exc})") from None
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else "connection failed"
+            raise self._unreachable(reason.lower()) from None
 
     def _unreachable(self, reason: str) -> UpstreamError:
         logger.warning("model server %s unreachable: %s", redact_url(self.base_url), reason)
         return UpstreamUnreachable(f"cannot reach the model server: {reason}")
 
 
-async def _status_error(response: aiohttp.ClientResponse) -> UpstreamError:
+async def _status_error(connection: Connection) -> UpstreamError:
     """Turn an upstream error status into an error that keeps its status and message."""
-    status = response.status
+    status = connection.status
     try:
         async with asyncio.timeout(5):
-            raw = await _read_some(response.content, MAX_ERROR_BODY)
-    except (TimeoutError, aiohttp.ClientError, ConnectionError):
+            raw = await _read_some(connection, MAX_ERROR_BODY)
+    except (TimeoutError, UpstreamError):
         raw = b""
     message = _error_message(raw) or f"the model server answered HTTP {status}"
     if status < 400:
@@ -174,13 +170,13 @@ async def _status_error(response: aiohttp.ClientResponse) -> UpstreamError:
     return UpstreamStatus(message, status=status)
 
 
-async def _read_some(content: aiohttp.StreamReader, limit: int) -> bytes:
+async def _read_some(connection: Connection, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
-    while size < limit and (chunk := await content.read(limit - size)):
+    while size < limit and (chunk := await connection.read()):
         parts.append(chunk)
         size += len(chunk)
-    return b"".join(parts)
+    return b"".join(parts)[:limit]
 
 
 def _error_message(raw: bytes) -> str | None:

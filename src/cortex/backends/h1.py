@@ -1,0 +1,303 @@
+"""A lean HTTP/1.1 client for model servers: an asyncio protocol on httptools.
+
+One ``Connection`` carries one exchange at a time and goes back to its ``Pool``
+when the answer ended cleanly on a kept-alive connection. The body of an answer
+reaches its reader in one of two ways:
+
+- ``read()``: chunks awaited one by one; at most ``HIGH_WATER`` bytes are held
+  before the socket stops being read, so a slow reader slows the upstream;
+- ``push(sink)``: each chunk handed to a sink as soon as it is parsed, inside
+  the network callback, with no task switch per chunk (``stream/splice.py``);
+  the sink slows the upstream with ``pause()`` and ``resume()``.
+
+A reused connection that the server closed while it sat idle fails before a
+single byte of the answer arrives; that exchange is sent again once on a new
+connection, which is safe because the server never read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections import deque
+from typing import Protocol, cast
+
+import httptools
+
+from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
+
+logger = logging.getLogger("cortex.upstream")
+
+HIGH_WATER = 256 * 1024  # bytes of an answer held for a reader before reading stops
+IDLE_SECONDS = 30.0  # a kept-alive connection unused this long is closed, not reused
+MAX_IDLE = 64  # kept-alive connections per pool
+BROKEN = "the connection to the model server broke in the middle of the answer"
+
+
+class Sink(Protocol):
+    """Where a pushed body goes. None of these may raise."""
+
+    def data(self, chunk: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+    def fail(self, exc: CortexError) -> None: ...
+
+
+class Stale(Exception):
+    """A reused connection closed before any of the answer arrived: send it again."""
+
+
+class Closed(Exception):
+    """The server closed the connection without answering."""
+
+
+class Connection(asyncio.Protocol):
+    """One connection to a model server, and the state of its current exchange."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self.lost = False
+        self.idle_since = 0.0
+        self._paused = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.started_at = 0.0
+        self.complete = False
+        self._got_bytes = False
+        self._head: asyncio.Future[None] | None = None
+        self._chunks: deque[bytes] = deque()
+        self._held = 0
+        self._error: CortexError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._sink: Sink | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            logger.exception("relaying an upstream answer failed")
+            self._fail(CortexError("internal error in the gateway"))
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamProtocolError("the model server switched protocols"))
+        except httptools.HttpParserError as exc:
+            message = f"the model server sent an invalid HTTP response ({exc})"
+            self._fail(UpstreamProtocolError(message))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost tells the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.complete:
+            return
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(Stale() if not self._got_bytes else Closed())
+            return
+        self._fail(UpstreamIncomplete(BROKEN))
+
+    def pause_writing(self) -> None:
+        pass  # requests are small and written at once
+
+    def resume_writing(self) -> None:
+        pass
+
+    # httptools callbacks
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        if self.status < 200:  # an interim answer (100 Continue): the real one follows
+            return
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self.status < 200:
+            return
+        sink = self._sink
+        if sink is not None:
+            sink.data(body)
+            return
+        self._chunks.append(body)
+        self._held += len(body)
+        if self._held > HIGH_WATER:
+            self.pause()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:
+            return
+        self.complete = True
+        if not self._parser.should_keep_alive() and self._transport is not None:
+            self._transport.close()
+        if self._sink is not None:
+            self._sink.end()
+        self._wake()
+
+    # the exchange
+
+    async def send(self, request: bytes) -> None:
+        """Write a request; return once the answer's status line and headers arrived."""
+        self._reset()
+        self.resume()
+        assert self._transport is not None
+        self.started_at = self._loop.time()
+        self._head = self._loop.create_future()
+        self._transport.write(request)
+        await self._head
+
+    async def read(self) -> bytes:
+        """The answer's next chunk (all it holds, joined), ``b""`` at its end."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return b""
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunks = self._chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._held = 0
+        if self._paused:
+            self.resume()
+        return chunk
+
+    def push(self, sink: Sink) -> None:
+        """From now on each chunk goes straight to ``sink``, beginning with those held."""
+        held = b"".join(self._chunks)
+        self._chunks.clear()
+        self._held = 0
+        self._sink = sink
+        if held:
+            sink.data(held)
+        if self._error is not None:
+            sink.fail(self._error)
+        elif self.complete:
+            sink.end()
+        elif self._paused:
+            self.resume()
+
+    def pause(self) -> None:
+        transport = self._transport
+        if not self._paused and transport is not None and not transport.is_closing():
+            self._paused = True
+            transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self._transport is not None:
+            self._paused = False
+            if not self._transport.is_closing():
+                self._transport.resume_reading()
+
+    @property
+    def reusable(self) -> bool:
+        transport = self._transport
+        open_ = transport is not None and not transport.is_closing()
+        return self.complete and not self.lost and open_
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, exc: CortexError) -> None:
+        if self._error is not None:
+            return
+        self._error = exc
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(exc)
+        if self._transport is not None:
+            self._transport.close()
+        if self._sink is not None:
+            self._sink.fail(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Pool:
+    """Kept-alive connections to one origin, most recently used first."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        receive_buffer: int | None,
+    ) -> None:
+        self.host, self.port = host, port
+        self._tls = tls
+        self._receive_buffer = receive_buffer
+        self._idle: list[Connection] = []
+
+    def take(self) -> Connection | None:
+        """A kept-alive connection, if one is still open and fresh."""
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.lost and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.close()
+        return None
+
+    def give_back(self, connection: Connection) -> None:
+        if not connection.reusable or len(self._idle) >= MAX_IDLE:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+
+    async def connect(self) -> Connection:
+        """A new connection (OSError if it cannot be made; socket.gaierror for a bad name)."""
+        loop = asyncio.get_running_loop()
+        addresses = await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+        error: OSError | None = None
+        for family, type_, proto, _, address in addresses:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._receive_buffer:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            _, connection = await loop.create_connection(
+                lambda: Connection(loop),
+                sock=sock,
+                ssl=self._tls,
+                server_hostname=self.host if self._tls else None,
+            )
+            return connection
+        raise error or OSError("no address to connect to")
+
+    def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
