@@ -6,6 +6,13 @@ byte; otherwise the connection gets a short error and is closed. Without them a 
 Córtex buffer an endless header, or hold a connection open by trickling one
 (slow-loris). Bodies are bounded in size and time where they are read
 (``api/body.py``).
+
+Each request's scope also carries a ``ClientConduit`` (``scope["extensions"]
+["cortex.conduit"]["conduit"]``): once a streaming response has started, the relay below
+ASGI (``stream/splice.py``) writes the rest of its body through it, in uvicorn's
+chunked framing, and is told when the client's socket buffer fills or empties
+and when the client goes. Wrappers of ``send`` may therefore touch only
+``http.response.start``, as every one in Córtex does.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .errors import CortexError, reply
+from .stream.splice import Watcher
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -29,6 +37,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None
+        self.watchers: list[Watcher] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -37,6 +46,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
+        for watcher in list(self.watchers):
+            watcher.client_lost()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        for watcher in list(self.watchers):
+            watcher.pause_writing()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        for watcher in list(self.watchers):
+            watcher.resume_writing()
 
     def data_received(self, data: bytes) -> None:
         if not self._reading_head:
@@ -62,6 +83,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._stop_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            conduit = {"conduit": ClientConduit(self, cycle)}
+            self.scope["extensions"] = {"cortex.conduit": conduit}  # type: ignore[dict-item]
 
     def _start_head(self) -> None:
         self._reading_head = True
@@ -92,3 +117,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             % (status, reason.encode(), head, body)
         )
         self.transport.close()
+
+
+class ClientConduit:
+    """One response's way to its client below ASGI (a ``stream.splice.Conduit``)."""
+
+    __slots__ = ("_cycle", "_protocol", "_watcher")
+
+    def __init__(self, protocol: BoundedHttpToolsProtocol, cycle: RequestResponseCycle) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+        self._watcher: Watcher | None = None
+
+    @property
+    def open(self) -> bool:
+        """The response started, chunked, and has not ended: its body may be written here."""
+        cycle = self._cycle
+        ended = cycle.response_complete or cycle.disconnected
+        return cycle.chunked_encoding is True and not ended
+
+    @property
+    def paused(self) -> bool:
+        return self._protocol.flow.write_paused
+
+    def write(self, data: bytes) -> None:
+        cycle = self._cycle
+        if data and not cycle.disconnected and not cycle.response_complete:
+            cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def watch(self, watcher: Watcher | None) -> None:
+        watchers = self._protocol.watchers
+        if self._watcher is not None and self._watcher in watchers:
+            watchers.remove(self._watcher)
+        self._watcher = watcher
+        if watcher is not None:
+            watchers.append(watcher)

@@ -14,12 +14,14 @@ from starlette.responses import Response
 from .. import observe
 from ..access.ticket import allow_model, model_filter, party
 from ..backends.base import Embedding, Exchange, Generation, upstream_json
+from ..backends.h1 import Connection
 from ..chat import Usage
 from ..errors import CortexError, Dialect, UpstreamProtocolError
 from ..gateway import Gateway
 from ..routing import Failover, Lease
 from ..stream.relay import RelayLimits, Translator, UpstreamBody, read_whole, relay
 from ..stream.response import Attempt, Headers, RelayResponse
+from ..stream.splice import Splice
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
 
 
@@ -65,13 +67,21 @@ class RoutedSource:
                 "POST", call.path, call.body, limits.first_byte
             ) as upstream:
                 whole = WholeAnswer()
+                splice = None
+                if translator is not None and self.ask.stream and isinstance(upstream, Connection):
+                    splice = Splice(upstream, translator, limits)
                 try:
                     yield Attempt(
-                        parts=_parts(upstream, translator, limits, whole),
+                        parts=(
+                            splice.parts()
+                            if splice is not None
+                            else _parts(upstream, translator, limits, whole)
+                        ),
                         error_frame=translator.error if translator is not None else None,
                         headers=_headers(lease),
                         on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
                         usage=partial(_usage, translator, whole),
+                        direct=splice.direct if splice is not None else None,
                     )
                 except asyncio.CancelledError:
                     # The client left (the OpenAI SDK hangs up right after [DONE]): the
@@ -81,6 +91,9 @@ class RoutedSource:
                         record.prompt_tokens = usage.prompt_tokens
                         record.completion_tokens = usage.completion_tokens
                     raise
+                finally:
+                    if splice is not None:
+                        splice.close()
         except CortexError as exc:
             lease.failed(exc)
             self.failed_on = lease.member.name

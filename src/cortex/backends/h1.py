@@ -78,6 +78,8 @@ class Connection(asyncio.Protocol):
         self._error: CortexError | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._sink: Sink | None = None
+        self._framed = False  # a Content-Length or Transfer-Encoding header came
+        self._until_close = False  # neither: the body ends when the connection does
 
     # asyncio.Protocol
 
@@ -107,6 +109,12 @@ class Connection(asyncio.Protocol):
         if self._head is not None and not self._head.done():
             self._head.set_exception(Stale() if not self._got_bytes else Closed())
             return
+        if self._until_close and exc is None:
+            self.complete = True  # HTTP/1.0's way: the end of the connection ends the body
+            if self._sink is not None:
+                self._sink.end()
+            self._wake()
+            return
         self._fail(UpstreamIncomplete(BROKEN))
 
     def pause_writing(self) -> None:
@@ -117,8 +125,16 @@ class Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) in (14, 17):  # only the two that say how the body is delimited
+            lowered = name.lower()
+            if lowered == b"content-length" or lowered == b"transfer-encoding":
+                self._framed = True
+
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
+        no_body = self.status in (204, 304)
+        self._until_close = not self._framed and not no_body and self.status >= 200
         if self.status < 200:  # an interim answer (100 Continue): the real one follows
             return
         if self._head is not None and not self._head.done():

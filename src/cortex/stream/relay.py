@@ -150,15 +150,16 @@ class TimedReader:
         self._waiter.cancel()
 
     def _timeout_error(self) -> FirstByteTimeout | IdleTimeout:
-        if self._got_data:
-            return IdleTimeout(_timeout_message(IdleTimeout, self._limits))
-        return FirstByteTimeout(_timeout_message(FirstByteTimeout, self._limits))
+        return timeout_error(self._got_data, self._limits)
 
 
-def _timeout_message(kind: type[FirstByteTimeout | IdleTimeout], limits: RelayLimits) -> str:
-    if kind is FirstByteTimeout:
-        return f"the model server sent nothing within {limits.first_byte:g} s"
-    return f"the model server went silent for {limits.idle:g} s in the middle of the answer"
+def timeout_error(got_data: bool, limits: RelayLimits) -> FirstByteTimeout | IdleTimeout:
+    """The deadline that ran out: between chunks once some came, else the first byte's."""
+    if got_data:
+        return IdleTimeout(
+            f"the model server went silent for {limits.idle:g} s in the middle of the answer"
+        )
+    return FirstByteTimeout(f"the model server sent nothing within {limits.first_byte:g} s")
 
 
 async def relay(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 from .. import observe
 from ..chat import Usage
 from ..errors import CortexError, Dialect, StreamFraming, in_band, reply
+from .splice import Conduit
 
 logger = logging.getLogger("cortex.relay")
 
@@ -42,6 +43,8 @@ class Attempt:
     headers: Headers = ()
     on_first_part: Callable[[], None] = lambda: None
     usage: Callable[[], Usage] = Usage  # the token counts, read once the answer ended
+    # Relays the rest below ASGI once the response started (stream/splice.py), if it can.
+    direct: Callable[[Conduit], Awaitable[None]] | None = None
 
 
 class Source(Protocol):
@@ -99,8 +102,10 @@ class RelayResponse(Response):
         self.status_code = 200
         self.background = None
         self._record = observe.current.get()
+        self._conduit: Conduit | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._conduit = _conduit(scope)
         cut_short = False
 
         def stop(_: object) -> None:
@@ -169,6 +174,10 @@ class RelayResponse(Response):
                                 if self._record is not None:
                                     self._record.outcome = "done"
                                 return
+                            conduit = self._conduit
+                            if attempt.direct is not None and conduit is not None and conduit.open:
+                                await attempt.direct(conduit)
+                                break
                             continue
                         await send({"type": "http.response.body", "body": part, "more_body": True})
                     self._note_usage(attempt)
@@ -234,3 +243,9 @@ class RelayResponse(Response):
 async def _wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _conduit(scope: Scope) -> Conduit | None:
+    """The server's way to write below ASGI, when it offers one (``protocol.py``)."""
+    extension = scope.get("extensions", {}).get("cortex.conduit")
+    return extension.get("conduit") if extension else None

@@ -1,0 +1,245 @@
+"""The lean upstream client (backends/h1.py via HTTPBackend) against hand-written HTTP servers.
+
+Each server here is a few lines of asyncio on a real socket, so a test decides byte by
+byte what the model server sends and when it closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from cortex.backends.base import Timeouts
+from cortex.backends.http import HTTPBackend
+from cortex.errors import UpstreamIncomplete, UpstreamStatus, UpstreamUnreachable
+
+TIMEOUTS = Timeouts(connect=2.0, first_byte=2.0, idle=2.0)
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Server:
+    """Runs ``handler`` for each connection and counts the connections."""
+
+    def __init__(self, handler: Handler, base_path: str = "", api_key: str | None = None) -> None:
+        self._handler = handler
+        self._base_path = base_path
+        self._api_key = api_key
+        self.connections = 0
+        self.port = 0
+
+    async def __aenter__(self) -> HTTPBackend:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{self.port}{self._base_path}"
+        self.backend = HTTPBackend("ollama", url, TIMEOUTS, self._api_key)
+        return self.backend
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.backend.close()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self._handler(reader, writer)
+        finally:
+            writer.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return head + await reader.readexactly(length)
+
+
+def answer(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+async def read_all(backend: HTTPBackend, path: str = "/api/chat") -> bytes:
+    async with backend.open("POST", path, b'{"model":"m"}') as body:
+        parts = []
+        while chunk := await body.read():
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 10))
+
+
+def test_answers_on_one_connection_are_kept_alive_and_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for n in range(3):
+            await read_request(reader)
+            writer.write(answer(b'{"n":%d}' % n))
+
+    async def scenario() -> None:
+        server = Server(handler)
+        async with server as backend:
+            assert [await read_all(backend) for _ in range(3)] == [
+                b'{"n":0}',
+                b'{"n":1}',
+                b'{"n":2}',
+            ]
+        assert server.connections == 1
+
+    run(scenario)
+
+
+def test_a_reused_connection_closed_before_answering_is_sent_again_on_a_new_one() -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(answer(b"first"))
+        await writer.drain()
+        if len(seen) == 1:
+            await read_request(reader)  # a kept-alive connection the server then drops
+
+    async def scenario() -> None:
+        server = Server(handler)
+        async with server as backend:
+            assert await read_all(backend) == b"first"
+            assert await read_all(backend) == b"first"  # the retry, on a new connection
+        assert server.connections == 2
+        assert len(seen) == 2 and seen[0] == seen[1]
+
+    run(scenario)
+
+
+def test_a_new_connection_closed_before_answering_is_unreachable_not_retried() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async def scenario() -> None:
+        server = Server(handler)
+        async with server as backend:
+            with pytest.raises(UpstreamUnreachable, match="closed the connection without"):
+                await read_all(backend)
+        assert server.connections == 1
+
+    run(scenario)
+
+
+def test_a_body_cut_short_of_its_length_is_incomplete() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+
+    async def scenario() -> None:
+        async with Server(handler) as backend:
+            with pytest.raises(UpstreamIncomplete):
+                await read_all(backend)
+
+    run(scenario)
+
+
+def test_a_body_delimited_by_the_end_of_the_connection_is_whole() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"a":')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"1}")
+
+    async def scenario() -> None:
+        server = Server(handler)
+        async with server as backend:
+            assert await read_all(backend) == b'{"a":1}'
+            assert await read_all(backend) == b'{"a":1}'
+        assert server.connections == 2  # such a connection is never reused
+
+    run(scenario)
+
+
+def test_chunked_answers_split_anywhere_arrive_whole() -> None:
+    wire = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for byte in range(len(wire)):
+            writer.write(wire[byte : byte + 1])
+            await writer.drain()
+
+    async def scenario() -> None:
+        async with Server(handler) as backend:
+            assert await read_all(backend) == b"hello world"
+
+    run(scenario)
+
+
+def test_an_error_status_keeps_its_code_and_the_servers_message() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        body = b'{"error":"model \\"nope\\" not found, try pulling it first"}'
+        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    async def scenario() -> None:
+        async with Server(handler) as backend:
+            with pytest.raises(UpstreamStatus) as caught:
+                await read_all(backend)
+        assert caught.value.status == 404
+        assert caught.value.message == 'model "nope" not found, try pulling it first'
+
+    run(scenario)
+
+
+def test_the_request_carries_its_path_under_the_base_url_and_the_key() -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(answer(b"{}"))
+
+    async def scenario() -> None:
+        server = Server(handler, "/v1", "sk-secret")
+        async with server as backend:
+            assert await read_all(backend, "/chat/completions") == b"{}"
+        port = server.port
+        head = seen[0].split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert head[0] == b"POST /v1/chat/completions HTTP/1.1"
+        assert f"Host: 127.0.0.1:{port}".encode() in head
+        assert b"Authorization: Bearer sk-secret" in head
+        assert seen[0].endswith(b'\r\n\r\n{"model":"m"}')
+
+    run(scenario)
+
+
+def test_a_reader_that_stops_reading_stops_the_socket_being_read() -> None:
+    sent = 0
+    piece = b"x" * 65536
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(piece) * 1000))
+        for _ in range(1000):
+            writer.write(piece)
+            await writer.drain()
+            sent += len(piece)
+
+    async def scenario() -> None:
+        async with Server(handler) as backend, backend.open("POST", "/api/chat", b"{}") as body:
+            first = await body.read()
+            await asyncio.sleep(0.5)  # read nothing: the client must stop reading the socket
+            held_back = sent
+            await asyncio.sleep(0.3)
+            assert sent == held_back, "the server kept sending to a reader that reads nothing"
+            assert len(first) + held_back < 16 * 1024 * 1024 < len(piece) * 1000
+            total = len(first)
+            while chunk := await body.read():
+                total += len(chunk)
+            assert total == len(piece) * 1000
+
+    run(scenario)
