@@ -146,6 +146,9 @@ QUICK = Plan(
 # The aims of issue #7: seconds added over direct, ratios and shares.
 TTFC_P50_C1, TTFC_P99_C1, TTFC_P99_CN = 0.0005, 0.002, 0.005
 CPU_VS_NGINX, THROUGHPUT_SHARE, DISCONNECT_P99 = 2.0, 0.5, 0.050
+# The aims of issue #17 (the relay below ASGI), all features on.
+LEAN_TTFC_P50_C1, LEAN_CPU_PACED, LEAN_CPU_PACED_TRANSLATED = 0.0003, 1.5, 2.0
+LEAN_CPU_PER_REQUEST, LEAN_BACK_TO_BACK_P99, LEAN_DISCONNECT_P99 = 0.0003, 0.020, 0.005
 
 
 @dataclass(frozen=True)
@@ -533,6 +536,7 @@ class Aim:
     value: Callable[[dict[str, Any]], float]
     show: Callable[[float], str]
     met: Callable[[float], bool] | None  # None: stated, not judged
+    judged: str = CORTEX  # the column the verdict is on
 
 
 def aims() -> list[Aim]:
@@ -568,17 +572,37 @@ def aims() -> list[Aim]:
     ]  # fmt: skip
 
 
-def aims_table(figs: dict[str, dict[str, Any]]) -> tuple[Table, dict[str, bool]]:
-    table = Table(["target (issue #7)", "aim", *RELAYS, TRANSLATED, "Córtex"])
+def lean_aims() -> list[Aim]:
+    def times(x: float) -> str:
+        return f"x{x:.2f}"
+
+    return [
+        Aim("added TTFC p50, c=1", "≤ 0.3 ms", lambda f: f["added_c1_p50"], plus_ms,
+            lambda x: x <= LEAN_TTFC_P50_C1),
+        Aim("CPU / 1000 paced chunks vs nginx", "≤ x1.5", lambda f: f["cpu_paced_vs_nginx"],
+            times, lambda x: x <= LEAN_CPU_PACED),
+        Aim("  the same, translated", "≤ x2", lambda f: f["cpu_paced_vs_nginx"], times,
+            lambda x: x <= LEAN_CPU_PACED_TRANSLATED, judged=TRANSLATED),
+        Aim("CPU per short request", "≤ 0.3 ms", lambda f: f["cpu_per_request"], ms,
+            lambda x: x <= LEAN_CPU_PER_REQUEST),
+        Aim("added TTFC p99, c=64 back to back", "≤ 20 ms", lambda f: f["added_cn_p99"],
+            plus_ms, lambda x: x <= LEAN_BACK_TO_BACK_P99),
+        Aim("hang-up → upstream closed p99, loaded", "≤ 5 ms", lambda f: f["disconnect"]["p99"],
+            ms, lambda x: x <= LEAN_DISCONNECT_P99),
+    ]  # fmt: skip
+
+
+def aims_table(figs: dict[str, dict[str, Any]], issue: str = "#7") -> tuple[Table, dict[str, bool]]:
+    table = Table([f"target (issue {issue})", "aim", *RELAYS, TRANSLATED, "verdict"])
     verdicts: dict[str, bool] = {}
-    for aim in aims():
+    for aim in aims() if issue == "#7" else lean_aims():
         cells = []
         for name in (*RELAYS, TRANSLATED):
             try:
                 cells.append(aim.show(aim.value(figs[name])))
             except KeyError:
                 cells.append("")
-        met = aim.met is not None and aim.met(aim.value(figs[CORTEX]))
+        met = aim.met is not None and aim.met(aim.value(figs[aim.judged]))
         verdicts[aim.label] = met
         table.add(f"  {aim.label}", aim.aim, *cells, "met" if met else "MISSED")
     return table, verdicts
@@ -667,7 +691,7 @@ async def main(plan: Plan, mode: str, plot_path: Path) -> int:
     report = Report.begin(mode, plan)
     samples, logs = await measure(plan, report)
     figs = figures(samples, plan.rounds)
-    report.tables += [figures_table(figs, plan), aims_table(figs)[0]]
+    report.tables += [figures_table(figs, plan), aims_table(figs)[0], aims_table(figs, "#17")[0]]
     report.data |= {"figures": figs, "samples": {n: asdict(s) for n, s in samples.items()}}
     report.finish(logs)
     json_path = write_results("compare", report.data)
@@ -692,6 +716,7 @@ def reprint(path: Path) -> None:
     print(f"{path.name}: {data['mode']} run, noise per round {data.get('noise_per_round')}")
     print_table(figures_table(figs, plan))
     print_table(aims_table(figs)[0])
+    print_table(aims_table(figs, "#17")[0])
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -55,6 +55,10 @@ class Closed(Exception):
     """The server closed the connection without answering."""
 
 
+class Late(Exception):
+    """The answer's head did not arrive in time."""
+
+
 class Connection(asyncio.Protocol):
     """One connection to a model server, and the state of its current exchange."""
 
@@ -165,15 +169,26 @@ class Connection(asyncio.Protocol):
 
     # the exchange
 
-    async def send(self, request: bytes) -> None:
-        """Write a request; return once the answer's status line and headers arrived."""
+    async def send(self, request: bytes, deadline: float) -> None:
+        """Write a request; return once the answer's status line and headers arrived,
+        or raise ``Late`` at ``deadline`` (event-loop time) and close the connection."""
         self._reset()
         self.resume()
         assert self._transport is not None
         self.started_at = self._loop.time()
-        self._head = self._loop.create_future()
+        head = self._head = self._loop.create_future()
+        timer = self._loop.call_at(deadline, self._late)
         self._transport.write(request)
-        await self._head
+        try:
+            await head
+        finally:
+            timer.cancel()
+
+    def _late(self) -> None:
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(Late())
+            self.close()
 
     async def read(self) -> bytes:
         """The answer's next chunk (all it holds, joined), ``b""`` at its end."""

@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..urls import redact_url
 from .base import Timeouts, Wire
-from .h1 import Closed, Connection, Pool, Stale
+from .h1 import Closed, Connection, Late, Pool, Stale
 from .ollama import OLLAMA
 from .openai import OPENAI
 
@@ -109,37 +109,38 @@ class HTTPBackend:
         return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
 
     async def _send(self, request: bytes, first_byte: float) -> Connection:
-        try:
-            async with asyncio.timeout(first_byte):
-                while True:
-                    connection = self._pool.take()
-                    reused = connection is not None
-                    if connection is None:
-                        connection = await self._connect()
-                    try:
-                        await connection.send(request)
-                        return connection
-                    except Stale:
-                        connection.close()
-                        if not reused:
-                            raise self._unreachable(CLOSED) from None
-                    except Closed:
-                        connection.close()
-                        raise self._unreachable(CLOSED) from None
-                    except BaseException:
-                        connection.close()
-                        raise
-        except TimeoutError:
-            raise FirstByteTimeout(
-                f"the model server did not answer within {first_byte:g} s"
-            ) from None
+        deadline = asyncio.get_running_loop().time() + first_byte
+        while True:
+            connection = self._pool.take()
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(deadline, first_byte)
+            try:
+                await connection.send(request, deadline)
+                return connection
+            except Stale:
+                connection.close()
+                if not reused:
+                    raise self._unreachable(CLOSED) from None
+            except Late:
+                raise _no_answer(first_byte) from None
+            except Closed:
+                connection.close()
+                raise self._unreachable(CLOSED) from None
+            except BaseException:
+                connection.close()
+                raise
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, deadline: float, first_byte: float) -> Connection:
         connect = self._timeouts.connect
+        loop = asyncio.get_running_loop()
+        connect_by = loop.time() + connect
         try:
-            async with asyncio.timeout(connect):
+            async with asyncio.timeout_at(min(connect_by, deadline)):
                 return await self._pool.connect()
         except TimeoutError:
+            if connect_by > deadline:
+                raise _no_answer(first_byte) from None
             raise ConnectTimeout(
                 f"timed out connecting to the model server after {connect:g} s"
             ) from None
@@ -154,6 +155,10 @@ class HTTPBackend:
     def _unreachable(self, reason: str) -> UpstreamError:
         logger.warning("model server %s unreachable: %s", redact_url(self.base_url), reason)
         return UpstreamUnreachable(f"cannot reach the model server: {reason}")
+
+
+def _no_answer(first_byte: float) -> FirstByteTimeout:
+    return FirstByteTimeout(f"the model server did not answer within {first_byte:g} s")
 
 
 async def _status_error(connection: Connection) -> UpstreamError:
