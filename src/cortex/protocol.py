@@ -18,6 +18,7 @@ and when the client goes. Wrappers of ``send`` may therefore touch only
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -37,7 +38,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None
-        self.watchers: list[Watcher] = []
+        self.conduits: list[ClientConduit] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -46,18 +47,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
-        for watcher in list(self.watchers):
-            watcher.client_lost()
+        for conduit in list(self.conduits):
+            conduit.client_lost()
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        for watcher in list(self.watchers):
-            watcher.pause_writing()
+        for conduit in list(self.conduits):
+            conduit.pause_writing()
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        for watcher in list(self.watchers):
-            watcher.resume_writing()
+        for conduit in list(self.conduits):
+            conduit.resume_writing()
 
     def data_received(self, data: bytes) -> None:
         if not self._reading_head:
@@ -122,12 +123,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 class ClientConduit:
     """One response's way to its client below ASGI (a ``stream.splice.Conduit``)."""
 
-    __slots__ = ("_cycle", "_protocol", "_watcher")
+    __slots__ = ("_cycle", "_on_lost", "_protocol", "_watcher")
 
     def __init__(self, protocol: BoundedHttpToolsProtocol, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self._cycle = cycle
         self._watcher: Watcher | None = None
+        self._on_lost: Callable[[], None] | None = None
 
     @property
     def open(self) -> bool:
@@ -135,6 +137,10 @@ class ClientConduit:
         cycle = self._cycle
         ended = cycle.response_complete or cycle.disconnected
         return cycle.chunked_encoding is True and not ended
+
+    @property
+    def gone(self) -> bool:
+        return self._cycle.disconnected
 
     @property
     def paused(self) -> bool:
@@ -146,9 +152,33 @@ class ClientConduit:
             cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def watch(self, watcher: Watcher | None) -> None:
-        watchers = self._protocol.watchers
-        if self._watcher is not None and self._watcher in watchers:
-            watchers.remove(self._watcher)
         self._watcher = watcher
-        if watcher is not None:
-            watchers.append(watcher)
+        self._listen()
+
+    def on_lost(self, callback: Callable[[], None] | None) -> None:
+        self._on_lost = callback
+        self._listen()
+
+    def _listen(self) -> None:
+        conduits = self._protocol.conduits
+        wanted = self._watcher is not None or self._on_lost is not None
+        if wanted and self not in conduits:
+            conduits.append(self)
+        elif not wanted and self in conduits:
+            conduits.remove(self)
+
+    # told by the protocol
+
+    def pause_writing(self) -> None:
+        if self._watcher is not None:
+            self._watcher.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._watcher is not None:
+            self._watcher.resume_writing()
+
+    def client_lost(self) -> None:
+        if self._watcher is not None:
+            self._watcher.client_lost()
+        if self._on_lost is not None:
+            self._on_lost()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from ..errors import CortexError, UpstreamProtocolError, UpstreamTimeout
@@ -68,8 +68,17 @@ class Conduit(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    @property
+    def gone(self) -> bool:
+        """The client has closed its connection."""
+        ...
+
     def watch(self, watcher: Watcher | None) -> None:
         """Tell ``watcher`` when writing pauses or resumes, and when the client goes."""
+        ...
+
+    def on_lost(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` when the client goes (besides the watcher)."""
         ...
 
 
