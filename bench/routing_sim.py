@@ -1,6 +1,6 @@
 """A routing simulator: real Córtex in front of simulated Ollama servers, under each routing rule.
 
-    .venv/bin/python bench/routing_sim.py [--quick] [--plot PATH]
+    .venv/bin/python bench/routing_sim.py [--quick] [--plot PATH] [--rules R,..] [--set K=V]
 
 Each case starts fresh simulated Ollama servers (bench/sim_upstream.py: model
 loads and evictions under a memory budget, a prompt cache per loaded model,
@@ -14,7 +14,9 @@ conversations through Córtex. Workloads (seeded, the same for every rule):
 - ``three-models``: chats for three models (popularity 3:2:1) on three backends
   with room for two models each, each starting with a different one loaded;
 - ``shared-prefix x2``: the first workload through two Córtex instances, the
-  clients alternating requests between them (client-side round robin).
+  clients alternating requests between them (client-side round robin);
+- ``shared-prefix x2 redis``: the same under ``state`` only, the two instances
+  sharing where they sent each prompt through a redis-server started for it.
 
 Measured at the clients: time to first token (request sent to first content
 token), p50 and p99, and whether a conversation's turn went to the backend of its
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import shutil
 import string
 import sys
 import tempfile
@@ -62,6 +65,8 @@ QWEN = Model("qwen2.5:7b", int(4.7 * GB), "qwen2", "7.6B")
 GEMMA = Model("gemma2:9b", int(5.4 * GB), "gemma2", "9.2B")
 THREE = (LLAMA, QWEN, GEMMA)  # any two fit in 12 GB, not all three
 SHARED, MODELS, TWICE = "shared-prefix", "three-models", "shared-prefix x2"
+TWICE_REDIS = "shared-prefix x2 redis"
+REDIS = "redis-server"
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Plan:
     memory_gb: float = 12.0
     health_interval: float = 0.5
     seed: int = 20251202
+    settings: tuple[str, ...] = ()  # TOML lines added to every Córtex's config (--set)
 
 
 QUICK = Plan(
@@ -109,6 +115,8 @@ class Workload:
     chats: tuple[Chat, ...]
     clients: int
     instances: int = 1
+    redis: bool = False  # the instances share a redis-server
+    rules: tuple[str, ...] = RULES
 
 
 @dataclass
@@ -241,13 +249,21 @@ def servers(plan: Plan, models: Sequence[Model]) -> tuple[ServerSpec, ...]:
 def workloads(plan: Plan) -> list[Workload]:
     shared = Workload(SHARED, servers(plan, [LLAMA]), shared_prefix_chats(plan), plan.chat_clients)
     three = Workload(MODELS, servers(plan, THREE), three_model_chats(plan), plan.model_clients)
-    return [shared, three, replace(shared, name=TWICE, instances=2)]
+    twice = replace(shared, name=TWICE, instances=2)
+    return [shared, three, twice, replace(twice, name=TWICE_REDIS, redis=True, rules=("state",))]
 
 
 # ---- Córtex ---------------------------------------------------------------------------------
 
 
-def config(rule: str, ports: Sequence[int], names: Sequence[str], plan: Plan, dir: Path) -> str:
+def config(
+    rule: str,
+    ports: Sequence[int],
+    names: Sequence[str],
+    plan: Plan,
+    dir: Path,
+    redis_url: str | None = None,
+) -> str:
     lines = [
         f'host = "{HOST}"',
         f"port = {free_port()}",
@@ -257,7 +273,10 @@ def config(rule: str, ports: Sequence[int], names: Sequence[str], plan: Plan, di
         "access_log = false",
         "max_connections = 1000",
         f'keys_file = "{dir / "keys.json"}"',
+        *plan.settings,
     ]
+    if redis_url is not None:
+        lines += [f'redis_url = "{redis_url}"', "require_keys = false"]
     for name, port in zip(names, ports, strict=True):
         lines += ["", "[[backends]]", f'name = "{name}"']
         lines += [f'url = "http://{HOST}:{port}"', 'kind = "ollama"']
@@ -270,6 +289,28 @@ async def start_cortex(procs: Processes, toml: str, dir: Path) -> Cortex:
     port = int(toml.split("port = ", 1)[1].split("\n", 1)[0])
     argv = [sys.executable, "-m", "cortex", "serve", "--config", str(path)]
     return await start_gateway(procs, argv, port)
+
+
+async def start_redis(procs: Processes) -> tuple[asyncio.subprocess.Process, str]:
+    """A redis-server without persistence on a free port, on the servers' CPU."""
+    if shutil.which(REDIS) is None:
+        raise RuntimeError(f"{REDIS} is not installed (apt-get install redis-server)")
+    port = free_port()
+    argv = [REDIS, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    proc = await procs.spawn(argv, None, procs.log_file())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(b"PING\r\n")
+            answer = await reader.readline()
+            writer.close()
+            if answer.startswith(b"+PONG"):
+                return proc, f"redis://{HOST}:{port}/0"
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{REDIS} did not answer on port {port}")
 
 
 async def settle(session: aiohttp.ClientSession, port: int, models: set[str], wait: float) -> None:
@@ -384,11 +425,12 @@ async def run_case(procs: Processes, plan: Plan, work: Workload, rule: str, dir:
     names = [spec.name for spec in work.servers]
     models = {m.name for spec in work.servers for m in spec.models}
     gateways = []
+    redis, redis_url = await start_redis(procs) if work.redis else (None, None)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            toml = [config(rule, ports, names, plan, dir) for _ in range(work.instances)]
+            toml = [config(rule, ports, names, plan, dir, redis_url) for _ in range(work.instances)]
             gateways = list(await asyncio.gather(*(start_cortex(procs, t, dir) for t in toml)))
             await asyncio.gather(
                 *(settle(session, g.port, models, plan.health_interval) for g in gateways)
@@ -402,6 +444,8 @@ async def run_case(procs: Processes, plan: Plan, work: Workload, rule: str, dir:
             await procs.stop(gateway.proc)
         for sim in sims:
             await sim.stop()
+        if redis is not None:
+            await procs.stop(redis)
     log = [line for g in gateways for line in g.log_lines()]
     stats = {sim.spec.name: {**asdict(sim.stats), "in_memory": list(sim.runners)} for sim in sims}
     return Case(work.name, rule, records, stats, wall, log, status)
@@ -447,13 +491,14 @@ def targets(cases: list[Case]) -> list[dict[str, Any]]:
         fewer = 1 - state.total("loads") / least.total("loads")
         name = f"{MODELS} loads, state vs least-outstanding"
         out.append(target(name, fewer, fewer >= 0.8, f"{fewer:.0%} fewer (aim: 80% fewer)"))
-    for rule in ("affinity", "state"):
-        one, two = find(cases, SHARED, rule), find(cases, TWICE, rule)
+    for workload, rule in ((TWICE, "affinity"), (TWICE, "state"), (TWICE_REDIS, "state")):
+        one, two = find(cases, SHARED, rule), find(cases, workload, rule)
         if one and two:
             points = (two.same_backend_share() - one.same_backend_share()) * 100
             cached = (two.cached_share() - one.cached_share()) * 100
             shown = f"{points:+.0f} points (prompt cached {cached:+.0f} points; aim: -10 or more)"
-            name = f"affinity hit rate, 2 instances vs 1, {rule}"
+            sharing = " sharing Redis" if workload == TWICE_REDIS else ""
+            name = f"affinity hit rate, 2 instances{sharing} vs 1, {rule}"
             out.append(target(name, points, points >= -10, shown))
     return out
 
@@ -470,13 +515,15 @@ def plot(cases: list[Case], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    names = list(dict.fromkeys(c.workload for c in cases))
+    panel = {TWICE_REDIS: TWICE}  # the shared-Redis case is one more line on its panel
+    names = list(dict.fromkeys(panel.get(c.workload, c.workload) for c in cases))
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        for case in (c for c in cases if c.workload == name):
+        for case in (c for c in cases if panel.get(c.workload, c.workload) == name):
             values = sorted(v * 1e3 for v in case.ttfts())
             shares = [(i + 1) / len(values) for i in range(len(values))]
-            ax.step(values, shares, where="post", label=case.rule)
+            label = f"{case.rule}, Redis" if case.workload == TWICE_REDIS else case.rule
+            ax.step(values, shares, where="post", label=label)
         ax.set_xscale("log")
         ax.set_xticks([20, 50, 100, 200, 500, 1000, 2000, 5000])
         ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -484,8 +531,8 @@ def plot(cases: list[Case], path: Path, title: str) -> None:
         ax.set_title(name)
         ax.set_xlabel("time to first token (ms, log scale)")
         ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right")
     axes[0][0].set_ylabel("share of requests")
-    axes[0][0].legend(loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -511,9 +558,12 @@ def print_report(cases: list[Case], goals: list[dict[str, Any]], elapsed: float)
 # ---- main -----------------------------------------------------------------------------------
 
 
-async def main(quick: bool, plot_path: Path | None, rules: Sequence[str]) -> int:
+async def main(
+    quick: bool, plot_path: Path | None, rules: Sequence[str], settings: Sequence[str]
+) -> int:
     cancel_on_sigterm()
     plan, mode = quick_or_full(quick, Plan(), QUICK)
+    plan = replace(plan, settings=tuple(settings))
     pinning = choose_pinning()
     pinning.pin_load_generator()
     print(f"routing simulator, {mode} run; Córtex {cortex_source()}; {pinning.describe()}")
@@ -522,10 +572,10 @@ async def main(quick: bool, plot_path: Path | None, rules: Sequence[str]) -> int
     with tempfile.TemporaryDirectory(prefix="cortex-routing-") as tmp:
         async with processes(pinning) as procs:
             for work in workloads(plan):
-                for rule in rules:
+                for rule in (r for r in rules if r in work.rules):
                     case = await run_case(procs, plan, work, rule, Path(tmp))
                     done = f"{len(case.records)} requests in {case.wall_s:.1f} s"
-                    print(f"  {work.name:<17} {rule:<18} {done}", flush=True)
+                    print(f"  {work.name:<22} {rule:<18} {done}", flush=True)
                     cases.append(case)
     elapsed = time.monotonic() - started
     goals = targets(cases)
@@ -549,5 +599,14 @@ if __name__ == "__main__":
     args = parser(__doc__, "a short run (< 1 min): fewer conversations")
     args.add_argument("--plot", type=Path, help=f"where the plot goes [default: {PLOT}]")
     args.add_argument("--rules", default=",".join(RULES), help="rules to run, comma-separated")
+    args.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TOML line for every Córtex's config, e.g. affinity_slack=4 (repeatable)",
+    )
     opts = args.parse_args()
-    run_benchmark(main(opts.quick, opts.plot, opts.rules.split(",")), "the servers and Córtex")
+    settings = [line.replace("=", " = ", 1) for line in opts.set]
+    run = main(opts.quick, opts.plot, opts.rules.split(","), settings)
+    run_benchmark(run, "the servers and Córtex")

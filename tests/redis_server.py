@@ -7,6 +7,7 @@ with no persistence; tests that need it are skipped, saying why, without it.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -45,6 +46,15 @@ class RedisServer:
             self._process.terminate()
             self._process.wait(10)
             self._process = None
+
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP): connections stay open and nothing answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def ping(self) -> bool:
         try:

@@ -120,3 +120,12 @@ def test_the_open_file_limit_is_raised_for_max_connections(connections: int) -> 
     wanted = 2 * connections + 256
     assert int(soft) == int(now) == (wanted if int(hard) < 0 else min(wanted, int(hard)))
     assert ("allows about" in run.stderr) == (0 <= int(hard) < wanted)
+
+
+def test_sharing_routing_through_redis_needs_a_redis() -> None:
+    with pytest.raises(ConfigError, match="routing_share"):
+        load_settings({"routing_share": "redis"})
+    shared = load_settings({"redis_url": "redis://127.0.0.1:6379/0"})
+    assert shared.shared_routing_url == "redis://127.0.0.1:6379/0"
+    alone = load_settings({"redis_url": "redis://127.0.0.1:6379/0", "routing_share": "none"})
+    assert alone.shared_routing_url is None

@@ -6,6 +6,7 @@ by hand), then Córtex in front of fake Ollama servers whose memory loads and ev
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from cortex.config import BackendSettings
+from cortex.config import BackendSettings, Settings
+from cortex.errors import UpstreamUnreachable
+from cortex.gateway import Gateway
 from cortex.routing import scorer
 from cortex.routing.circuit import Circuit
 from cortex.routing.engine import EngineLoad, from_metrics, from_slots
@@ -162,6 +165,17 @@ def test_the_home_gives_way_when_busier_than_the_affinity_slack() -> None:
     home = scorer.choose("m", [a, b], prompt, 2, 4, 0).member
     home.in_flight = 3
     assert scorer.choose("m", [a, b], prompt, 2, 4, 0).member is not home
+
+
+def homed_on(name: str, names: tuple[str, ...] = ("one", "two")) -> list[dict[str, str]]:
+    """A conversation, with a system prompt of a few blocks, whose home is ``name``."""
+    for n in range(100):
+        talk = conversation(f"Instructions {n}. " + "Be brief. " * 80, "first question")
+        prompt = prompt_of(MODEL, talk)
+        assert prompt is not None
+        if rendezvous(prompt.conversation, list(names))[0] == name:
+            return talk
+    raise AssertionError(f"no conversation has its home on {name}")
 
 
 # ---- end to end: Córtex in front of servers that load and evict ---------------------------
@@ -403,3 +417,44 @@ def test_a_failure_after_heartbeats_is_an_in_band_sse_error(
     assert status == 200 and raw.startswith(b": ping\n\n")
     assert raw.endswith(b"\n\n") and b'event: error\ndata: {"error":' in raw
     assert b'"done":true' not in raw
+
+
+# ---- the queue -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("routing", "expected"), [("state", "two"), ("least-outstanding", "one")])
+def test_a_waiter_is_placed_by_the_rule_when_several_backends_free_up(
+    routing: str, expected: str, fake: FakeOllama, second: FakeOllama
+) -> None:
+    fake.models = second.models = [MODEL]
+    fake.memory.preload(MODEL)
+    second.memory.preload(MODEL)
+    limited = [{**b, "max_concurrent": 1} for b in backends(fake, second)]
+    settings = Settings(
+        backends=limited, routing=routing, circuit_failures=1, circuit_cooldown=0.05
+    )
+
+    async def scenario() -> str:
+        gateway = await Gateway.start(settings)
+        router = gateway.router
+        await asyncio.sleep(0.3)  # the health loop's first check, done before any fault
+        try:
+            talk = homed_on("two")
+            (await router.acquire(MODEL, talk)).release()  # its first turn, on "two"
+            hold = await router.acquire(MODEL, homed_on("one"))
+            assert hold.member.name == "one"
+            fault = await router.acquire(MODEL, conversation("s", "q"))
+            assert fault.member.name == "two"
+            fault.failed(UpstreamUnreachable("refused"))  # opens two's circuit
+            fault.release()
+            waiting = asyncio.create_task(router.acquire(MODEL, [*talk, *talk[1:]]))
+            await asyncio.sleep(0.1)  # queued; meanwhile two's circuit half-opens
+            assert router.queued == 1
+            hold.release()  # now both have room
+            lease = await waiting
+            lease.release()
+            return lease.member.name
+        finally:
+            await gateway.close()
+
+    assert asyncio.run(scenario()) == expected

@@ -157,6 +157,7 @@ class Settings(BaseModel):
     affinity_slack: int = Field(default=2, ge=0)
     routing: RoutingRule = "state"
     cold_slack: int = Field(default=4, ge=0)
+    routing_share: Literal["redis", "none"] | None = None  # None: "redis" with redis_url
     keys: list[KeyRecord] = Field(default_factory=list)  # [[keys]] tables; see access/keys.py
     keys_file: Path | None = None  # default: keys.default_keys_file()
     keys_refresh: float = Field(default=2.0, gt=0)
@@ -192,6 +193,19 @@ class Settings(BaseModel):
             return _named(self.backends)
         key = self.upstream_api_key
         return _named([BackendSettings(url=self.upstream, kind=self.kind, api_key=key)])
+
+    @model_validator(mode="after")
+    def _share_needs_redis(self) -> Settings:
+        if self.routing_share == "redis" and self.redis_url is None:
+            raise ValueError('routing_share = "redis" needs redis_url')
+        return self
+
+    @property
+    def shared_routing_url(self) -> str | None:
+        """The Redis where instances share where they sent prompts, if they do."""
+        if self.redis_url is None or self.routing_share == "none":
+            return None
+        return self.redis_url.get_secret_value()
 
     @property
     def keys_always_required(self) -> bool:

@@ -10,6 +10,8 @@ has likely cached (llama.cpp and Ollama reuse the longest cached prefix).
 Several Córtex instances agree without sharing state by rendezvous hashing:
 a conversation (its prompt up to the end of its first user message) goes to
 the backend whose name hashes highest with it, the same on every instance.
+Where one sent a prompt when its home was busy, the others learn through Redis
+(shared.py): that answer rides on the prompt as ``sent``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ INDEX_BLOCKS = 65_536  # names kept per backend: 16 MiB of prompt in about 8.5 M
 class Prompt:
     blocks: list[bytes]  # chained block names, in order
     conversation: bytes  # names the prompt up to the end of its first user message
+    sent: tuple[str, int] | None = None  # (backend, leading blocks) some instance sent there
 
 
 def prompt_of(model: str, messages: Sequence[Any] | None) -> Prompt | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ..errors import Overloaded
+from .prefix import Prompt
 
 T = TypeVar("T")
 DRAIN_SAMPLE = 32  # recent hand-overs the drain rate is measured on
@@ -35,6 +36,7 @@ class Waiter(Generic[T]):
     exclude: frozenset[str]
     future: asyncio.Future[T]
     party: str = ""
+    prompt: Prompt | None = None  # for the scorer, under the state rule
     position: int = 1  # 1: next to be served, when it joined
     tag: tuple[int, int] = (0, 0)  # (fair-queuing tag, arrival): served lowest first
     since: float = field(default_factory=time.monotonic)
@@ -78,7 +80,9 @@ class AdmissionQueue(Generic[T]):
         rate = (len(handed) - 1) / (handed[-1] - handed[0])
         return min(max(1.0, math.ceil(len(self._waiters) / rate)), self._timeout)
 
-    async def wait(self, model: str, exclude: frozenset[str], party: str = "") -> T:
+    async def wait(
+        self, model: str, exclude: frozenset[str], party: str = "", prompt: Prompt | None = None
+    ) -> T:
         """Wait for ``dispatch`` to hand this request a backend."""
         if len(self._waiters) >= self._size:
             raise Overloaded(
@@ -90,7 +94,7 @@ class AdmissionQueue(Generic[T]):
         self._arrivals += 1
         future = asyncio.get_running_loop().create_future()
         waiter = Waiter[T](
-            model, exclude, future, party, self._position(tag), (tag, self._arrivals)
+            model, exclude, future, party, prompt, self._position(tag), (tag, self._arrivals)
         )
         self._last_tag[party] = tag
         bisect.insort(self._waiters, waiter, key=lambda w: w.tag)

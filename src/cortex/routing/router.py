@@ -15,8 +15,10 @@ The rule, in order:
    least busy candidate; ``round-robin`` takes turns.
 4. Otherwise the fewest outstanding streams per unit of weight, ties in turn.
 A backend at its ``max_concurrent`` takes no more; the request waits in one
-bounded FIFO queue, served in order as slots free up on a backend for its
-model, until ``queue_timeout``. A full queue or an expired wait is a 503.
+bounded queue, fair across API keys (queue.py), served as slots free up on a
+backend for its model (chosen by the same rule), until ``queue_timeout``. A full
+queue or an expired wait is a 503. With ``redis_url`` set, ``state`` also learns
+where other instances sent a prompt (shared.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .affinity import Affinity, prefix_keys
 from .member import Lease, Member, listed
 from .prefix import Prompt, prompt_of
 from .queue import AdmissionQueue, Waiter
+from .shared import SharedPrefixes
 
 
 class Router:
@@ -48,6 +51,8 @@ class Router:
         self._refresh_lock = asyncio.Lock()
         self._checker: asyncio.Task[None] | None = None
         self._lookups: dict[str, asyncio.Task[None]] = {}  # /api/ps reads after answers
+        url = settings.shared_routing_url
+        self._shared = SharedPrefixes(url) if url and settings.routing == "state" else None
 
     # Catalogue and health
 
@@ -77,6 +82,8 @@ class Router:
         for lookup in self._lookups.values():
             lookup.cancel()
         self._queue.cancel_all()
+        if self._shared is not None:
+            await self._shared.close()
 
     def knows(self, model: str) -> bool:
         """Some backend lists this model (as of the last check)."""
@@ -127,12 +134,14 @@ class Router:
         # Affinity only matters with a choice: a lone backend skips hashing the conversation.
         rule = self._settings.routing if len(self.members) > 1 else "least-outstanding"
         prompt = prompt_of(model, messages) if rule == "state" else None
+        if prompt is not None and self._shared is not None:
+            prompt = await self._shared.lookup(prompt)
         keys = prefix_keys(model, messages) if rule == "affinity" else []
         member, affinity = self._choose(model, admitted, rule, prompt, keys)
         waited, position = 0.0, 0
         if member is None:
             position = self._queue.position(party)
-            member = await self._queue.wait(model, exclude, party)
+            member = await self._queue.wait(model, exclude, party, prompt)
             member.in_flight -= 1  # the slot was handed over reserved; it is counted below
             waited = time.monotonic() - now
         member.in_flight += 1
@@ -144,6 +153,8 @@ class Router:
             member.affinity_hits += 1
         if prompt is not None:
             member.prefixes.add(prompt)
+            if self._shared is not None:
+                self._shared.record(prompt, member.name)
         if keys:
             self._affinity.remember(keys[0], member.name)
         residency = member.residency
@@ -175,8 +186,7 @@ class Router:
         if rule == "round-robin":
             return roomy[self._turn % len(roomy)], False
         if rule == "state":
-            s = self._settings
-            choice = scorer.choose(model, roomy, prompt, s.affinity_slack, s.cold_slack, self._turn)
+            choice = self._score(model, roomy, prompt)
             return choice.member, choice.hit
         least = min(m.load() for m in roomy)
         for key in keys[1:]:
@@ -186,6 +196,10 @@ class Router:
                 return preferred, True
         tied = [m for m in roomy if m.load() == least]
         return tied[self._turn % len(tied)], False
+
+    def _score(self, model: str, roomy: list[Member], prompt: Prompt | None) -> scorer.Choice:
+        s = self._settings
+        return scorer.choose(model, roomy, prompt, s.affinity_slack, s.cold_slack, self._turn)
 
     def release(self, lease: Lease) -> None:
         member = lease.member
@@ -213,8 +227,13 @@ class Router:
             for m in self.members
             if m.name not in waiter.exclude and (len(self.members) == 1 or m.serves(waiter.model))
         ]
-        now = time.monotonic()
-        member = next((m for m in _open_to(waiter.model, serving, now) if m.has_room()), None)
+        roomy = [m for m in _open_to(waiter.model, serving, time.monotonic()) if m.has_room()]
+        member: Member | None = None
+        if roomy and self._settings.routing == "state" and len(self.members) > 1:
+            self._turn += 1
+            member = self._score(waiter.model, roomy, waiter.prompt).member
+        elif roomy:
+            member = roomy[0]
         if member is not None:
             member.in_flight += 1  # reserved for this waiter
         return member

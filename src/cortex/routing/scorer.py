@@ -12,7 +12,8 @@ Among the backends that may serve a request and have room, in order:
 2. Prompt prefix, among the backends within ``affinity_slack`` of the least
    busy: a conversation goes to its rendezvous home (the same on every
    instance), unless another backend holds at least ``PREFIX_GAIN`` more of
-   the prompt's leading blocks (its turns were sent there while the home was busy).
+   the prompt's leading blocks (its turns were sent there while the home was busy),
+   by this instance's index or, through Redis, another instance's (``Prompt.sent``).
 3. Without a prompt, the least busy; ties take turns.
 Busy is Córtex's own streams, or the engine's running and waiting requests
 where the server reports them, whichever is more, per unit of weight.
@@ -57,6 +58,9 @@ def choose(
     by_name = {m.name: m for m in near}
     home = by_name[rendezvous(prompt.conversation, list(by_name))[0]]
     matches = {m.name: m.prefixes.match(prompt) for m in near}
+    if prompt.sent is not None and prompt.sent[0] in matches:
+        elsewhere, blocks = prompt.sent
+        matches[elsewhere] = max(matches[elsewhere], blocks)
     best = max(near, key=lambda m: matches[m.name])
     if matches[best.name] >= matches[home.name] + PREFIX_GAIN:
         return Choice(best, "prefix", matches[best.name], hit=True)
