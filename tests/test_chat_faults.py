@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
+import httpx
 import orjson
 import pytest
 
@@ -51,6 +52,23 @@ def test_idle_timeout_names_the_silence(fake: FakeOllama, start_gateway: StartGa
     fake.script = Script(fault="stall_mid", fault_after=2)
     response = post_chat(gateway.url, HELLO)
     assert_ollama_error(response.content.splitlines()[-1], "went silent for 0.5 s")
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+def test_a_silence_after_the_first_token_is_reported_after_the_idle_timeout(
+    kind: str, path: str, fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    """Not at the far longer first-byte deadline, on every pair of dialects."""
+    upstream = ("openai+" if kind == "openai" else "") + fake.url
+    gateway = start_gateway(upstream=upstream, idle_timeout=0.5, first_byte_timeout=30)
+    fake.script = Script(tokens=["uno", " dos", " tres"], fault="stall_mid", fault_after=1)
+    began = time.monotonic()
+    response = httpx.post(gateway.url + path, json={**HELLO, "stream": True}, timeout=40)
+    elapsed = time.monotonic() - began
+    assert response.status_code == 200
+    assert "went silent for 0.5 s" in response.text
+    assert elapsed < 15, f"the silence was reported after {elapsed:.1f} s"
 
 
 def test_upstream_mid_stream_error_line_is_forwarded(

@@ -9,7 +9,7 @@ from ``protocol.py``), in the same callback. What the relay promises still holds
 
 - lines are decoded and checked by the same decoder and translators;
 - the first-byte and idle deadlines, and the heartbeat while the upstream is
-  silent, run on one timer, moved only when it fires;
+  silent, run on one timer, moved when it fires and when the first chunk comes;
 - backpressure: a client whose socket buffer is full pauses reading the upstream
   (and the idle clock); before the response has started, or without a conduit,
   at most ``HIGH_WATER`` bytes wait for the ASGI side before reading pauses;
@@ -172,8 +172,10 @@ class Splice:
     def data(self, chunk: bytes) -> None:
         if self._ended or self._error is not None:
             return  # the answer is over: what follows is not relayed
-        self._last = self._loop.time()
-        self._got_data = True
+        now = self._last = self._loop.time()
+        if not self._got_data:
+            self._got_data = True
+            self._rearm(now)  # the idle deadline may come before the first-byte one
         try:
             lines = self._decoder.feed(chunk)
         except LineTooLong as exc:
@@ -256,6 +258,11 @@ class Splice:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _rearm(self, now: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._arm(now)
 
     def _arm(self, now: float) -> None:
         due = self._deadline()
