@@ -7,13 +7,21 @@ byte what the model server sends and when it closes its connection.
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from cortex.backends.base import Timeouts
 from cortex.backends.http import HTTPBackend
-from cortex.errors import UpstreamIncomplete, UpstreamStatus, UpstreamUnreachable
+from cortex.errors import (
+    UpstreamError,
+    UpstreamIncomplete,
+    UpstreamProtocolError,
+    UpstreamStatus,
+    UpstreamUnreachable,
+)
 
 TIMEOUTS = Timeouts(connect=2.0, first_byte=2.0, idle=2.0)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -22,8 +30,15 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 class Server:
     """Runs ``handler`` for each connection and counts the connections."""
 
-    def __init__(self, handler: Handler, base_path: str = "", api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        base_path: str = "",
+        api_key: str | None = None,
+        userinfo: str = "",
+    ) -> None:
         self._handler = handler
+        self._userinfo = userinfo
         self._base_path = base_path
         self._api_key = api_key
         self.connections = 0
@@ -32,7 +47,7 @@ class Server:
     async def __aenter__(self) -> HTTPBackend:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{self.port}{self._base_path}"
+        url = f"http://{self._userinfo}127.0.0.1:{self.port}{self._base_path}"
         self.backend = HTTPBackend("ollama", url, TIMEOUTS, self._api_key)
         return self.backend
 
@@ -195,6 +210,46 @@ def test_an_error_status_keeps_its_code_and_the_servers_message() -> None:
     run(scenario)
 
 
+def test_a_busy_servers_retry_after_is_kept() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        body = b'{"error":{"message":"slow down","type":"rate_limit"}}'
+        head = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: %d\r\n\r\n"
+        writer.write(head % len(body) + body)
+
+    async def scenario() -> None:
+        async with Server(handler) as backend:
+            with pytest.raises(UpstreamStatus) as caught:
+                await read_all(backend)
+        assert (caught.value.status, caught.value.retry_after) == (429, 7)
+        assert caught.value.message == "slow down"
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_a_compressed_answer_is_refused_by_name_not_read_as_garbage(status: int) -> None:
+    body = gzip.compress(b'{"error":"model not found"}')
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        head = b"HTTP/1.1 %d X\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+        writer.write(head % (status, len(body)) + body)
+
+    async def scenario() -> None:
+        async with Server(handler) as backend:
+            with pytest.raises(UpstreamError) as caught:
+                await read_all(backend)
+        if status == 200:
+            assert isinstance(caught.value, UpstreamProtocolError)
+            assert "compressed answer (gzip)" in caught.value.message
+        else:
+            assert caught.value.status == 404
+            assert caught.value.message == "the model server answered HTTP 404"
+
+    run(scenario)
+
+
 def test_the_request_carries_its_path_under_the_base_url_and_the_key() -> None:
     seen: list[bytes] = []
 
@@ -212,6 +267,25 @@ def test_the_request_carries_its_path_under_the_base_url_and_the_key() -> None:
         assert f"Host: 127.0.0.1:{port}".encode() in head
         assert b"Authorization: Bearer sk-secret" in head
         assert seen[0].endswith(b'\r\n\r\n{"model":"m"}')
+
+    run(scenario)
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_kept_out_of_the_host() -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(answer(b"{}"))
+
+    async def scenario() -> None:
+        server = Server(handler, userinfo="al%40ice:s3cr%3At@")
+        async with server as backend:
+            assert await read_all(backend) == b"{}"
+        head = seen[0].split(b"\r\n\r\n")[0].split(b"\r\n")
+        expected = base64.b64encode(b"al@ice:s3cr:t")
+        assert b"Authorization: Basic " + expected in head
+        assert f"Host: 127.0.0.1:{server.port}".encode() in head
 
     run(scenario)
 

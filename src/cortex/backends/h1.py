@@ -74,6 +74,8 @@ class Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.started_at = 0.0
+        self.encoding: str | None = None  # a Content-Encoding other than identity
+        self.retry_after: int | None = None  # seconds, from an answer's Retry-After
         self.complete = False
         self._got_bytes = False
         self._head: asyncio.Future[None] | None = None
@@ -130,16 +132,24 @@ class Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) in (14, 17):  # only the two that say how the body is delimited
+        if len(name) in (11, 14, 16, 17):  # framing, encoding, and Retry-After
             lowered = name.lower()
             if lowered == b"content-length" or lowered == b"transfer-encoding":
                 self._framed = True
+            elif lowered == b"content-encoding" and value.strip().lower() != b"identity":
+                self.encoding = value.strip().decode("latin-1")
+            elif lowered == b"retry-after" and value.strip().isdigit():
+                self.retry_after = int(value)
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
         no_body = self.status in (204, 304)
         self._until_close = not self._framed and not no_body and self.status >= 200
         if self.status < 200:  # an interim answer (100 Continue): the real one follows
+            return
+        if self.encoding is not None and self.status < 300:
+            message = f"the model server sent a compressed answer ({self.encoding}) though"
+            self._fail(UpstreamProtocolError(f"{message} it was asked for identity"))
             return
         if self._head is not None and not self._head.done():
             self._head.set_result(None)

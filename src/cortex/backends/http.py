@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -68,6 +69,8 @@ class HTTPBackend:
         ]
         if api_key:
             headers.append(f"Authorization: Bearer {api_key}")
+        elif parts.username is not None:  # http://user:password@host, as behind a proxy
+            headers.append(f"Authorization: Basic {_basic(parts.username, parts.password)}")
         self._headers = ("\r\n".join(headers) + "\r\n").encode("latin-1")
 
     @asynccontextmanager
@@ -157,6 +160,11 @@ class HTTPBackend:
         return UpstreamUnreachable(f"cannot reach the model server: {reason}")
 
 
+def _basic(user: str, password: str | None) -> str:
+    pair = f"{unquote(user)}:{unquote(password or '')}"
+    return base64.b64encode(pair.encode()).decode("ascii")
+
+
 def _no_answer(first_byte: float) -> FirstByteTimeout:
     return FirstByteTimeout(f"the model server did not answer within {first_byte:g} s")
 
@@ -164,15 +172,20 @@ def _no_answer(first_byte: float) -> FirstByteTimeout:
 async def _status_error(connection: Connection) -> UpstreamError:
     """Turn an upstream error status into an error that keeps its status and message."""
     status = connection.status
-    try:
-        async with asyncio.timeout(5):
-            raw = await _read_some(connection, MAX_ERROR_BODY)
-    except (TimeoutError, UpstreamError):
-        raw = b""
+    raw = b""
+    if connection.encoding is None:  # a compressed message cannot be read
+        try:
+            async with asyncio.timeout(5):
+                raw = await _read_some(connection, MAX_ERROR_BODY)
+        except (TimeoutError, UpstreamError):
+            pass
     message = _error_message(raw) or f"the model server answered HTTP {status}"
     if status < 400:
         return UpstreamProtocolError(f"the model server answered with a redirect (HTTP {status})")
-    return UpstreamStatus(message, status=status)
+    error = UpstreamStatus(message, status=status)
+    if status in (429, 503) and connection.retry_after is not None:
+        error.retry_after = min(connection.retry_after, 3600)
+    return error
 
 
 async def _read_some(connection: Connection, limit: int) -> bytes:
