@@ -210,6 +210,23 @@ def test_an_error_status_keeps_its_code_and_the_servers_message() -> None:
     run(scenario)
 
 
+def test_a_proxys_html_error_page_is_summed_up_by_its_title() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        body = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>...</body></html>"
+        writer.write(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    async def scenario() -> None:
+        async with Server(handler) as backend:
+            with pytest.raises(UpstreamStatus) as caught:
+                await read_all(backend)
+        assert (caught.value.status, caught.value.message) == (502, "502 Bad Gateway")
+
+    run(scenario)
+
+
 def test_a_busy_servers_retry_after_is_kept() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import logging
 import os
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ logger = logging.getLogger("cortex.upstream")
 
 MAX_ERROR_BODY = 64 * 1024
 CLOSED = "it closed the connection without answering"
+HTML_TITLE = re.compile(r"<title[^>]*>([^<]*)</title>", re.IGNORECASE)
 
 
 class HTTPBackend:
@@ -202,6 +204,9 @@ def _error_message(raw: bytes) -> str | None:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
         text = raw.decode("utf-8", "replace").strip()
+        if text.startswith("<"):  # a proxy's HTML page: its title, if it has one, says enough
+            title = HTML_TITLE.search(text)
+            return " ".join(title.group(1).split())[:300] if title else None
         return text[:300] or None
     if isinstance(parsed, dict):
         error = parsed.get("error")
