@@ -97,6 +97,20 @@ def test_openai_tool_calls_stream_and_finish_with_tool_calls(
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
+def test_openai_sdk_joins_two_streamed_tool_calls_as_two(
+    oai: openai.OpenAI, fake: FakeOllama
+) -> None:
+    """Ollama streams each call on its own line; the SDK tells them apart by index."""
+    second = {"name": "get_time", "arguments": {"tz": "CET"}}
+    fake.script = Script(tool_calls=(TOOL, second))
+    with oai.chat.completions.stream(model=DEFAULT_MODEL, messages=HI, tools=TOOLS) as stream:  # type: ignore[arg-type]
+        completion = stream.get_final_completion()
+    calls = completion.choices[0].message.tool_calls or []
+    functions = [(c.function.name, json.loads(c.function.arguments)) for c in calls]  # type: ignore[union-attr]
+    assert functions == [("get_weather", TOOL["arguments"]), ("get_time", {"tz": "CET"})]
+    assert len({c.id for c in calls}) == 2
+
+
 def test_openai_tool_calls_without_streaming(oai: openai.OpenAI, fake: FakeOllama) -> None:
     fake.script = Script(tool_calls=(TOOL,))
     completion = oai.chat.completions.create(model=DEFAULT_MODEL, messages=HI, tools=TOOLS)  # type: ignore[arg-type]

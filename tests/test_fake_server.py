@@ -376,15 +376,17 @@ def test_thinking_and_tool_call_lines_are_byte_exact(fake: FakeOllama) -> None:
     assert chunks[:3] == [
         prefix + b'{"role":"assistant","content":"","thinking":"Hm"},"done":false}\n',
         prefix + b'{"role":"assistant","content":"","thinking":"m"},"done":false}\n',
-        prefix + b'{"role":"assistant","content":"","tool_calls":[{"function":{"name":'
-        b'"get_weather","arguments":{"city":"\\u003cSevilla\\u003e","days":2}}}]},"done":false}\n',
+        prefix + b'{"role":"assistant","content":"","tool_calls":[{"id":"call_00000000",'
+        b'"function":{"index":0,"name":"get_weather","arguments":{"city":"\\u003cSevilla\\u003e",'
+        b'"days":2}}}]},"done":false}\n',
     ]
     final = json.loads(chunks[3])
     assert (final["done"], final["done_reason"], final["eval_count"]) == (True, "stop", 3)
     whole = httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama", "stream": False})
     message = whole.json()["message"]
     assert list(message) == ["role", "content", "thinking", "tool_calls"]
-    assert message["thinking"] == "Hmm" and message["tool_calls"][0]["function"] == call
+    assert message["thinking"] == "Hmm"
+    assert message["tool_calls"][0]["function"] == {"index": 0, **call}
 
 
 def test_embed_show_and_ps_errors(fake: FakeOllama) -> None:

@@ -81,6 +81,30 @@ def test_ollama_request_becomes_an_openai_request(
     assert body["messages"][3] == {"role": "tool", "content": "sunny", "tool_call_id": call["id"]}
 
 
+def test_ollama_tool_results_answer_the_calls_their_ids_name(
+    fake: FakeOllama, to_openai: RunningGateway
+) -> None:
+    calls = [
+        {"id": "call_A", "function": {"name": "get_weather", "arguments": {"city": "Lima"}}},
+        {"id": "call_B", "function": {"name": "get_time", "arguments": {}}},
+    ]
+    messages = [
+        {"role": "user", "content": "weather and time?"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "content": "12:00", "tool_name": "get_time", "tool_call_id": "call_B"},
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather", "tool_call_id": "call_A"},
+    ]
+    payload = {"model": DEFAULT_MODEL, "messages": messages}
+    response = httpx.post(to_openai.url + "/api/chat", content=orjson.dumps(payload), timeout=10)
+    assert response.status_code == 200
+    sent = fake.requests[-1].json["messages"]
+    assert [c["id"] for c in sent[1]["tool_calls"]] == ["call_A", "call_B"]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == [
+        ("call_B", "12:00"),
+        ("call_A", "sunny"),
+    ]
+
+
 def test_openai_request_becomes_an_ollama_request(
     fake: FakeOllama, to_ollama: RunningGateway
 ) -> None:
@@ -126,9 +150,14 @@ def test_openai_request_becomes_an_ollama_request(
     assert messages[0] == {"role": "system", "content": "Be brief"}
     assert messages[1] == {"role": "user", "content": "What is this?", "images": [PNG]}
     assert messages[2]["tool_calls"] == [
-        {"function": {"name": "get_weather", "arguments": {"city": "Lima"}}}
+        {"id": "c1", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Lima"}}}
     ]
-    assert messages[3] == {"role": "tool", "content": "sunny", "tool_name": "get_weather"}
+    assert messages[3] == {
+        "role": "tool",
+        "content": "sunny",
+        "tool_name": "get_weather",
+        "tool_call_id": "c1",
+    }
 
 
 @pytest.mark.parametrize("upstream", ["ollama", "openai"])

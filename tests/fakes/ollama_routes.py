@@ -82,7 +82,7 @@ async def _answer(
         tokens, count, done_reason = islice(tokens, limit), limit, "length"
     thinking = script.thinking or ()
     calls = script.tool_calls if chat else None
-    total = len(thinking) + (1 if calls else count)
+    total = len(thinking) + (len(calls) if calls else count)
 
     if body.get("stream") is False:
 
@@ -113,9 +113,14 @@ async def _answer(
                 yield wire.chat_message_line(model, stamp(), message) + b"\n"
             else:
                 yield wire.generate_thinking_line(model, stamp(), piece) + b"\n"
-        if calls:
-            message = wire.chat_message(tool_calls=calls)
-            yield wire.chat_message_line(model, stamp(), message) + b"\n"
+        if calls:  # one call a line, as Ollama streams them, each with its index
+            for index, call in enumerate(calls):
+                message = {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [wire.tool_call(call, index)],
+                }
+                yield wire.chat_message_line(model, stamp(), message) + b"\n"
         else:
             for token in tokens:
                 yield make_line(stamp(), token)

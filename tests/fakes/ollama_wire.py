@@ -133,11 +133,14 @@ def chat_message(
     if thinking:
         message["thinking"] = thinking
     if tool_calls:
-        message["tool_calls"] = [
-            {"function": {"name": call["name"], "arguments": go_map(call["arguments"])}}
-            for call in tool_calls
-        ]
+        message["tool_calls"] = [tool_call(call, i) for i, call in enumerate(tool_calls)]
     return message
+
+
+def tool_call(call: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """api.ToolCall: an id, and the call's index in the answer inside its function."""
+    function = {"index": index, "name": call["name"], "arguments": go_map(call["arguments"])}
+    return {"id": call.get("id", f"call_{index:08x}"), "function": function}
 
 
 def go_map(value: Any) -> Any:

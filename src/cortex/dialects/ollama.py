@@ -64,11 +64,13 @@ def _message(raw: dict[str, Any]) -> Message:
         calls = [_tool_call(call) for call in raw.get("tool_calls") or []]
     except ValueError as exc:
         raise BadRequest(f"invalid request: messages.tool_calls: {exc}") from None
+    call_id = raw.get("tool_call_id")
     return Message(
         role=raw["role"],
         content=raw.get("content") or "",
         images=list(raw.get("images") or []),
         tool_calls=calls,
+        tool_call_id=call_id if isinstance(call_id, str) else None,
         name=raw.get("tool_name"),
     )
 
@@ -123,12 +125,18 @@ def _wire_message(message: Message) -> dict[str, Any]:
     if message.images:
         wire["images"] = message.images
     if message.tool_calls:
-        wire["tool_calls"] = [
-            {"function": {"name": c.name, "arguments": c.arguments}} for c in message.tool_calls
-        ]
+        wire["tool_calls"] = [_wire_call(c, i) for i, c in enumerate(message.tool_calls)]
     if message.name:
         wire["tool_name"] = message.name
+    if message.tool_call_id:
+        wire["tool_call_id"] = message.tool_call_id
     return wire
+
+
+def _wire_call(call: ToolCall, index: int) -> dict[str, Any]:
+    """Ollama's ``api.ToolCall``: its id when known, its index in the answer."""
+    function = {"index": index, "name": call.name, "arguments": call.arguments}
+    return {"id": call.id, "function": function} if call.id else {"function": function}
 
 
 class OllamaParser:
@@ -209,6 +217,7 @@ class OllamaEncoder:
         self._stamps = Stamps()
         self._first_piece: int | None = None
         self._pieces = 0
+        self._calls = 0  # tool calls written so far: each new one takes the next index
 
     def piece(self, delta: Delta) -> dict[str, Any]:
         if self._first_piece is None:
@@ -221,9 +230,9 @@ class OllamaEncoder:
             if delta.thinking:
                 message["thinking"] = delta.thinking
             if delta.tool_calls:
+                first, self._calls = self._calls, self._calls + len(delta.tool_calls)
                 message["tool_calls"] = [
-                    {"function": {"name": c.name, "arguments": c.arguments}}
-                    for c in delta.tool_calls
+                    _wire_call(c, i) for i, c in enumerate(delta.tool_calls, start=first)
                 ]
             out["message"] = message
         else:

@@ -158,7 +158,7 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
 
 def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
     wire: list[dict[str, Any]] = []
-    pending_ids: list[str] = []  # Ollama's tool results carry no ids: answer calls in order
+    pending_ids: list[str] = []  # results without an id answer the calls in order
     for m in messages:
         out: dict[str, Any] = {"role": m.role, "content": m.content}
         if m.images:
@@ -176,10 +176,12 @@ def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
                 }
                 for call_id, c in zip(ids, m.tool_calls, strict=True)
             ]
-        if m.role == "tool":
-            out["tool_call_id"] = m.tool_call_id or (
-                pending_ids.pop(0) if pending_ids else "call_0"
-            )
+        if m.role == "tool" and m.tool_call_id:
+            out["tool_call_id"] = m.tool_call_id
+            if m.tool_call_id in pending_ids:
+                pending_ids.remove(m.tool_call_id)
+        elif m.role == "tool":
+            out["tool_call_id"] = pending_ids.pop(0) if pending_ids else "call_0"
         wire.append(out)
     return wire
 

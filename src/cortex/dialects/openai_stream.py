@@ -107,6 +107,7 @@ class OpenAIEncoder:
         self._created = int(time.time())
         self._sent_role = False
         self._pieces = 0
+        self._calls = 0  # tool calls streamed so far: each new one takes the next index
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk: dict[str, Any] = {
@@ -133,7 +134,9 @@ class OpenAIEncoder:
                 body["reasoning_content"] = delta.thinking
             out += self._chunk(body)
         if delta.tool_calls:
-            out += self._chunk({"tool_calls": _wire_calls(delta.tool_calls, with_index=True)})
+            calls = _wire_calls(delta.tool_calls, first_index=self._calls)
+            self._calls += len(calls)
+            out += self._chunk({"tool_calls": calls})
         return out
 
     def final(self, last: Delta) -> bytes:
@@ -157,7 +160,7 @@ class OpenAIEncoder:
         if thinking:
             message["reasoning_content"] = thinking
         if last.tool_calls:
-            message["tool_calls"] = _wire_calls(last.tool_calls, with_index=False)
+            message["tool_calls"] = _wire_calls(last.tool_calls)
             message["content"] = content or None
         self._pieces = self._pieces or int(bool(content))
         completion = {
@@ -191,15 +194,16 @@ class OpenAIEncoder:
         }
 
 
-def _wire_calls(calls: list[ToolCall], *, with_index: bool) -> list[dict[str, Any]]:
+def _wire_calls(calls: list[ToolCall], *, first_index: int | None = None) -> list[dict[str, Any]]:
+    """OpenAI's ``tool_calls``; in a stream (``first_index`` given) each has its index."""
     wire = []
-    for i, call in enumerate(calls):
+    for i, call in enumerate(calls, start=first_index or 0):
         item: dict[str, Any] = {
             "id": call.id or f"call_{secrets.token_hex(8)}",
             "type": "function",
             "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()},
         }
-        if with_index:
+        if first_index is not None:
             item = {"index": i, **item}
         wire.append(item)
     return wire
