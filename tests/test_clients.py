@@ -227,6 +227,7 @@ def test_ollama_embed(oll: ollama.Client, fake: FakeOllama) -> None:
 
 def test_ollama_show_and_ps(oll: ollama.Client, fake: FakeOllama) -> None:
     assert oll.show(DEFAULT_MODEL) is not None
+    assert oll.show(DEFAULT_MODEL.removesuffix(":latest")) is not None  # the tag is optional
     assert oll.ps().models is not None
     with pytest.raises(ollama.ResponseError) as caught:
         oll.show("no-such-model")

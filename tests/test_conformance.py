@@ -144,3 +144,16 @@ def test_show_for_an_openai_server_describes_its_catalogue_entry(
     missing = httpx.post(gw.url + "/api/show", json={"model": "nope:1b"}, timeout=5)
     assert missing.status_code == 404
     assert "nope:1b" in missing.json()["error"]
+
+
+def test_an_unknown_openai_path_is_not_called_a_missing_model(gateway: RunningGateway) -> None:
+    for method, path in (("POST", "/v1/completions"), ("GET", "/v1/nothing")):
+        response = httpx.request(method, gateway.url + path, json={}, timeout=5)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] is None
+    missing = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "nope:1b", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=5,
+    )
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "model_not_found")

@@ -63,6 +63,13 @@ def _unix(timestamp: Any) -> int:
         return 0
 
 
+def find_model(entries: list[ModelEntry], name: str) -> ModelEntry | None:
+    """The entry of ``name``; as with Ollama, a name without a tag means ``:latest``."""
+    tagged = name if ":" in name else f"{name}:latest"
+    exact = next((e for e in entries if e.name == name), None)
+    return exact or next((e for e in entries if e.name == tagged), None)
+
+
 def tags_body(entries: list[ModelEntry]) -> bytes:
     """An Ollama ``/api/tags`` answer; entries from an OpenAI upstream get empty details."""
     return orjson.dumps({"models": [e.ollama or _tag(e) for e in entries]})

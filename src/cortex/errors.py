@@ -46,6 +46,7 @@ Headers = list[tuple[bytes, bytes]]
 class CortexError(Exception):
     status = 500
     retry_after: int | None = None  # seconds, sent as Retry-After
+    code: str | None = None  # OpenAI's error code, where one applies
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -73,6 +74,7 @@ class BodyTooLarge(BadRequest):
 
 class ModelNotFound(CortexError):
     status = 404
+    code = "model_not_found"
 
 
 class Unauthorized(CortexError):
@@ -120,7 +122,6 @@ class UpstreamUnreachable(UpstreamError):
 
 class UpstreamStatus(UpstreamError):
     """The model server answered with an error status; the status is passed on."""
-
     @property
     def retryable(self) -> bool:
         return self.status >= 500
@@ -181,12 +182,11 @@ OPENAI_ERROR_TYPES = {
 }
 
 
-def openai_error_body(message: str, status: int = 500) -> bytes:
+def openai_error_body(message: str, status: int = 500, code: str | None = None) -> bytes:
     """OpenAI's error shape, whose ``type`` follows the status as OpenAI's does."""
     error_type = OPENAI_ERROR_TYPES.get(
         status, "server_error" if status >= 500 else "invalid_request_error"
     )
-    code = "model_not_found" if status == 404 else None
     return orjson.dumps(
         {"error": {"message": message, "type": error_type, "param": None, "code": code}}
     )
@@ -199,8 +199,10 @@ def dialect_of(path: str) -> Dialect:
 
 def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
     """An error answered before any response started: its status, headers and body."""
-    render = openai_error_body if dialect == "openai" else ollama_error_body
-    body = render(exc.message, exc.status)
+    if dialect == "openai":
+        body = openai_error_body(exc.message, exc.status, exc.code)
+    else:
+        body = ollama_error_body(exc.message, exc.status)
     headers = [
         (b"content-type", b"application/json; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
@@ -225,6 +227,6 @@ def error_response(exc: CortexError, path: str) -> Response:
 def in_band(exc: CortexError, framing: StreamFraming) -> bytes:
     """An error after the response started: the stream's last frame, in its framing."""
     if framing == "openai-sse":
-        return b"data: " + openai_error_body(exc.message, exc.status) + b"\n\n"
+        return b"data: " + openai_error_body(exc.message, exc.status, exc.code) + b"\n\n"
     line = ollama_error_body(exc.message)
     return line + b"\n" if framing == "ndjson" else b"event: error\ndata: " + line + b"\n\n"

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..access.ticket import model_filter
 from ..backends.base import Embedding, Generation
-from ..catalog import openai_list_body, openai_model
+from ..catalog import find_model, openai_list_body, openai_model
 from ..errors import ModelNotFound
 from ..gateway import gateway
 from ..stream.encode import SSE
@@ -85,11 +85,7 @@ async def list_models(request: Request) -> Response:
 
 @router.get("/models/{model:path}")
 async def retrieve_model(model: str, request: Request) -> Response:
-    tagged = model if ":" in model else f"{model}:latest"  # as Ollama, the tag defaults to latest
-    models = await gateway(request).models()
-    entry = next((e for e in models if e.name == model), None) or next(
-        (e for e in models if e.name == tagged), None
-    )
+    entry = find_model(await gateway(request).models(), model)
     allowed = model_filter()
     if entry is None or (allowed is not None and not allowed(entry.name)):
         raise ModelNotFound(f"The model `{model}` does not exist")

@@ -185,6 +185,8 @@ async def _status_error(connection: Connection) -> UpstreamError:
     if status < 400:
         return UpstreamProtocolError(f"the model server answered with a redirect (HTTP {status})")
     error = UpstreamStatus(message, status=status)
+    if status == 404:  # the routes called exist on every model server: the model does not
+        error.code = "model_not_found"
     if status in (429, 503) and connection.retry_after is not None:
         error.retry_after = min(connection.retry_after, 3600)
     return error

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ..catalog import ModelEntry, tags_body
+from ..catalog import ModelEntry, find_model, tags_body
 from ..dialects import ollama as ollama_wire
 from ..dialects import openai as openai_wire
 from ..errors import ModelNotFound
@@ -56,7 +56,7 @@ class OpenAIWire(Wire):
 
     def show(self, name: str, raw: bytes, models: list[ModelEntry]) -> Exchange | bytes:
         """What an OpenAI-compatible server says of a model: its catalogue entry, no more."""
-        entry = next((e for e in models if e.name == name), None)
+        entry = find_model(models, name)
         if entry is None:
             raise ModelNotFound(f'model "{name}" not found')
         return orjson.dumps(
