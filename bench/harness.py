@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+HAS_SCHEDSTAT = os.path.exists("/proc/self/schedstat")
 T = TypeVar("T")
 
 
@@ -271,10 +272,20 @@ async def accepts(port: int) -> bool:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all its threads, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU time of a process's threads, in nanoseconds from /proc/PID/task/*/schedstat.
+
+    utime + stime (``/proc/PID/stat``) come in clock ticks of 10 ms: over a load that
+    costs nginx 150 ms, one tick is 7%. They are the fallback where the kernel keeps
+    no schedstat."""
+    if not HAS_SCHEDSTAT:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def cpu_of(pids: Iterable[int]) -> float:
