@@ -122,6 +122,7 @@ class UpstreamUnreachable(UpstreamError):
 
 class UpstreamStatus(UpstreamError):
     """The model server answered with an error status; the status is passed on."""
+
     @property
     def retryable(self) -> bool:
         return self.status >= 500
