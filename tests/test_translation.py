@@ -224,3 +224,34 @@ def test_upstream_api_key_is_sent_and_a_wrong_one_is_a_401(
     assert "sk-wrong" not in str(caught.value)
     client.close()
     client_wrong.close()
+
+
+def test_what_cannot_cross_dialects_is_refused_not_dropped(
+    fake: FakeOllama, to_openai: RunningGateway, to_ollama: RunningGateway
+) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    asks = [
+        (to_ollama, "/v1/chat/completions", {"messages": hi, "logprobs": True, "top_logprobs": 2}),
+        (to_openai, "/api/chat", {"messages": hi, "logprobs": True}),
+        (to_openai, "/api/generate", {"prompt": "def f(", "suffix": "return 1"}),
+    ]
+
+    def generations() -> int:
+        return sum(r.path.endswith(("/chat", "/generate", "/completions")) for r in fake.requests)
+
+    for gateway, path, fields in asks:
+        before = generations()
+        body = {"model": DEFAULT_MODEL, **fields}
+        response = httpx.post(gateway.url + path, json=body, timeout=10)
+        assert response.status_code == 400, (path, response.text)
+        error = response.json()["error"]
+        message = error["message"] if isinstance(error, dict) else error
+        assert next(iter(set(fields) - {"messages", "prompt"})) in message
+        assert generations() == before  # no model server was asked
+    same = httpx.post(
+        to_ollama.url + "/api/chat",
+        json={"model": DEFAULT_MODEL, "messages": hi, "logprobs": True},
+        timeout=10,
+    )
+    assert same.status_code == 200  # in its own dialect it is relayed as it is
+    assert fake.requests[-1].json["logprobs"] is True

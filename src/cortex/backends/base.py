@@ -17,7 +17,7 @@ import orjson
 
 from ..catalog import ModelEntry
 from ..config import UpstreamKind
-from ..errors import Dialect, UpstreamProtocolError
+from ..errors import BadRequest, Dialect, UpstreamProtocolError
 from ..stream.encode import Framing
 from ..stream.relay import Translator
 
@@ -115,3 +115,14 @@ def upstream_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError("the model server's answer is not JSON") from None
+
+
+def refuse_untranslated(payload: dict[str, Any], fields: tuple[str, ...], server: str) -> None:
+    """A 400 for fields asked for that Córtex does not carry across dialects, rather than an
+    answer silently without them; ``server`` names the dialect of the model's server."""
+    asked = [name for name in fields if payload.get(name) not in (None, False, "")]
+    if asked:
+        raise BadRequest(
+            f"{', '.join(asked)}: not translated for this model's server, which speaks "
+            f"{server} API; leave {'them' if len(asked) > 1 else 'it'} out"
+        )

@@ -15,7 +15,15 @@ from ..dialects import openai as openai_wire
 from ..errors import BadRequest
 from ..stream.passthrough import OllamaPassthrough
 from ..stream.translate import OllamaReader, OpenAIWriter, Translate
-from .base import Call, Embedding, Exchange, Generation, Wire, upstream_json
+from .base import (
+    Call,
+    Embedding,
+    Exchange,
+    Generation,
+    Wire,
+    refuse_untranslated,
+    upstream_json,
+)
 
 
 class OllamaWire(Wire):
@@ -25,6 +33,7 @@ class OllamaWire(Wire):
         if ask.dialect == "ollama":
             relay = OllamaPassthrough(ask.framing) if ask.stream else None
             return Call(f"/api/{ask.shape}", ask.body(), relay)
+        refuse_untranslated(ask.payload, ("logprobs", "top_logprobs"), "Ollama's")
         chat_request = openai_wire.chat_request(ask.payload)
         writer = OpenAIWriter(ask.model, chat_request.include_usage)
         translator = Translate(OllamaReader(), writer, aggregate=not ask.stream)

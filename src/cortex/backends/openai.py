@@ -15,7 +15,15 @@ from ..dialects import openai as openai_wire
 from ..errors import ModelNotFound
 from ..stream.passthrough import OpenAIPassthrough
 from ..stream.translate import OllamaWriter, OpenAIReader, Translate
-from .base import Call, Embedding, Exchange, Generation, Wire, upstream_json
+from .base import (
+    Call,
+    Embedding,
+    Exchange,
+    Generation,
+    Wire,
+    refuse_untranslated,
+    upstream_json,
+)
 
 
 class OpenAIWire(Wire):
@@ -25,6 +33,8 @@ class OpenAIWire(Wire):
         if ask.dialect == "openai":
             relay = OpenAIPassthrough() if ask.stream else None
             return Call("/chat/completions", ask.body(), relay)
+        untranslated = ("logprobs", "top_logprobs") + (("suffix",) if ask.shape != "chat" else ())
+        refuse_untranslated(ask.payload, untranslated, "OpenAI's")
         if ask.shape == "chat":
             chat_request = ollama_wire.chat_request(ask.payload)
         else:
