@@ -157,3 +157,11 @@ def test_an_unknown_openai_path_is_not_called_a_missing_model(gateway: RunningGa
         timeout=5,
     )
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "model_not_found")
+
+
+def test_an_openai_chat_needs_at_least_one_message(gateway: RunningGateway) -> None:
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions", json={"model": "m", "messages": []}, timeout=5
+    )
+    assert response.status_code == 400
+    assert "messages" in response.json()["error"]["message"]

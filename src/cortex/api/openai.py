@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..access.ticket import model_filter
 from ..backends.base import Embedding, Generation
@@ -45,7 +45,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
-    messages: list[ChatMessage]
+    messages: list[ChatMessage] = Field(min_length=1)  # as OpenAI: at least one
     stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = None
