@@ -255,3 +255,16 @@ def test_what_cannot_cross_dialects_is_refused_not_dropped(
     )
     assert same.status_code == 200  # in its own dialect it is relayed as it is
     assert fake.requests[-1].json["logprobs"] is True
+
+
+@pytest.mark.parametrize(
+    ("keep_alive", "reason"), [(None, "load"), (0, "unload"), ("0s", "unload")]
+)
+def test_an_empty_chat_before_an_openai_server_loads_or_unloads_as_asked(
+    keep_alive: object, reason: str, fake: FakeOllama, to_openai: RunningGateway
+) -> None:
+    body: dict[str, object] = {"model": DEFAULT_MODEL, "messages": []}
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    answer = httpx.post(to_openai.url + "/api/chat", json=body, timeout=10).json()
+    assert (answer["done"], answer["done_reason"]) == (True, reason)

@@ -114,20 +114,28 @@ def _generation(
     framing = SSE if wants_sse(request.headers.get("accept")) else NDJSON
     empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
     if empty and not any(m.backend.wire.speaks("ollama") for m in gw.router.members):
-        return _loaded(payload["model"], shape)
+        return _loaded(payload["model"], shape, unload=_zero(payload.get("keep_alive")))
     stream = payload.get("stream") is not False
     ask = Generation(payload, raw, "ollama", shape, stream, framing)
     return relay_response(gw, ask, media_type=framing.media_type, headers=framing.headers)
 
 
-def _loaded(model: str, shape: Shape) -> Response:
-    """Ollama's answer to an empty request, which only loads the model."""
+def _zero(keep_alive: Any) -> bool:
+    """A ``keep_alive`` of no time at all (``0``, ``"0"``, ``"0s"``, ``"0m"``…): unload."""
+    if isinstance(keep_alive, str):
+        number = keep_alive.strip().rstrip("smh")
+        return number.replace(".", "", 1).isdigit() and float(number) == 0
+    return type(keep_alive) in (int, float) and keep_alive == 0
+
+
+def _loaded(model: str, shape: Shape, *, unload: bool) -> Response:
+    """Ollama's answer to an empty request, which only loads (or unloads) the model."""
     answer: dict[str, Any] = {"model": model, "created_at": ollama_wire.created_at()}
     if shape == "chat":
         answer["message"] = {"role": "assistant", "content": ""}
     else:
         answer["response"] = ""
-    answer.update(done_reason="load", done=True)
+    answer.update(done_reason="unload" if unload else "load", done=True)
     return json_reply(answer)
 
 
