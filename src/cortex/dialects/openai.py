@@ -176,12 +176,11 @@ def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
                 }
                 for call_id, c in zip(ids, m.tool_calls, strict=True)
             ]
-        if m.role == "tool" and m.tool_call_id:
-            out["tool_call_id"] = m.tool_call_id
-            if m.tool_call_id in pending_ids:
-                pending_ids.remove(m.tool_call_id)
-        elif m.role == "tool":
-            out["tool_call_id"] = pending_ids.pop(0) if pending_ids else "call_0"
+        if m.role == "tool":
+            call_id = m.tool_call_id or (pending_ids[0] if pending_ids else "call_0")
+            if call_id in pending_ids:
+                pending_ids.remove(call_id)
+            out["tool_call_id"] = call_id
         wire.append(out)
     return wire
 
