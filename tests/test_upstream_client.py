@@ -74,8 +74,21 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
-def answer(body: bytes, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+def answer(body: bytes, extra: bytes = b"", status: bytes = b"200 OK") -> bytes:
+    head = b"HTTP/1.1 %s\r\nContent-Length: %d\r\n%s\r\n" % (status, len(body), extra)
+    return head + body
+
+
+def replying(response: bytes, seen: list[bytes] | None = None) -> Handler:
+    """A server that reads one request (kept in ``seen``) and sends ``response``."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if seen is not None:
+            seen.append(request)
+        writer.write(response)
+
+    return handler
 
 
 async def read_all(backend: HTTPBackend, path: str = "/api/chat") -> bytes:
@@ -195,10 +208,8 @@ def test_chunked_answers_split_anywhere_arrive_whole() -> None:
 
 
 def test_an_error_status_keeps_its_code_and_the_servers_message() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        body = b'{"error":"model \\"nope\\" not found, try pulling it first"}'
-        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    body = b'{"error":"model \\"nope\\" not found, try pulling it first"}'
+    handler = replying(answer(body, status=b"404 Not Found"))
 
     async def scenario() -> None:
         async with Server(handler) as backend:
@@ -211,12 +222,8 @@ def test_an_error_status_keeps_its_code_and_the_servers_message() -> None:
 
 
 def test_a_proxys_html_error_page_is_summed_up_by_its_title() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        body = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>...</body></html>"
-        writer.write(
-            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+    body = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>...</body></html>"
+    handler = replying(answer(body, status=b"502 Bad Gateway"))
 
     async def scenario() -> None:
         async with Server(handler) as backend:
@@ -228,11 +235,8 @@ def test_a_proxys_html_error_page_is_summed_up_by_its_title() -> None:
 
 
 def test_a_busy_servers_retry_after_is_kept() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        body = b'{"error":{"message":"slow down","type":"rate_limit"}}'
-        head = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: %d\r\n\r\n"
-        writer.write(head % len(body) + body)
+    body = b'{"error":{"message":"slow down","type":"rate_limit"}}'
+    handler = replying(answer(body, b"Retry-After: 7\r\n", b"429 Too Many Requests"))
 
     async def scenario() -> None:
         async with Server(handler) as backend:
@@ -247,11 +251,7 @@ def test_a_busy_servers_retry_after_is_kept() -> None:
 @pytest.mark.parametrize("status", [200, 404])
 def test_a_compressed_answer_is_refused_by_name_not_read_as_garbage(status: int) -> None:
     body = gzip.compress(b'{"error":"model not found"}')
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        head = b"HTTP/1.1 %d X\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
-        writer.write(head % (status, len(body)) + body)
+    handler = replying(answer(body, b"Content-Encoding: gzip\r\n", b"%d X" % status))
 
     async def scenario() -> None:
         async with Server(handler) as backend:
@@ -269,10 +269,7 @@ def test_a_compressed_answer_is_refused_by_name_not_read_as_garbage(status: int)
 
 def test_the_request_carries_its_path_under_the_base_url_and_the_key() -> None:
     seen: list[bytes] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await read_request(reader))
-        writer.write(answer(b"{}"))
+    handler = replying(answer(b"{}"), seen)
 
     async def scenario() -> None:
         server = Server(handler, "/v1", "sk-secret")
@@ -290,10 +287,7 @@ def test_the_request_carries_its_path_under_the_base_url_and_the_key() -> None:
 
 def test_credentials_in_the_url_are_sent_as_basic_auth_and_kept_out_of_the_host() -> None:
     seen: list[bytes] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await read_request(reader))
-        writer.write(answer(b"{}"))
+    handler = replying(answer(b"{}"), seen)
 
     async def scenario() -> None:
         server = Server(handler, userinfo="al%40ice:s3cr%3At@")
