@@ -278,14 +278,19 @@ def cpu_seconds(pid: int) -> float:
     costs nginx 150 ms, one tick is 7%. They are the fallback where the kernel keeps
     no schedstat."""
     if not HAS_SCHEDSTAT:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return sum(user_and_system(pid))
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):  # a thread that just ended
             total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
+
+
+def user_and_system(pid: int) -> tuple[float, float]:
+    """utime and stime of a process, all its threads, in seconds (10 ms ticks)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def cpu_of(pids: Iterable[int]) -> float:

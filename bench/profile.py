@@ -24,7 +24,16 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from harness import HOST, choose_pinning, cpu_of, family, processes, start_cortex, start_upstream
+from harness import (
+    HOST,
+    choose_pinning,
+    cpu_of,
+    family,
+    processes,
+    start_cortex,
+    start_upstream,
+    user_and_system,
+)
 from loadgen import chat_request, checked, run_load
 
 # (part, path fragments of its frames); the first part that matches a frame wins
@@ -56,11 +65,7 @@ def part_of(stack: str) -> str:
 
 def user_seconds(pids: list[int]) -> float:
     """utime alone (CPU time outside the kernel) of the processes."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            total += int(f.read().rsplit(b")", 1)[1].split()[11])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(user_and_system(pid)[0] for pid in pids)
 
 
 def shares(raw: str) -> Counter[str]:
