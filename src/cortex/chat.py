@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["stop", "length", "tool_calls"]
+from .events import FinishReason, Usage
+
+ToolChoice = Literal["auto", "required", "none"]
 
 
 @dataclass(slots=True)
@@ -27,11 +29,14 @@ class Message:
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None  # the tool's name, on a tool result
+    thinking: str = ""  # an assistant turn's reasoning, where the client sent it back
 
 
 @dataclass(slots=True)
 class ChatRequest:
-    """Sampling keys use OpenAI's names; ``extra`` holds what only the source dialect knows."""
+    """Sampling keys use OpenAI's names (``max_tokens``, ``stop`` as a list…); ``tools``
+    are OpenAI's function tools (``{"type": "function", "function": {...}}``), which
+    Ollama reads as they are."""
 
     model: str
     messages: list[Message]
@@ -42,12 +47,9 @@ class ChatRequest:
     include_usage: bool = False
     raw_prompt: str | None = None  # a completion prompt sent as is, without a chat template
     think: bool | str | None = None  # Ollama's think: on, off, or an effort ("low"…"high")
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    tool_choice: ToolChoice | None = None
+    forced_tool: str | None = None  # with tool_choice "required": this tool and no other
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass(slots=True)
