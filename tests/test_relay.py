@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from cortex.stream.encode import NDJSON, SSE, Framing
-from cortex.stream.passthrough import OllamaPassthrough
-from cortex.stream.relay import RelayLimits, relay
+from cortex.dialects.ollama.passthrough import OllamaPassthrough
+from cortex.stream.core import RelayLimits
+from cortex.stream.pull import pull as relay
 from cortex.stream.response import Attempt, RelayResponse
 
 LIMITS = RelayLimits(

@@ -1,4 +1,4 @@
-"""The relay below ASGI (stream/splice.py), end to end: which path a stream takes, and
+"""The relay below ASGI (stream/push.py), end to end: which path a stream takes, and
 that what it writes straight to the client's connection is what the ASGI path would."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from cortex.stream import splice
-from cortex.stream.splice import Conduit, Splice
+from cortex.stream import push
+from cortex.stream.push import Conduit, Push
 from tests.conftest import RunningGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.helpers import post_chat
@@ -24,13 +24,13 @@ TOKENS = ["Había", " una", " vez", " 🦄", " <ñ>"]
 def direct_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Counts the streams handed to a client's connection below ASGI."""
     calls: list[str] = []
-    original = Splice.direct
+    original = Push.direct
 
-    async def counted(self: Splice, conduit: Conduit) -> None:
+    async def counted(self: Push, conduit: Conduit) -> None:
         calls.append(type(conduit).__name__)
         await original(self, conduit)
 
-    monkeypatch.setattr(splice.Splice, "direct", counted)
+    monkeypatch.setattr(push.Push, "direct", counted)
     yield calls
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cortex.stream.lines import LineDecoder
-from cortex.stream.passthrough import OpenAIPassthrough
+from cortex.dialects.openai.passthrough import OpenAIPassthrough
 from cortex.stream.sse import Event, SSEDecoder
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# Why an answer ended: "stop" covers a stop sequence too, unless ``Finish.stop_sequence`` says which.
+# Why an answer ended; "stop" covers a stop sequence (``Finish.stop_sequence`` says which).
 FinishReason = Literal["stop", "length", "tool_calls"]
 
 

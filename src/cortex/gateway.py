@@ -23,7 +23,8 @@ from .config import BackendSettings, Settings
 from .errors import CortexError
 from .observe.metrics import Metrics
 from .routing import Backend, Circuit, Failover, Lease, Member, Router
-from .stream.relay import RelayLimits, read_whole
+from .stream.core import RelayLimits
+from .stream.pull import read_whole
 
 T = TypeVar("T")
 

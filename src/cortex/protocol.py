@@ -24,7 +24,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .errors import CortexError, reply
-from .stream.splice import Watcher
+from .stream.push import Watcher
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -121,7 +121,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class ClientConduit:
-    """One response's way to its client below ASGI (a ``stream.splice.Conduit``)."""
+    """One response's way to its client below ASGI (a ``stream.push.Conduit``)."""
 
     __slots__ = ("_cycle", "_on_lost", "_protocol", "_watcher")
 

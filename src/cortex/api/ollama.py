@@ -14,15 +14,17 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from .. import __version__
-from ..backends.base import Embedding, Generation, upstream_json
+from ..asks import Embedding, Generation
+from ..backends.base import upstream_json
 from ..catalog import tags_body
-from ..dialects import ollama as ollama_wire
+from ..dialects.ollama.writer import created_at
 from ..errors import BadRequest
 from ..gateway import Gateway, gateway
 from ..routing import Lease
 from ..stream.encode import NDJSON, SSE, wants_sse
 from .body import read_json_object, read_request, request_schema, validate
-from .relaying import (
+from .replies import json_reply, raw_json_reply
+from .routed import (
     answered,
     embedding,
     embedding_reply,
@@ -30,7 +32,6 @@ from .relaying import (
     relay_response,
     visible_models,
 )
-from .replies import json_reply, raw_json_reply
 
 router = APIRouter(tags=["Ollama"])
 Shape = Literal["chat", "generate"]
@@ -130,7 +131,7 @@ def _zero(keep_alive: Any) -> bool:
 
 def _loaded(model: str, shape: Shape, *, unload: bool) -> Response:
     """Ollama's answer to an empty request, which only loads (or unloads) the model."""
-    answer: dict[str, Any] = {"model": model, "created_at": ollama_wire.created_at()}
+    answer: dict[str, Any] = {"model": model, "created_at": created_at()}
     if shape == "chat":
         answer["message"] = {"role": "assistant", "content": ""}
     else:

@@ -12,20 +12,20 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..access.ticket import model_filter
-from ..backends.base import Embedding, Generation
+from ..asks import Embedding, Generation
 from ..catalog import find_model, openai_list_body, openai_model
 from ..errors import ModelNotFound
 from ..gateway import gateway
 from ..stream.encode import SSE
 from .body import read_request, request_schema
-from .relaying import (
+from .replies import json_reply, raw_json_reply
+from .routed import (
     embedding,
     embedding_reply,
     lone_backends_answer,
     relay_response,
     visible_models,
 )
-from .replies import json_reply, raw_json_reply
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
 
+from ..asks import Call, Embedding, Generation
 from ..catalog import ModelEntry
-from ..config import UpstreamKind
-from ..errors import BadRequest, Dialect, UpstreamProtocolError
-from ..stream.encode import Framing
-from ..stream.relay import Translator
+from ..dialects.codecs import plan
+from ..errors import Dialect, UpstreamProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,51 +28,6 @@ class Timeouts:
     connect: float
     first_byte: float
     idle: float
-
-
-@dataclass(frozen=True, slots=True)
-class ClientBody:
-    """A client's request body, as the API layer read and validated it."""
-
-    payload: dict[str, Any]  # with its model set
-    raw: bytes | None  # the client's own body, while the payload is unchanged
-
-    @property
-    def model(self) -> str:
-        return str(self.payload["model"])
-
-    def body(self) -> bytes:
-        return self.raw if self.raw is not None else orjson.dumps(self.payload)
-
-
-@dataclass(frozen=True, slots=True)
-class Generation(ClientBody):
-    """A client's chat or generate request."""
-
-    dialect: Dialect  # the client's API
-    shape: Literal["chat", "generate"]  # generate: Ollama's /api/generate
-    stream: bool
-    framing: Framing  # how the client reads a stream
-
-
-EmbeddingRoute = Literal["ollama-embed", "ollama-embeddings", "openai"]
-
-
-@dataclass(frozen=True, slots=True)
-class Embedding(ClientBody):
-    """A client's embeddings request: Ollama's /api/embed or /api/embeddings, or OpenAI's."""
-
-    route: EmbeddingRoute
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A streaming call: its path and body, and how to relay the answer (None: it is one
-    whole JSON document, passed on as it is)."""
-
-    path: str
-    body: bytes
-    translator: Translator | None
 
 
 def as_is(answer: bytes) -> bytes:
@@ -93,13 +47,15 @@ class Wire(Protocol):
     """One upstream dialect, serving clients of both."""
 
     @property
-    def kind(self) -> UpstreamKind: ...
+    def kind(self) -> Dialect: ...
 
     def speaks(self, dialect: Dialect) -> bool:
         """Clients of ``dialect`` are relayed as they are, untranslated."""
         return dialect == self.kind
 
-    def generation(self, ask: Generation) -> Call: ...
+    def generation(self, ask: Generation) -> Call:
+        """The call that serves ``ask`` here (``dialects.codecs.plan``)."""
+        return plan(ask, self.kind)
 
     def embedding(self, ask: Embedding) -> Exchange: ...
 
@@ -115,14 +71,3 @@ def upstream_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError("the model server's answer is not JSON") from None
-
-
-def refuse_untranslated(payload: dict[str, Any], fields: tuple[str, ...], server: str) -> None:
-    """A 400 for fields asked for that Córtex does not carry across dialects, rather than an
-    answer silently without them; ``server`` names the dialect of the model's server."""
-    asked = [name for name in fields if payload.get(name) not in (None, False, "")]
-    if asked:
-        raise BadRequest(
-            f"{', '.join(asked)}: not translated for this model's server, which speaks "
-            f"{server} API; leave {'them' if len(asked) > 1 else 'it'} out"
-        )

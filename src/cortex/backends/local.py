@@ -18,7 +18,7 @@ import orjson
 
 from .. import __version__
 from ..catalog import name_digest
-from ..dialects import ollama as ollama_wire
+from ..dialects.ollama import request as ollama_wire
 from ..embedded.answer import Answer
 from ..embedded.supervisor import ModelProcess, State
 from ..embedded.worker import WorkerSettings

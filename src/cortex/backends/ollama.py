@@ -1,7 +1,5 @@
-"""Towards an Ollama server (and the embedded model, which speaks Ollama's wire format).
-
-Ollama's clients are relayed byte for byte; OpenAI's are translated both ways.
-"""
+"""Towards an Ollama server (and the embedded model, which speaks Ollama's wire format):
+embeddings and model details; answers go through the codecs (``Wire.generation``)."""
 
 from __future__ import annotations
 
@@ -9,35 +7,15 @@ from typing import Any, Literal
 
 import orjson
 
+from ..asks import Embedding
 from ..catalog import ModelEntry
-from ..dialects import ollama as ollama_wire
-from ..dialects import openai as openai_wire
+from ..dialects.openai.request import embedding_base64
 from ..errors import BadRequest
-from ..stream.passthrough import OllamaPassthrough
-from ..stream.translate import OllamaReader, OpenAIWriter, Translate
-from .base import (
-    Call,
-    Embedding,
-    Exchange,
-    Generation,
-    Wire,
-    refuse_untranslated,
-    upstream_json,
-)
+from .base import Exchange, Wire, upstream_json
 
 
 class OllamaWire(Wire):
     kind: Literal["ollama"] = "ollama"
-
-    def generation(self, ask: Generation) -> Call:
-        if ask.dialect == "ollama":
-            relay = OllamaPassthrough(ask.framing) if ask.stream else None
-            return Call(f"/api/{ask.shape}", ask.body(), relay)
-        refuse_untranslated(ask.payload, ("logprobs", "top_logprobs"), "Ollama's")
-        chat_request = openai_wire.chat_request(ask.payload)
-        writer = OpenAIWriter(ask.model, chat_request.include_usage)
-        translator = Translate(OllamaReader(), writer, aggregate=not ask.stream)
-        return Call("/api/chat", orjson.dumps(ollama_wire.request_body(chat_request)), translator)
 
     def embedding(self, ask: Embedding) -> Exchange:
         if ask.route == "ollama-embed":
@@ -66,7 +44,7 @@ class OllamaWire(Wire):
 
 def _openai_embeddings(model: str, answer: Any, encoding: str | None) -> dict[str, Any]:
     vectors = answer.get("embeddings") or []
-    encode = openai_wire.embedding_base64 if encoding == "base64" else list
+    encode = embedding_base64 if encoding == "base64" else list
     prompt_tokens = int(answer.get("prompt_eval_count") or 0)
     return {
         "object": "list",

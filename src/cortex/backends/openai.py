@@ -1,7 +1,5 @@
-"""Towards an OpenAI-compatible server (llama.cpp's llama-server, vLLM, LM Studio…).
-
-OpenAI's clients are relayed as they are; Ollama's are translated both ways.
-"""
+"""Towards an OpenAI-compatible server (llama.cpp's llama-server, vLLM, LM Studio…):
+embeddings and model details; answers go through the codecs (``Wire.generation``)."""
 
 from __future__ import annotations
 
@@ -9,40 +7,14 @@ from typing import Any, Literal
 
 import orjson
 
+from ..asks import Embedding
 from ..catalog import ModelEntry, find_model, tags_body
-from ..dialects import ollama as ollama_wire
-from ..dialects import openai as openai_wire
 from ..errors import ModelNotFound
-from ..stream.passthrough import OpenAIPassthrough
-from ..stream.translate import OllamaWriter, OpenAIReader, Translate
-from .base import (
-    Call,
-    Embedding,
-    Exchange,
-    Generation,
-    Wire,
-    refuse_untranslated,
-    upstream_json,
-)
+from .base import Exchange, Wire, upstream_json
 
 
 class OpenAIWire(Wire):
     kind: Literal["openai"] = "openai"
-
-    def generation(self, ask: Generation) -> Call:
-        if ask.dialect == "openai":
-            relay = OpenAIPassthrough() if ask.stream else None
-            return Call("/chat/completions", ask.body(), relay)
-        untranslated = ("logprobs", "top_logprobs") + (("suffix",) if ask.shape != "chat" else ())
-        refuse_untranslated(ask.payload, untranslated, "OpenAI's")
-        if ask.shape == "chat":
-            chat_request = ollama_wire.chat_request(ask.payload)
-        else:
-            chat_request = ollama_wire.generate_request(ask.payload)
-        path = "/completions" if chat_request.raw_prompt is not None else "/chat/completions"
-        writer = OllamaWriter(ask.model, ask.shape, ask.framing)
-        translator = Translate(OpenAIReader(), writer, aggregate=not ask.stream)
-        return Call(path, orjson.dumps(openai_wire.request_body(chat_request)), translator)
 
     def embedding(self, ask: Embedding) -> Exchange:
         if ask.route == "openai":

@@ -15,6 +15,9 @@ from typing import Protocol
 from ..errors import CortexError
 from ..events import Answer, Event, Usage
 
+INCOMPLETE = "the model server closed the stream before the answer was complete"
+NOT_JSON = "the model server sent a line that is not a JSON object"
+
 
 class Reader(Protocol):
     """An upstream's stream, read into events; raises ``UpstreamProtocolError`` on a bad line."""

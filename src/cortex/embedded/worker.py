@@ -23,8 +23,10 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ..chat import ChatRequest, Delta, Usage
-from ..dialects import ollama as ollama_wire
+from ..chat import ChatRequest
+from ..dialects.ollama import request as ollama_wire
+from ..dialects.ollama.writer import OllamaObjects
+from ..events import Finish, Usage
 from . import frames, transcript
 
 DEFAULT_MAX_TOKENS = 512
@@ -155,7 +157,7 @@ class Worker:
                 request, shape = ollama_wire.chat_request(job.body), "chat"
             else:
                 request, shape = ollama_wire.generate_request(job.body), "generate"
-            encoder = ollama_wire.OllamaEncoder(request.model or self.settings.name, shape)  # type: ignore[arg-type]
+            objects = OllamaObjects(request.model or self.settings.name, shape)  # type: ignore[arg-type]
             chunks, prompt_tokens = self._stream(request)
             for text, reason in chunks:
                 if job.cancelled:
@@ -163,7 +165,7 @@ class Worker:
                 if text:
                     first = first or time.monotonic_ns()
                     pieces += 1
-                    line = orjson.dumps(encoder.piece(Delta(content=text)))
+                    line = orjson.dumps(objects.piece(text))
                     if not self._send_line(job, line):
                         return pieces
                 finish = reason or finish
@@ -171,17 +173,17 @@ class Worker:
                 prompt_tokens = max(int(self._llm.n_tokens) - pieces, 0)
             now = time.monotonic_ns()
             first = first or now
-            last = Delta(
-                finish_reason="length" if finish == "length" else "stop",
-                usage=Usage(prompt_tokens, pieces),
-                durations={
+            last = Finish(
+                "length" if finish == "length" else "stop",
+                Usage(prompt_tokens, pieces),
+                {
                     "total_duration": now - began,
                     "load_duration": 0,
                     "prompt_eval_duration": first - began,
                     "eval_duration": now - first,
                 },
             )
-            self._send_line(job, orjson.dumps(encoder.final(last)))
+            self._send_line(job, orjson.dumps(objects.final(last)))
         except Exception as exc:  # a model failure becomes Ollama's in-band error line
             self._send_line(job, orjson.dumps({"error": f"the embedded model failed: {exc}"}))
         return pieces

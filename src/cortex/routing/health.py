@@ -9,7 +9,8 @@ import time
 from ..backends.local import LocalBackend
 from ..catalog import from_openai, from_tags
 from ..errors import CortexError
-from ..stream.relay import RelayLimits, read_whole
+from ..stream.core import RelayLimits
+from ..stream.pull import read_whole
 from .engine import from_metrics, from_slots
 from .member import Member
 from .residency import parse_ps

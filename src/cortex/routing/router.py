@@ -30,7 +30,7 @@ from typing import Any
 from ..catalog import ModelEntry
 from ..config import RoutingRule, Settings
 from ..errors import ModelNotFound, Overloaded, UpstreamUnreachable
-from ..stream.relay import RelayLimits
+from ..stream.core import RelayLimits
 from . import health, scorer
 from .affinity import Affinity, prefix_keys
 from .member import Lease, Member, listed

@@ -26,9 +26,9 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from .. import observe
-from ..chat import Usage
 from ..errors import CortexError, Dialect, StreamFraming, in_band, reply
-from .splice import Conduit
+from ..events import Usage
+from .push import Conduit
 
 logger = logging.getLogger("cortex.relay")
 

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
 
 import orjson
 from starlette.responses import Response
 
 from .. import observe
 from ..access.ticket import allow_model, model_filter, party
-from ..backends.base import Embedding, Exchange, Generation, upstream_json
-from ..backends.h1 import Connection
-from ..chat import Usage
-from ..errors import CortexError, Dialect, UpstreamProtocolError
+from ..asks import Embedding, Generation
+from ..backends.base import Exchange, upstream_json
+from ..errors import CortexError, Dialect
 from ..gateway import Gateway
 from ..routing import Failover, Lease
-from ..stream.relay import RelayLimits, Translator, UpstreamBody, read_whole, relay
+from ..stream.drivers import drive
 from ..stream.response import Attempt, Headers, RelayResponse
-from ..stream.splice import Splice
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
 
 
@@ -59,90 +56,38 @@ class RoutedSource:
         settings = self.gw.settings
         try:
             call = lease.backend.wire.generation(self.ask)
-            translator = call.translator
             limits = self.gw.limits
             if lease.cold:  # a model being loaded gets its load's time on top
                 limits = replace(limits, first_byte=limits.first_byte + settings.load_timeout)
             async with lease.backend.open(
                 "POST", call.path, call.body, limits.first_byte
             ) as upstream:
-                whole = WholeAnswer()
-                splice = None
-                if translator is not None and self.ask.stream and isinstance(upstream, Connection):
-                    splice = Splice(upstream, translator, limits)
+                driven = drive(upstream, call.translator, limits)
                 try:
                     yield Attempt(
-                        parts=(
-                            splice.parts()
-                            if splice is not None
-                            else _parts(upstream, translator, limits, whole)
-                        ),
-                        error_frame=translator.error if translator is not None else None,
+                        parts=driven.parts,
+                        error_frame=call.translator.error if call.translator else None,
                         headers=_headers(lease),
                         on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
-                        usage=partial(_usage, translator, whole),
-                        direct=splice.direct if splice is not None else None,
+                        usage=driven.usage,
+                        direct=driven.direct,
                     )
                 except asyncio.CancelledError:
                     # The client left (the OpenAI SDK hangs up right after [DONE]): the
                     # tokens it got still count, for per-key limits and usage.
                     if record is not None:
-                        usage = _usage(translator, whole)
+                        usage = driven.usage()
                         record.prompt_tokens = usage.prompt_tokens
                         record.completion_tokens = usage.completion_tokens
                     raise
                 finally:
-                    if splice is not None:
-                        splice.close()
+                    driven.close()
         except CortexError as exc:
             lease.failed(exc)
             self.failed_on = lease.member.name
             raise
         finally:
             lease.release()
-
-
-@dataclass
-class WholeAnswer:
-    """A non-streaming answer passed on as is, kept to read its token counts."""
-
-    body: bytes = b""
-
-
-def _parts(
-    upstream: UpstreamBody, translator: Translator | None, limits: RelayLimits, whole: WholeAnswer
-) -> AsyncGenerator[bytes, None]:
-    if translator is not None:
-        return relay(upstream, translator, limits)
-    return _whole(upstream, limits, whole)
-
-
-async def _whole(
-    upstream: UpstreamBody, limits: RelayLimits, whole: WholeAnswer
-) -> AsyncGenerator[bytes, None]:
-    whole.body = await read_whole(upstream, limits)
-    if not isinstance(upstream_json(whole.body), dict):
-        raise UpstreamProtocolError("the model server's answer is not a JSON object")
-    yield whole.body
-
-
-def _usage(translator: Translator | None, whole: WholeAnswer) -> Usage:
-    """Token counts as reported (Ollama's or OpenAI's fields), else the pieces relayed."""
-    if translator is not None:
-        usage = translator.usage
-        if usage.completion_tokens is None:
-            return Usage(usage.prompt_tokens, translator.pieces)
-        return usage
-    try:
-        answer = orjson.loads(whole.body)
-    except orjson.JSONDecodeError:
-        return Usage()
-    if not isinstance(answer, dict):
-        return Usage()
-    reported = answer.get("usage")
-    if isinstance(reported, dict):
-        return Usage(reported.get("prompt_tokens"), reported.get("completion_tokens"))
-    return Usage(answer.get("prompt_eval_count"), answer.get("eval_count"))
 
 
 def _headers(lease: Lease) -> Headers:

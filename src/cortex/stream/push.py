@@ -1,18 +1,16 @@
-"""The relay below ASGI: an upstream answer written to the client from the network callback.
+"""The driver below ASGI: an upstream answer written to the client from the network callback.
 
-``relay.relay`` pulls each chunk through an awaited read, a generator and the
-ASGI ``send`` chain: a few task switches and a dozen Python frames a token. A
-``Splice`` is pushed each upstream chunk by the connection that parsed it
-(``backends/h1.py``) and, once the response has started, writes what the
-translator makes of it straight to the client's connection (a ``Conduit``,
-from ``protocol.py``), in the same callback. What the relay promises still holds:
+Pulling each chunk through an awaited read, a generator and the ASGI ``send``
+chain costs a few task switches and a dozen Python frames a token. A ``Push``
+is handed each chunk by the connection that parsed it (``backends/h1.py``),
+gives it to the relay core, and once the response has started writes what comes
+out straight to the client's connection (a ``Conduit``, from ``protocol.py``),
+in the same callback. What is particular to pushing lives here:
 
-- lines are decoded and checked by the same decoder and translators;
-- the first-byte and idle deadlines, and the heartbeat while the upstream is
-  silent, run on one timer, moved when it fires and when the first chunk comes;
 - backpressure: a client whose socket buffer is full pauses reading the upstream
   (and the idle clock); before the response has started, or without a conduit,
   at most ``HIGH_WATER`` bytes wait for the ASGI side before reading pauses;
+- one timer, at the core's ``due()`` time, moved when it fires and when data comes;
 - a client that hangs up closes the upstream in the callback that saw it go;
 - a failure is raised where the ASGI side awaits, which frames it in-band.
 """
@@ -20,23 +18,23 @@ from ``protocol.py``), in the same callback. What the relay promises still holds
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncGenerator, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from ..errors import CortexError, UpstreamProtocolError, UpstreamTimeout
-from .lines import LineDecoder, LineTooLong
-from .relay import RelayLimits, Translator, timeout_error
+from ..dialects.codec import Translator
+from ..errors import CortexError
+from .core import RelayCore, RelayLimits
 
 HIGH_WATER = 256 * 1024  # bytes made for the client but not yet handed to it
 
 
+@runtime_checkable
 class Pushing(Protocol):
     """An upstream answer that pushes its chunks (``backends.h1.Connection``)."""
 
     started_at: float
 
-    def push(self, sink: _Sink) -> None: ...
+    def push(self, sink: Sink) -> None: ...
 
     def pause(self) -> None: ...
 
@@ -45,7 +43,7 @@ class Pushing(Protocol):
     def close(self) -> None: ...
 
 
-class _Sink(Protocol):
+class Sink(Protocol):
     def data(self, chunk: bytes) -> None: ...
 
     def end(self) -> None: ...
@@ -90,28 +88,21 @@ class Watcher(Protocol):
     def client_lost(self) -> None: ...
 
 
-class Splice:
+class Push:
     """One upstream answer, relayed as it is pushed."""
 
     def __init__(self, upstream: Pushing, translator: Translator, limits: RelayLimits) -> None:
         self._upstream = upstream
-        self._translator = translator
-        self._limits = limits
-        self._decoder = LineDecoder(limits.max_line_bytes, keep_blank=translator.reads_sse)
         self._loop = asyncio.get_running_loop()
+        self._core = RelayCore(translator, limits, upstream.started_at)
         self._pending: list[bytes] = []
         self._held = 0
         self._conduit: Conduit | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._error: CortexError | None = None
-        self._ended = False
         self._gone = False
-        self._got_data = False
-        self._last = upstream.started_at
         self._paused_by_client = False
-        self._tick = limits.heartbeat if translator.heartbeat is not None else math.inf
         self._timer: asyncio.TimerHandle | None = None
-        self._arm(self._loop.time())
+        self._arm()
         upstream.push(self)
 
     # the ASGI side
@@ -127,9 +118,9 @@ class Splice:
                 self._held = 0
                 yield out
                 continue
-            if self._error is not None:
-                raise self._error
-            if self._ended:
+            if self._core.failure is not None and not self._gone:
+                raise self._core.failure
+            if self._core.finished:
                 return
             await self._wait()
 
@@ -147,13 +138,13 @@ class Splice:
         if conduit.paused:
             self.pause_writing()
         try:
-            while not self._ended and self._error is None:
+            while not self._core.finished:
                 await self._wait()
         finally:
             conduit.watch(None)
             self._conduit = None
-        if self._error is not None:
-            raise self._error
+        if self._core.failure is not None:
+            raise self._core.failure
 
     def close(self) -> None:
         if self._timer is not None:
@@ -170,42 +161,24 @@ class Splice:
     # the upstream side (a Sink)
 
     def data(self, chunk: bytes) -> None:
-        if self._ended or self._error is not None:
-            return  # the answer is over: what follows is not relayed
-        now = self._last = self._loop.time()
-        if not self._got_data:
-            self._got_data = True
-            self._rearm(now)  # the idle deadline may come before the first-byte one
-        try:
-            lines = self._decoder.feed(chunk)
-        except LineTooLong as exc:
-            self.fail(UpstreamProtocolError(f"the model server sent {exc}"))
+        core = self._core
+        if core.finished:
             return
-        if lines:
-            self._feed(lines)
+        first = not core.got_data
+        self._after(core.data(chunk, self._loop.time()))
+        if first and self._timer is not None:
+            self._timer.cancel()  # the idle deadline may come before the first-byte one
+            self._arm()
 
     def end(self) -> None:
-        if self._ended or self._error is not None:
-            return
-        last = self._decoder.flush()
-        if last is not None:
-            self._feed([last])
-            if self._ended or self._error is not None:
-                return
-        try:
-            tail = self._translator.close()
-        except CortexError as exc:
-            self.fail(exc)
-            return
-        if tail:
-            self._emit(tail)
-        self._finish()
+        self._after(self._core.end())
 
     def fail(self, exc: CortexError) -> None:
-        if self._ended or self._error is not None or self._gone:
+        core = self._core
+        if core.finished or self._gone:
             return
-        self._error = exc
-        self._stop()
+        core.failure, core.finished = exc, True
+        self._after(b"")
 
     # the client side (a Watcher)
 
@@ -215,7 +188,7 @@ class Splice:
 
     def resume_writing(self) -> None:
         self._paused_by_client = False
-        self._last = self._loop.time()  # the idle clock ran only while the upstream owed data
+        self._core.resumed(self._loop.time())
         self._upstream.resume()
 
     def client_lost(self) -> None:
@@ -224,15 +197,13 @@ class Splice:
 
     # inside
 
-    def _feed(self, lines: list[bytes]) -> None:
-        translator = self._translator
-        out = translator.feed(lines)
+    def _after(self, out: bytes) -> None:
         if out:
             self._emit(out)
-        if translator.failure is not None:
-            self.fail(translator.failure)
-        elif translator.ended:
-            self._finish()
+        if self._core.finished:
+            self.close()
+            self._upstream.pause()  # read no more; the attempt closes or keeps the connection
+            self._wake()
 
     def _emit(self, out: bytes) -> None:
         conduit = self._conduit
@@ -245,57 +216,26 @@ class Splice:
             self._upstream.pause()
         self._wake()
 
-    def _finish(self) -> None:
-        self._ended = True
-        self._stop()
-
-    def _stop(self) -> None:
-        self.close()
-        self._upstream.pause()  # read no more; the attempt closes or keeps the connection
-        self._wake()
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _rearm(self, now: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._arm(now)
-
-    def _arm(self, now: float) -> None:
-        due = self._deadline()
-        if self._tick != math.inf:
-            beat = self._last + self._tick
-            due = min(due, beat if beat > now else now + self._tick)
-        self._timer = self._loop.call_at(due, self._on_timer)
-
-    def _deadline(self) -> float:
-        if self._got_data:
-            return self._last + self._limits.idle
-        return self._upstream.started_at + self._limits.first_byte
+    def _arm(self) -> None:
+        self._timer = self._loop.call_at(self._core.due(), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._ended or self._error is not None:
+        core = self._core
+        if core.finished:
             return
         now = self._loop.time()
         if self._paused_by_client or self._held > HIGH_WATER:
-            self._last = now  # waiting for the client, not for the upstream
-        elif now >= self._deadline():
-            self._timed_out()
-            return
-        elif self._tick != math.inf and now >= self._last + self._tick:
-            heartbeat = self._translator.heartbeat
-            if heartbeat:
-                self._emit(heartbeat)
-        self._arm(now)
-
-    def _timed_out(self) -> None:
-        error: UpstreamTimeout = timeout_error(self._got_data, self._limits)
-        if self._translator.complete:  # the answer is whole; lingering after it is no fault
-            self.end()
-            return
-        self._upstream.close()
-        self.fail(error)
+            core.resumed(now)  # waiting for the client, not for the upstream
+        else:
+            out = core.wake(now)
+            if core.failure is not None:
+                self._upstream.close()
+            self._after(out)
+        if not core.finished:
+            self._arm()

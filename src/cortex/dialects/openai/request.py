@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from ..chat import ChatRequest, Message, ToolCall
-from ..errors import BadRequest
-from ..json_depth import MAX_JSON_DEPTH, too_deep
+from ...chat import ChatRequest, Message, ToolCall
+from ...errors import BadRequest
+from ...json_depth import MAX_JSON_DEPTH, too_deep
 
 SAMPLING_KEYS = (
     "temperature",
@@ -53,7 +53,21 @@ def chat_request(payload: dict[str, Any]) -> ChatRequest:
         sampling=sampling,
         include_usage=bool(stream_options.get("include_usage")),
         think=_think(payload.get("reasoning_effort")),
+        parallel_tool_calls=payload.get("parallel_tool_calls"),
+        **_tool_choice(payload.get("tool_choice")),
     )
+
+
+def _tool_choice(choice: Any) -> dict[str, Any]:
+    """``tool_choice``: a mode, or one function the answer must call."""
+    if choice in ("auto", "none", "required"):
+        return {"tool_choice": choice}
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("name"), str):
+        return {"tool_choice": "required", "forced_tool": function["name"]}
+    if choice is None:
+        return {}
+    raise BadRequest("invalid request: tool_choice must be auto, none, required or a function")
 
 
 def _think(effort: Any) -> bool | str | None:
@@ -146,6 +160,12 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
     body.update(request.sampling)
     if request.tools:
         body["tools"] = request.tools
+        if request.forced_tool is not None:
+            body["tool_choice"] = {"type": "function", "function": {"name": request.forced_tool}}
+        elif request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.format == "json":
         body["response_format"] = {"type": "json_object"}
     elif isinstance(request.format, dict):

@@ -1,0 +1,61 @@
+"""What a client asked, as the API layer read and validated it, and the call that serves it.
+
+The API layer says what the client asked (a ``Generation`` or an ``Embedding``);
+the backend the router chose says how to serve it (a ``Call``), through the codecs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from .dialects.codec import Translator
+from .errors import Dialect
+from .stream.encode import Framing
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBody:
+    """A client's request body, as the API layer read and validated it."""
+
+    payload: dict[str, Any]  # with its model set
+    raw: bytes | None  # the client's own body, while the payload is unchanged
+
+    @property
+    def model(self) -> str:
+        return str(self.payload["model"])
+
+    def body(self) -> bytes:
+        return self.raw if self.raw is not None else orjson.dumps(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation(ClientBody):
+    """A client's chat or generate request."""
+
+    dialect: Dialect  # the client's API
+    shape: Literal["chat", "generate"]  # generate: Ollama's /api/generate
+    stream: bool
+    framing: Framing  # how the client reads a stream
+
+
+EmbeddingRoute = Literal["ollama-embed", "ollama-embeddings", "openai"]
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding(ClientBody):
+    """A client's embeddings request: Ollama's /api/embed or /api/embeddings, or OpenAI's."""
+
+    route: EmbeddingRoute
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A streaming call: its path and body, and how to relay the answer (None: it is one
+    whole JSON document, passed on as it is)."""
+
+    path: str
+    body: bytes
+    translator: Translator | None

@@ -1,0 +1,78 @@
+"""Ollama clients in front of Ollama: the upstream's lines go to the client untouched.
+
+Each line is parsed only to check it is JSON and to see how the answer ends;
+nothing is re-encoded, so this is the fast path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+
+from ...errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
+from ...events import Usage
+from ...stream.encode import Framing
+from ..codec import INCOMPLETE, NOT_JSON
+
+Outcome = Literal["more", "done", "error", "invalid"]
+
+
+class OllamaPassthrough:
+    """Ollama NDJSON lines, framed as NDJSON or as server-sent events."""
+
+    reads_sse = False
+
+    def __init__(self, framing: Framing) -> None:
+        self._framing = framing
+        self.heartbeat = framing.heartbeat
+        self.failure: CortexError | None = None
+        self.ended = False
+        self.complete = False
+        self.usage = Usage()
+        self.pieces = 0
+
+    def feed(self, lines: list[bytes]) -> bytes:
+        good, outcome, done = _check_ollama(lines)
+        self.pieces += good - (done is not None)
+        if done is not None:
+            self.usage = Usage(done.get("prompt_eval_count"), done.get("eval_count"))
+        out = self._framing.lines(lines if good == len(lines) else lines[:good]) if good else b""
+        if outcome == "error":
+            out += self._framing.upstream_error(lines[good])
+            self.ended = True
+        elif outcome == "invalid":
+            self.failure = UpstreamProtocolError(NOT_JSON)
+        elif outcome == "done":
+            self.complete = True
+        return out
+
+    def close(self) -> bytes:
+        if not self.complete:
+            raise UpstreamIncomplete(INCOMPLETE)
+        return b""
+
+    def error(self, exc: CortexError) -> bytes:
+        return self._framing.error(exc)
+
+
+def _check_ollama(lines: list[bytes]) -> tuple[int, Outcome, dict[str, Any] | None]:
+    """How many leading lines may be forwarded, what ended the batch, and its final line.
+
+    ``"error"`` and ``"invalid"`` refer to the line just after the good ones:
+    an upstream error line, or one that is not a JSON object.
+    """
+    outcome: Outcome = "more"
+    done = None
+    for index, line in enumerate(lines):
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return index, "invalid", done
+        if type(message) is not dict:
+            return index, "invalid", done
+        if "error" in message:
+            return index, "error", done
+        if message.get("done") is True:
+            outcome, done = "done", message
+    return len(lines), outcome, done

@@ -1,0 +1,149 @@
+"""Events written as OpenAI's ``chat.completion.chunk`` events, or one ``chat.completion``."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import orjson
+
+from ...errors import CortexError, in_band
+from ...events import (
+    Answer,
+    Event,
+    Failure,
+    Finish,
+    Reasoning,
+    Text,
+    ToolArguments,
+    ToolStart,
+    Usage,
+)
+from ...stream.encode import SSE
+
+DONE = b"data: [DONE]\n\n"
+
+
+class OpenAIWriter:
+    heartbeat = SSE.heartbeat
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self._model = model
+        self._include_usage = include_usage
+        self._id = "chatcmpl-" + secrets.token_hex(12)
+        self._created = int(time.time())
+        self._sent_role = False
+        self._pieces = 0
+
+    def write(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        if not self._sent_role:
+            self._sent_role = True
+            out.append(self._chunk({"role": "assistant", "content": ""}))
+        for event in events:
+            match event:
+                case Text(text):
+                    self._pieces += 1
+                    out.append(self._chunk({"content": text}))
+                case Reasoning(text) if text:
+                    self._pieces += 1
+                    out.append(self._chunk({"content": "", "reasoning_content": text}))
+                case ToolStart(index, call_id, name):
+                    call = {
+                        "index": index,
+                        "id": call_id or _call_id(),
+                        "type": "function",
+                        "function": {"name": name, "arguments": ""},
+                    }
+                    out.append(self._chunk({"tool_calls": [call]}))
+                case ToolArguments(index, piece):
+                    call = {"index": index, "function": {"arguments": piece}}
+                    out.append(self._chunk({"tool_calls": [call]}))
+                case Finish():
+                    out.append(self._final(event))
+                case Failure(message):
+                    out.append(in_band(CortexError(message, status=502), "openai-sse"))
+                    break
+        return b"".join(out)
+
+    def whole(self, answer: Answer) -> bytes:
+        finish = answer.finish or Finish("stop")
+        content = answer.content
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if answer.thinking:
+            message["reasoning_content"] = answer.thinking
+        if answer.calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id or _call_id(),
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments or "{}"},
+                }
+                for _, call in sorted(answer.calls.items())
+            ]
+            message["content"] = content or None
+        self._pieces = answer.pieces or int(bool(content))
+        completion = {
+            "id": self._id,
+            "object": "chat.completion",
+            "created": self._created,
+            "model": self._model,
+            "system_fingerprint": None,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish.reason}
+            ],
+            "usage": self._usage(finish.usage),
+        }
+        return orjson.dumps(completion)
+
+    def error(self, exc: CortexError) -> bytes:
+        return in_band(exc, "openai-sse")
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if self._include_usage:
+            chunk["usage"] = None
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _final(self, finish: Finish) -> bytes:
+        out = self._chunk({}, finish.reason)
+        if self._include_usage:
+            chunk = {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": self._model,
+                "system_fingerprint": None,
+                "choices": [],
+                "usage": self._usage(finish.usage),
+            }
+            out += b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return out + DONE
+
+    def _usage(self, usage: Usage) -> dict[str, Any]:
+        prompt = usage.prompt_tokens or 0
+        completion = (
+            usage.completion_tokens if usage.completion_tokens is not None else self._pieces
+        )
+        reported: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if usage.cached_tokens is not None:
+            reported["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+        if usage.reasoning_tokens is not None:
+            reported["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+        return reported
+
+
+def _call_id() -> str:
+    return f"call_{secrets.token_hex(8)}"
