@@ -1,8 +1,8 @@
 """Properties, by hypothesis: chunking never changes an answer, translation never loses a field.
 
 1. Any valid Ollama NDJSON stream and any valid OpenAI SSE stream, cut into chunks at any
-   places, decodes (``LineDecoder`` → the relay's translators) to the same deltas as the
-   stream in one piece, to the deltas the stream encodes, and, through the same-dialect
+   places, decodes (``LineDecoder`` → the codecs' readers) to the same events as the
+   stream in one piece, to the events the stream encodes, and, through the same-dialect
    passthroughs, to the same bytes.
 2. An Ollama chat request taken to the dialect-free shape, to an OpenAI body (through JSON
    text, as on the wire), back to the dialect-free shape and to an Ollama body keeps
@@ -27,20 +27,30 @@ from hypothesis import strategies as st
 from cortex.api.ollama import ChatRequest as OllamaChatRequest
 from cortex.api.ollama import GenerateRequest as OllamaGenerateRequest
 from cortex.api.openai import ChatCompletionRequest
-from cortex.chat import Delta, ToolCall, Usage
-from cortex.dialects import ollama as ollama_wire
-from cortex.dialects import openai as openai_wire
+from cortex.chat import ToolCall
+from cortex.dialects.ollama import request as ollama_wire
+from cortex.dialects.ollama.passthrough import OllamaPassthrough
+from cortex.dialects.ollama.reader import OllamaReader
+from cortex.dialects.ollama.writer import OllamaWriter
+from cortex.dialects.openai import request as openai_wire
+from cortex.dialects.openai.passthrough import OpenAIPassthrough
+from cortex.dialects.openai.reader import OpenAIReader
+from cortex.dialects.openai.writer import OpenAIWriter
 from cortex.errors import BadRequest, UpstreamError
+from cortex.events import (
+    Answer,
+    Event,
+    Finish,
+    Reasoning,
+    Text,
+    ToolArguments,
+    ToolEnd,
+    ToolStart,
+    Usage,
+)
 from cortex.stream.encode import NDJSON, SSE
 from cortex.stream.lines import LineDecoder
-from cortex.stream.passthrough import OllamaPassthrough, OpenAIPassthrough
-from cortex.stream.translate import (
-    OllamaReader,
-    OllamaWriter,
-    OpenAIReader,
-    OpenAIWriter,
-    Translate,
-)
+from cortex.stream.translate import Translate
 from tests.invariant import sse_events
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -111,33 +121,28 @@ def drive(translator: Any, chunks: list[bytes]) -> bytes:
 
 
 class Recorder:
-    """A client writer that keeps the deltas it is given."""
+    """A client writer that keeps the events it is given."""
 
     heartbeat = None
 
     def __init__(self) -> None:
-        self.deltas: list[tuple[str, Delta]] = []
+        self.events: list[Event] = []
 
-    def piece(self, delta: Delta) -> bytes:
-        self.deltas.append(("piece", delta))
+    def write(self, events: list[Event]) -> bytes:
+        self.events += events
         return b""
 
-    def final(self, last: Delta) -> bytes:
-        self.deltas.append(("final", last))
-        return b""
-
-    def whole(self, content: str, thinking: str, last: Delta) -> bytes:
-        self.deltas.append(("whole", Delta(content, thinking, last.tool_calls, last.finish_reason)))
-        return b""
+    def whole(self, answer: Answer) -> bytes:
+        raise AssertionError("a stream was asked for")
 
     def error(self, exc: Exception) -> bytes:
         raise AssertionError(f"no error expected: {exc}")
 
 
-def recorded(reader: Any, chunks: list[bytes]) -> list[tuple[str, Delta]]:
+def recorded(reader: Any, chunks: list[bytes]) -> list[Event]:
     recorder = Recorder()
     drive(Translate(reader, recorder, aggregate=False), chunks)
-    return recorder.deltas
+    return recorder.events
 
 
 # ---- Ollama streams --------------------------------------------------------------------------
@@ -171,14 +176,22 @@ def ollama_stream(answer: list[Piece], done_reason: str, ascii_only: bool) -> by
     return b"".join(line + b"\n" for line in lines)
 
 
-def ollama_expected(answer: list[Piece], done_reason: str) -> list[tuple[str, Delta]]:
+def ollama_expected(answer: list[Piece], done_reason: str) -> list[Event]:
     called = any(p.tool_calls for p in answer)
     finish = "tool_calls" if called else ("length" if done_reason == "length" else "stop")
-    deltas = [("piece", Delta(p.content, p.thinking, p.tool_calls)) for p in answer]
-    return [
-        *deltas,
-        ("final", Delta(finish_reason=finish, usage=Usage(7, len(answer)), durations={})),
-    ]
+    events: list[Event] = []
+    index = 0
+    for piece in answer:
+        if piece.thinking:
+            events.append(Reasoning(piece.thinking))
+        if piece.content:
+            events.append(Text(piece.content))
+        for call in piece.tool_calls:
+            arguments = orjson.dumps(call.arguments).decode()
+            events += [ToolStart(index, None, call.name), ToolArguments(index, arguments)]
+            events.append(ToolEnd(index))
+            index += 1
+    return [*events, Finish(finish, Usage(7, len(answer)), durations={})]  # type: ignore[arg-type]
 
 
 ollama_streams = st.tuples(pieces, st.sampled_from(["stop", "length"]), st.booleans())
@@ -186,7 +199,7 @@ ollama_streams = st.tuples(pieces, st.sampled_from(["stop", "length"]), st.boole
 
 @SETTINGS
 @given(ollama_streams, cuts)
-def test_any_chunking_of_an_ollama_stream_gives_the_same_deltas(
+def test_any_chunking_of_an_ollama_stream_gives_the_same_events(
     stream: tuple[list[Piece], str, bool], points: list[int]
 ) -> None:
     answer, done_reason, ascii_only = stream
@@ -230,14 +243,20 @@ def test_any_chunking_of_an_ollama_stream_translates_to_the_same_openai_answer(
     assert "".join(d.get("reasoning_content") or "" for d in deltas) == "".join(
         p.thinking for p in answer
     )
-    calls = [c for d in deltas for c in d.get("tool_calls") or []]
+    joined: dict[int, dict[str, str]] = {}  # as the SDKs join a call's fragments, by index
+    for fragment in (c for d in deltas for c in d.get("tool_calls") or []):
+        call = joined.setdefault(fragment["index"], {"name": "", "arguments": ""})
+        call["name"] += fragment["function"].get("name", "")
+        call["arguments"] += fragment["function"].get("arguments", "")
     sent = [c for p in answer for c in p.tool_calls]
-    assert [c["index"] for c in calls] == list(range(len(sent)))  # SDKs join fragments by it
-    assert [(c["function"]["name"], orjson.loads(c["function"]["arguments"])) for c in calls] == [
+    assert list(joined) == list(range(len(sent)))
+    assert [(c["name"], orjson.loads(c["arguments"])) for c in joined.values()] == [
         (c.name, c.arguments) for c in sent
     ]
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
-    assert finishes[-1] == ollama_expected(answer, done_reason)[-1][1].finish_reason
+    last = ollama_expected(answer, done_reason)[-1]
+    assert isinstance(last, Finish)
+    assert finishes[-1] == last.reason
     assert bool(chunks[-1].get("usage")) == include_usage
 
 
@@ -323,17 +342,37 @@ def openai_stream(
     return bytes(body), reframed
 
 
-def openai_expected(answer: list[Piece], finish: str, usage: bool) -> list[tuple[str, Delta]]:
-    deltas = [("piece", Delta(p.content, p.thinking)) for p in answer if p.content or p.thinking]
-    calls = [
-        ToolCall(c.name, c.arguments, f"call_{i}")
-        for i, c in enumerate(c for p in answer for c in p.tool_calls)
-    ]
-    reason = "tool_calls" if calls else finish
-    last = Delta(
-        tool_calls=calls, finish_reason=reason, usage=Usage(7, len(answer)) if usage else None
-    )  # type: ignore[arg-type]
-    return [*deltas, ("final", last)]
+def openai_expected(answer: list[Piece], finish: str, usage: bool) -> list[Event]:
+    """What the reader makes of ``openai_stream``: a call ends where text or the next call
+    comes, or at the finish."""
+    events: list[Event] = []
+    index = 0
+    open_call = False
+    for piece in answer:
+        if open_call and (piece.content or piece.thinking):
+            events.append(ToolEnd(index - 1))
+            open_call = False
+        if piece.thinking:
+            events.append(Reasoning(piece.thinking))
+        if piece.content:
+            events.append(Text(piece.content))
+        for call in piece.tool_calls:
+            if open_call:
+                events.append(ToolEnd(index - 1))
+            events.append(ToolStart(index, f"call_{index}", call.name))
+            arguments = json.dumps(call.arguments, ensure_ascii=False)
+            third = max(1, len(arguments) // 3)
+            events += [
+                ToolArguments(index, arguments[i : i + third])
+                for i in range(0, len(arguments), third)
+            ]
+            open_call = True
+            index += 1
+    if open_call:
+        events.append(ToolEnd(index - 1))
+    reason = "tool_calls" if index else finish
+    counts = Usage(7, len(answer)) if usage else Usage()
+    return [*events, Finish(reason, counts)]  # type: ignore[arg-type]
 
 
 openai_streams = st.tuples(pieces, st.sampled_from(["stop", "length"]), st.booleans(), sse_styles)
@@ -341,7 +380,7 @@ openai_streams = st.tuples(pieces, st.sampled_from(["stop", "length"]), st.boole
 
 @SETTINGS
 @given(openai_streams, cuts)
-def test_any_chunking_of_an_openai_stream_gives_the_same_deltas(
+def test_any_chunking_of_an_openai_stream_gives_the_same_events(
     stream: tuple[list[Piece], str, bool, SSEStyle], points: list[int]
 ) -> None:
     answer, finish, usage, _ = stream

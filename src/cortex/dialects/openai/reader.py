@@ -1,7 +1,8 @@
 """OpenAI's streamed chat (or text completion) events, read into events.
 
 Tool calls stream as fragments by index: a new index starts a call and ends the
-one before it (servers send calls one after another). The finish reason is held
+one before it, as text does (servers send a call's fragments together, and never
+go back to a call they left). The finish reason is held
 back until ``[DONE]`` so the usage event that follows it rides on the ``Finish``.
 """
 
@@ -38,6 +39,7 @@ class OpenAIReader:
         self._finish: FinishReason | None = None
         self._usage = Usage()
         self._open: int | None = None  # the upstream's index of the call being streamed
+        self._highest = -1  # the highest index seen
         self._calls = 0  # calls started, for each one's index in the answer
 
     def read(self, lines: list[bytes]) -> list[Event]:
@@ -92,6 +94,9 @@ class OpenAIReader:
         thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
         if not isinstance(content, str) or not isinstance(thinking, str):
             raise UpstreamProtocolError(UNEXPECTED_SHAPE)
+        if (thinking or content) and self._open is not None:
+            events.append(ToolEnd(self._calls - 1))
+            self._open = None
         if thinking:
             events.append(Reasoning(thinking))
         if content:
@@ -115,11 +120,11 @@ class OpenAIReader:
         if not isinstance(name, str) or not isinstance(arguments, str):
             raise UpstreamProtocolError(UNEXPECTED_SHAPE)
         if index != self._open:
+            if index <= self._highest:
+                raise UpstreamProtocolError(UNEXPECTED_SHAPE)  # a call it had left
             if self._open is not None:
-                if index < self._open:
-                    raise UpstreamProtocolError(UNEXPECTED_SHAPE)  # a call it had left
                 events.append(ToolEnd(self._calls - 1))
-            self._open = index
+            self._open = self._highest = index
             self._calls += 1
             events.append(
                 ToolStart(self._calls - 1, call_id if isinstance(call_id, str) else None, name)
