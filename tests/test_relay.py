@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from cortex.stream.encode import NDJSON, SSE, Framing
 from cortex.dialects.ollama.passthrough import OllamaPassthrough
 from cortex.stream.core import RelayLimits
+from cortex.stream.encode import NDJSON, SSE, Framing
 from cortex.stream.pull import pull as relay
 from cortex.stream.response import Attempt, RelayResponse
 

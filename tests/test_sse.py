@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cortex.stream.lines import LineDecoder
 from cortex.dialects.openai.passthrough import OpenAIPassthrough
+from cortex.stream.lines import LineDecoder
 from cortex.stream.sse import Event, SSEDecoder
 
 
