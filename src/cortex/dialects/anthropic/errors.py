@@ -16,12 +16,13 @@ ERROR_TYPES = {
     429: "rate_limit_error",
     500: "api_error",
     503: "overloaded_error",  # Córtex's "every backend busy" is Anthropic's overload
+    504: "timeout_error",  # the SDK's GatewayTimeoutError
     529: "overloaded_error",
 }
 
 
 def error_type(status: int) -> str:
-    """The ``error.type`` for a status: 502, 504 and other 5xx are ``api_error``."""
+    """The ``error.type`` for a status: 502 and other 5xx are ``api_error``."""
     known = ERROR_TYPES.get(status)
     if known is not None:
         return known
