@@ -21,7 +21,7 @@ PIECES = frozenset({"text_delta", "thinking_delta"})
 
 
 class MessagesPassthrough:
-    heartbeat = PING
+    heartbeat: bytes | None = PING
     reads_sse = True
 
     def __init__(self) -> None:

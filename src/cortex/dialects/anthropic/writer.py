@@ -95,7 +95,7 @@ def tool_input(arguments: str) -> dict[str, Any]:
 
 
 class MessagesWriter:
-    heartbeat = PING
+    heartbeat: bytes | None = PING
 
     def __init__(
         self, model: str, *, input_tokens_hint: int | None = None, message_id: str | None = None
