@@ -23,7 +23,7 @@ Fault = Literal[
 MID_FAULTS = frozenset({"stall_mid", "reset_mid", "close_mid", "garbage_line"})
 DEFAULT_ERROR_BODY = b'{"error":"fake upstream failure"}'
 GENERATION_PATHS = frozenset(
-    {"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"}
+    {"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions", "/v1/messages"}
 )
 
 

@@ -10,8 +10,10 @@ A test that runs many scripted requests at once names a script per model instead
 `fake.models`); requests for other models get `fake.script`.
 
 The same server is also an OpenAI-compatible model server (like llama-server, vLLM or
-LM Studio) under `fake.url + "/v1"`: the two APIs' paths do not collide, and one Script
-drives both. Set `fake.api_key` to require `Authorization: Bearer <key>` on /v1/*.
+LM Studio) under `fake.url + "/v1"`, and serves Anthropic's Messages API at /v1/messages
+(as Ollama ≥0.14 does): the APIs' paths do not collide, and one Script drives them all.
+Set `fake.api_key` to require `Authorization: Bearer <key>` on /v1/* (or `x-api-key: <key>`
+on /v1/messages).
 
 Every byte is written by hand so tests control framing and timing exactly; the watcher
 reading ahead on each connection notices a client that goes away even while a response stalls.
@@ -29,7 +31,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
-from tests.fakes import ollama_routes, openai_routes
+from tests.fakes import anthropic_routes, ollama_routes, openai_routes
 from tests.fakes import ollama_wire as wire
 from tests.fakes.memory import Memory
 from tests.fakes.script import Fault, Script
@@ -247,6 +249,8 @@ class FakeOllama:
 
     async def _respond(self, out: Out, req: Request, script: Script) -> bool:
         path, method = req.path, req.method
+        if path in anthropic_routes.PATHS:
+            return await anthropic_routes.respond(self, out, req, script)
         openai = path.startswith("/v1/")
         if openai and (refusal := openai_routes.denied(self, req)) is not None:
             return await out.whole(*refusal)
