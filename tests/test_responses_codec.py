@@ -5,17 +5,33 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
 import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from cortex.api.body import validate
-from cortex.dialects.responses import chat_request, conversation_items
+from cortex.dialects.responses import ResponsesWriter, chat_request, conversation_items
 from cortex.dialects.responses.schema import ResponsesRequest
-from cortex.errors import BadRequest
+from cortex.errors import BadRequest, IdleTimeout
+from cortex.events import (
+    Answer,
+    Event,
+    Failure,
+    Finish,
+    Reasoning,
+    Text,
+    ToolArguments,
+    ToolEnd,
+    ToolStart,
+    Usage,
+)
 
 PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
     "nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
 )
+STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 OBJECT = {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}
 EXEC = {"type": "function", "name": "exec_command", "description": "Run", "parameters": OBJECT}
 GITHUB = {
@@ -313,3 +329,227 @@ def test_tool_choice(choice: Any, expected: tuple[str, str | None, int]) -> None
 def test_requests_that_cannot_be_served_are_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(BadRequest):
         chat_request({**ask(message("user", "hi")), **fields})
+
+
+def frames(stream: bytes) -> list[dict[str, Any]]:
+    """Each event of a stream, checked against its SSE name and the SDK's event types."""
+    assert stream.endswith(b"\n\n")
+    events = []
+    for frame in stream[:-2].split(b"\n\n"):
+        name, data = frame.split(b"\n")
+        event = orjson.loads(data.removeprefix(b"data: "))
+        assert name == b"event: " + event["type"].encode()
+        STREAM_EVENT.validate_python(event)
+        events.append(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    return events
+
+
+def run(events: list[Event], **echo: Any) -> tuple[ResponsesWriter, list[dict[str, Any]]]:
+    writer = ResponsesWriter("m", {"model": "m", "input": "hi", **echo}, "resp_1")
+    stream = b"".join(writer.write([e]) for e in events)
+    return writer, frames(stream)
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"].removeprefix("response.") for e in events]
+
+
+OPENING = ["created", "in_progress"]
+
+
+def test_text_is_one_message_item() -> None:
+    writer, events = run([Text("Hel"), Text("lo"), Finish("stop", Usage(5, 2, 1))])
+    assert types(events) == [
+        *OPENING,
+        "output_item.added",
+        "content_part.added",
+        "output_text.delta",
+        "output_text.delta",
+        "output_text.done",
+        "content_part.done",
+        "output_item.done",
+        "completed",
+    ]
+    created = events[0]["response"]
+    assert (created["status"], created["output"], created["model"]) == ("in_progress", [], "m")
+    delta = events[4]
+    assert (delta["delta"], delta["output_index"], delta["content_index"]) == ("Hel", 0, 0)
+    assert delta["item_id"] == events[2]["item"]["id"] and delta["logprobs"] == []
+    final = Response.model_validate(events[-1]["response"])
+    assert (final.status, final.output_text, final.id) == ("completed", "Hello", "resp_1")
+    assert final.usage is not None
+    assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.total_tokens) == (
+        5,
+        2,
+        7,
+    )
+    assert final.usage.input_tokens_details.cached_tokens == 1
+    assert "output_text" not in events[-1]["response"]
+    assert writer.response == events[-1]["response"]
+
+
+def test_reasoning_is_reasoning_text_then_text_is_a_second_item() -> None:
+    _, events = run([Reasoning("Hmm"), Reasoning("."), Text("Yes"), Finish("stop")])
+    assert types(events)[2:9] == [
+        "output_item.added",
+        "content_part.added",
+        "reasoning_text.delta",
+        "reasoning_text.delta",
+        "reasoning_text.done",
+        "content_part.done",
+        "output_item.done",
+    ]
+    assert events[8]["item"]["content"] == [{"type": "reasoning_text", "text": "Hmm."}]
+    assert events[9]["output_index"] == 1 and events[9]["item"]["type"] == "message"
+    final = Response.model_validate(events[-1]["response"])
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+
+
+def test_reasoning_is_a_summary_for_a_client_that_asked_for_one() -> None:
+    _, events = run([Reasoning("Hmm"), Text("Yes"), Finish("stop")], reasoning={"summary": "auto"})
+    assert types(events)[2:8] == [
+        "output_item.added",
+        "reasoning_summary_part.added",
+        "reasoning_summary_text.delta",
+        "reasoning_summary_text.done",
+        "reasoning_summary_part.done",
+        "output_item.done",
+    ]
+    assert events[4]["summary_index"] == 0
+    assert events[7]["item"]["summary"] == [{"type": "summary_text", "text": "Hmm"}]
+
+
+def test_a_tool_call_streams_its_arguments() -> None:
+    writer, events = run(
+        [
+            ToolStart(0, "call_a", "exec_command"),
+            ToolArguments(0, '{"cmd"'),
+            ToolArguments(0, ':"ls"}'),
+            ToolEnd(0),
+            Finish("tool_calls"),
+        ],
+        tools=[EXEC],
+    )
+    assert types(events) == [
+        *OPENING,
+        "output_item.added",
+        "function_call_arguments.delta",
+        "function_call_arguments.delta",
+        "function_call_arguments.done",
+        "output_item.done",
+        "completed",
+    ]
+    added = events[2]["item"]
+    assert (added["call_id"], added["name"], added["arguments"], added["status"]) == (
+        "call_a",
+        "exec_command",
+        "",
+        "in_progress",
+    )
+    assert events[5]["arguments"] == '{"cmd":"ls"}'
+    assert events[6]["item"]["arguments"] == '{"cmd":"ls"}'
+    assert events[6]["item"]["status"] == "completed"
+    assert writer.response and writer.response["output"] == [events[6]["item"]]
+
+
+def test_a_call_of_a_namespaced_tool_names_its_namespace() -> None:
+    events = [ToolStart(0, None, "create_issue"), ToolEnd(0), ToolStart(1, None, "exec_command")]
+    _, written = run([*events, ToolEnd(1), Finish("tool_calls")], tools=[EXEC, GITHUB])
+    calls = [e["item"] for e in written if e["type"] == "response.output_item.done"]
+    assert [(c.get("namespace"), c["name"], c["arguments"]) for c in calls] == [
+        ("mcp__github__", "create_issue", "{}"),
+        (None, "exec_command", "{}"),
+    ]
+    assert all(c["call_id"].startswith("call_") for c in calls)
+
+
+def test_the_output_limit_ends_the_response_incomplete() -> None:
+    _, events = run([Text("Once upon"), Finish("length", Usage(3, 2))], max_output_tokens=2)
+    assert types(events)[-2:] == ["output_item.done", "incomplete"]
+    final = Response.model_validate(events[-1]["response"])
+    assert final.status == "incomplete" and final.max_output_tokens == 2
+    assert final.incomplete_details and final.incomplete_details.reason == "max_output_tokens"
+    assert events[-2]["item"]["status"] == "incomplete"
+
+
+def test_an_upstream_failure_fails_the_response() -> None:
+    writer, events = run([Text("Hi"), Failure("model crashed"), Text("ignored")])
+    assert types(events)[-1] == "failed"
+    failed = Response.model_validate(events[-1]["response"])
+    assert failed.status == "failed" and failed.error
+    assert (failed.error.code, failed.error.message) == ("server_error", "model crashed")
+    assert writer.write([Text("more")]) == b"" and writer.error(IdleTimeout("late")) == b""
+
+
+def test_an_error_after_the_start_is_an_error_event_then_failed() -> None:
+    writer = ResponsesWriter("m", {"model": "m"})
+    stream = writer.write([Text("Hi")]) + writer.error(IdleTimeout("the model went silent"))
+    events = frames(stream)
+    assert types(events)[-2:] == ["error", "failed"]
+    assert events[-2]["message"] == "the model went silent"
+    assert writer.response and writer.response["status"] == "failed"
+    assert writer.response["id"].startswith("resp_")
+
+
+def test_the_echo_carries_the_request_settings() -> None:
+    echo = {
+        "instructions": "Be brief",
+        "tools": [EXEC, GITHUB],
+        "tool_choice": "required",
+        "temperature": 0.5,
+        "top_p": 0.8,
+        "parallel_tool_calls": False,
+        "text": {"format": {"type": "json_object"}},
+        "reasoning": {"effort": "high", "summary": "auto"},
+        "store": True,
+        "previous_response_id": "resp_0",
+        "metadata": {"k": "v"},
+    }
+    _, events = run([Finish("stop")], **echo)
+    created = Response.model_validate(events[0]["response"])
+    for key, value in echo.items():
+        assert events[0]["response"][key] == value, key
+    assert created.reasoning and created.reasoning.effort == "high"
+
+
+def test_whole_is_one_response_object() -> None:
+    answer = Answer()
+    for event in [
+        Reasoning("Think"),
+        Text("Calling."),
+        ToolStart(0, None, "create_issue"),
+        ToolArguments(0, '{"cmd":"x"}'),
+        ToolEnd(0),
+        Finish("tool_calls", Usage(10, 4, reasoning_tokens=1)),
+    ]:
+        answer.add(event)
+    writer = ResponsesWriter("m", {"model": "m", "tools": [GITHUB]})
+    body = orjson.loads(writer.whole(answer))
+    response = Response.model_validate(body)
+    assert [item.type for item in response.output] == ["reasoning", "message", "function_call"]
+    assert (response.output_text, response.status) == ("Calling.", "completed")
+    assert body["output"][2]["namespace"] == "mcp__github__"
+    assert response.usage and response.usage.output_tokens_details.reasoning_tokens == 1
+    assert writer.response == body and "output_text" not in body
+
+
+def test_items_written_come_back_as_the_same_turn() -> None:
+    writer, _ = run(
+        [Reasoning("Plan"), ToolStart(0, "c1", "create_issue"), ToolEnd(0), Finish("tool_calls")],
+        tools=[GITHUB],
+    )
+    assert writer.response
+    items = [message("user", "go"), *writer.response["output"]]
+    items.append({"type": "function_call_output", "call_id": "c1", "output": "ok"})
+    messages = chat_request(ask(*items, tools=[GITHUB])).messages
+    assert [(m.role, m.thinking) for m in messages] == [
+        ("user", ""),
+        ("assistant", "Plan"),
+        ("tool", ""),
+    ]
+    assert messages[1].tool_calls[0].name == "create_issue"
+
+
+def test_the_heartbeat_is_an_sse_comment() -> None:
+    assert ResponsesWriter.heartbeat == b": keep-alive\n\n"

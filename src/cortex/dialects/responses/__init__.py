@@ -4,5 +4,6 @@ written as its named-event stream or one response object, and the store behind
 
 from .request import chat_request, conversation_items
 from .tools import BuiltinPolicy
+from .writer import ResponsesWriter
 
-__all__ = ["BuiltinPolicy", "chat_request", "conversation_items"]
+__all__ = ["BuiltinPolicy", "ResponsesWriter", "chat_request", "conversation_items"]
