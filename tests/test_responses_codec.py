@@ -454,12 +454,20 @@ def test_a_tool_call_streams_its_arguments() -> None:
 
 
 def test_a_call_of_a_namespaced_tool_names_its_namespace() -> None:
-    events = [ToolStart(0, None, "create_issue"), ToolEnd(0), ToolStart(1, None, "exec_command")]
-    _, written = run([*events, ToolEnd(1), Finish("tool_calls")], tools=[EXEC, GITHUB])
+    events: list[Event] = [
+        ToolStart(0, None, "create_issue"),
+        ToolEnd(0),
+        ToolStart(1, None, "exec_command"),
+        ToolEnd(1),
+        ToolStart(2, None, "mcp__github__.exec_command"),
+        ToolEnd(2),
+    ]
+    _, written = run([*events, Finish("tool_calls")], tools=[EXEC, GITHUB])
     calls = [e["item"] for e in written if e["type"] == "response.output_item.done"]
     assert [(c.get("namespace"), c["name"], c["arguments"]) for c in calls] == [
         ("mcp__github__", "create_issue", "{}"),
         (None, "exec_command", "{}"),
+        ("mcp__github__", "exec_command", "{}"),
     ]
     assert all(c["call_id"].startswith("call_") for c in calls)
 
@@ -515,14 +523,15 @@ def test_the_echo_carries_the_request_settings() -> None:
 
 def test_whole_is_one_response_object() -> None:
     answer = Answer()
-    for event in [
+    events: list[Event] = [
         Reasoning("Think"),
         Text("Calling."),
         ToolStart(0, None, "create_issue"),
         ToolArguments(0, '{"cmd":"x"}'),
         ToolEnd(0),
         Finish("tool_calls", Usage(10, 4, reasoning_tokens=1)),
-    ]:
+    ]
+    for event in events:
         answer.add(event)
     writer = ResponsesWriter("m", {"model": "m", "tools": [GITHUB]})
     body = orjson.loads(writer.whole(answer))
