@@ -23,23 +23,30 @@ from .tools import BuiltinPolicy, ToolNames
 
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text", "refusal")
-BUILTIN_CALLS = {
-    "web_search_call": None,
-    "file_search_call": None,
-    "code_interpreter_call": None,
-    "image_generation_call": None,
-    "mcp_call": None,
-    "mcp_list_tools": None,
-    "mcp_approval_request": None,
-    "mcp_approval_response": None,
-    "compaction": None,
-    "computer_call": "computer_call_output",
-    "local_shell_call": "local_shell_call_output",
-    "shell_call": "shell_call_output",
-    "apply_patch_call": "apply_patch_call_output",
-    "custom_tool_call": "custom_tool_call_output",
-}
-BUILTIN_OUTPUTS = {o for o in BUILTIN_CALLS.values() if o}
+# Items of the tools OpenAI runs itself, and the outputs that answer them.
+BUILTIN_ITEMS = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "mcp_call",
+        "mcp_list_tools",
+        "mcp_approval_request",
+        "mcp_approval_response",
+        "compaction",
+        "computer_call",
+        "computer_call_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+    }
+)
 
 
 class Conversation:
@@ -65,7 +72,7 @@ class Conversation:
             self._output(item)
         elif kind == "reasoning":
             self._thinking.append(_reasoning_text(item))
-        elif kind in BUILTIN_CALLS or kind in BUILTIN_OUTPUTS:
+        elif kind in BUILTIN_ITEMS:
             if self._builtin == "refuse":
                 raise BadRequest(
                     f"input items of type '{kind}' belong to built-in tools, "
