@@ -30,10 +30,11 @@ from typing import Any
 from ..catalog import ModelEntry
 from ..config import RoutingRule, Settings
 from ..errors import ModelNotFound, Overloaded, UpstreamUnreachable
+from ..modelname import canonical, pick
 from ..stream.relay import RelayLimits
 from . import health, scorer
 from .affinity import Affinity, prefix_keys
-from .member import Lease, Member, listed
+from .member import Lease, Member
 from .prefix import Prompt, prompt_of
 from .queue import AdmissionQueue, Waiter
 from .shared import SharedPrefixes
@@ -88,11 +89,13 @@ class Router:
     def knows(self, model: str) -> bool:
         """Some backend lists this model (as of the last check)."""
         return any(
-            m.models is not None and listed(model, [e.name for e in m.models]) for m in self.members
+            m.models is not None and pick((e.name for e in m.models), model) is not None
+            for m in self.members
         )
 
     async def catalogue(self) -> list[ModelEntry]:
-        """Every backend's models, merged without duplicates, in backend order.
+        """Every backend's models, merged without duplicates (by ``modelname.canonical``, the
+        first backend's spelling shown), in backend order.
 
         Raises UpstreamUnreachable when no backend answered: an empty list would
         say, wrongly, that the model servers have no models.
@@ -105,7 +108,7 @@ class Router:
         seen: dict[str, ModelEntry] = {}
         for member in self.members:
             for entry in member.models or []:
-                seen.setdefault(entry.name, entry)
+                seen.setdefault(canonical(entry.name), entry)
         return list(seen.values())
 
     # Choosing

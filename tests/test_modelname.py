@@ -1,0 +1,102 @@
+"""One rule for model names: the keys, the catalogue, the router and residency agree on it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cortex.catalog import ModelEntry, find_model
+from cortex.config import BackendSettings, KeyRecord
+from cortex.modelname import canonical, pick, same_model
+from cortex.routing.circuit import Circuit
+from cortex.routing.member import Member
+
+HASH = "0" * 64
+
+OLLAMA_NAMES = ["llama3.2:latest", "qwen3:8b", "hf.co/bartowski/Qwen3-8B-GGUF:Q4_K_M"]
+OPENAI_NAMES = ["Qwen/Qwen3-8B", "gpt-oss-20b"]
+ASKED = [
+    "llama3.2",
+    "llama3.2:latest",
+    "library/llama3.2",
+    "registry.ollama.ai/library/llama3.2:latest",
+    "llama3.2:1b",
+    "qwen3",
+    "qwen3:8b",
+    "Qwen/Qwen3-8B",
+    "Qwen/Qwen3-8B:latest",
+    "qwen/qwen3-8b",
+    "gpt-oss-20b",
+    "gpt-oss-20b:latest",
+    "gpt-oss:20b",
+    "hf.co/bartowski/Qwen3-8B-GGUF:Q4_K_M",
+    "hf.co/bartowski/Qwen3-8B-GGUF",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("llama3.2", "llama3.2:latest"),
+        ("llama3.2:latest", "llama3.2:latest"),
+        ("qwen3:8b", "qwen3:8b"),
+        ("library/llama3.2", "llama3.2:latest"),
+        ("registry.ollama.ai/library/llama3.2:1b", "llama3.2:1b"),
+        ("registry.ollama.ai/someone/model", "someone/model:latest"),
+        ("Qwen/Qwen3-8B", "Qwen/Qwen3-8B:latest"),
+        ("gpt-oss-20b", "gpt-oss-20b:latest"),
+        ("hf.co/bartowski/Qwen3-8B-GGUF:Q4_K_M", "hf.co/bartowski/Qwen3-8B-GGUF:Q4_K_M"),
+        ("localhost:5000/m", "localhost:5000/m:latest"),  # a registry's port is not a tag
+        ("library/a/b", "library/a/b:latest"),  # "library" is a host here, not the namespace
+        ("gpt-oss:20b:cloud", "gpt-oss:20b:cloud"),  # Ollama's cloud model is another model
+        ("", ""),
+    ],
+)
+def test_a_name_is_read_as_ollama_reads_it(name: str, expected: str) -> None:
+    assert canonical(name) == expected
+
+
+def test_case_and_spaces_make_another_name() -> None:
+    assert not same_model("Llama3.2", "llama3.2")
+    assert not same_model(" llama3.2", "llama3.2")
+
+
+@given(st.text(alphabet="ab/:.-lirygemso", max_size=30))
+def test_canonical_is_idempotent(name: str) -> None:
+    assert canonical(canonical(name)) == canonical(name)
+
+
+def test_a_listed_name_is_picked_before_another_spelling_of_it() -> None:
+    assert pick(["m", "m:latest"], "m:latest") == "m:latest"
+    assert pick(["m", "m:latest"], "m") == "m"
+    assert pick(["m:latest"], "m") == "m:latest"
+    assert pick(["m"], "m:latest") == "m"
+    assert pick(["m:7b"], "m") is None
+
+
+def member(kind: str, names: list[str]) -> Member:
+    config = BackendSettings(name=kind, url="http://127.0.0.1:1", kind=kind)  # type: ignore[arg-type]
+    m = Member(config, backend=None, circuit=Circuit(3, 10))  # type: ignore[arg-type]
+    m.models = [ModelEntry(n, 0, "x") for n in names]
+    return m
+
+
+ALLOWED = ["llama3.2", "llama3.2:latest", "qwen3:8b", "Qwen/Qwen3-8B", "gpt-oss-20b:latest"]
+
+
+@pytest.mark.parametrize("allowed", ALLOWED)
+@pytest.mark.parametrize("names", [OLLAMA_NAMES, OPENAI_NAMES, OLLAMA_NAMES + OPENAI_NAMES])
+def test_a_key_allowed_a_name_may_use_what_the_router_serves_under_it(
+    allowed: str, names: list[str]
+) -> None:
+    key = KeyRecord(name="k", key_hash=HASH, models=[allowed])
+    entries = [ModelEntry(n, 0, "x") for n in names]
+    served_as_allowed = {e.name for e in entries if member("ollama", [e.name]).serves(allowed)}
+    assert {e.name for e in entries if key.allows(e.name)} == served_as_allowed
+    for asked in ASKED:
+        entry = find_model(entries, asked)
+        served = member("ollama", names).serves(asked)
+        assert served == (entry is not None), asked
+        if entry is not None:
+            assert key.allows(asked) == (entry.name in served_as_allowed), asked
