@@ -11,6 +11,7 @@ from cortex.config import BackendSettings, KeyRecord
 from cortex.modelname import canonical, pick, same_model
 from cortex.routing.circuit import Circuit
 from cortex.routing.member import Member
+from cortex.routing.residency import Loaded, Residency
 
 HASH = "0" * 64
 
@@ -100,3 +101,15 @@ def test_a_key_allowed_a_name_may_use_what_the_router_serves_under_it(
         assert served == (entry is not None), asked
         if entry is not None:
             assert key.allows(asked) == (entry.name in served_as_allowed), asked
+
+
+def test_residency_knows_a_model_by_any_of_its_names() -> None:
+    residency = Residency({"llama3.2:latest": Loaded("llama3.2:latest", 1, None)})
+    residency.started("llama3.2")
+    assert residency.is_loaded("library/llama3.2")
+    assert residency.crowd("llama3.2") == 0 and residency.evicts_busy("llama3.2") == 0
+    view = residency.view()
+    assert view is not None and view[0]["name"] == "llama3.2:latest"
+    assert view[0]["in_flight"] == 1
+    residency.ended("llama3.2:latest")
+    assert residency.busy == {}

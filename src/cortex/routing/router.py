@@ -121,14 +121,16 @@ class Router:
         party: str = "",
     ) -> Lease:
         """A slot on the backend for this request; ``party`` (its API key's name) is whom
-        the queue is fair between."""
+        the queue is fair between. The lease's model, like every name the router keeps, is
+        the ``modelname.canonical`` one."""
+        asked, model = model, canonical(model)
         if not self._refreshed and len(self.members) > 1:
             await self.refresh()
         candidates = [m for m in self.members if m.name not in exclude]
         if len(self.members) > 1:
             candidates = [m for m in candidates if m.serves(model)]
             if not candidates and not exclude:
-                raise ModelNotFound(f'model "{model}" not found on any backend')
+                raise ModelNotFound(f'model "{asked}" not found on any backend')
         now = time.monotonic()
         admitted = _open_to(model, candidates, now)
         if not admitted:
@@ -168,7 +170,7 @@ class Router:
         return Lease(member, model, waited, affinity, self.release, position, cold)
 
     def has_alternative(self, model: str, excluded: frozenset[str]) -> bool:
-        now = time.monotonic()
+        now, model = time.monotonic(), canonical(model)
         return any(
             m.name not in excluded and m.serves(model) and m.admits(model, now)
             for m in self.members
