@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cortex.access.keys import generate_key, hash_key
 from cortex.catalog import ModelEntry, find_model
 from cortex.config import BackendSettings, KeyRecord
 from cortex.modelname import canonical, pick, same_model
 from cortex.routing.circuit import Circuit
 from cortex.routing.member import Member
 from cortex.routing.residency import Loaded, Residency
+from tests.conftest import RunningGateway, StartGateway
+from tests.fakes import FakeOllama
 
 HASH = "0" * 64
 
@@ -103,6 +107,14 @@ def test_a_key_allowed_a_name_may_use_what_the_router_serves_under_it(
             assert key.allows(asked) == (entry.name in served_as_allowed), asked
 
 
+def test_an_openai_server_is_sent_the_name_it_listed() -> None:
+    openai = member("openai", OPENAI_NAMES)
+    assert openai.upstream_name("Qwen/Qwen3-8B:latest") == "Qwen/Qwen3-8B"
+    assert openai.upstream_name("gpt-oss-20b") == "gpt-oss-20b"
+    ollama = member("ollama", OLLAMA_NAMES)
+    assert ollama.upstream_name("llama3.2") == "llama3.2", "Ollama reads names by the same rule"
+
+
 def test_residency_knows_a_model_by_any_of_its_names() -> None:
     residency = Residency({"llama3.2:latest": Loaded("llama3.2:latest", 1, None)})
     residency.started("llama3.2")
@@ -113,3 +125,71 @@ def test_residency_knows_a_model_by_any_of_its_names() -> None:
     assert view[0]["in_flight"] == 1
     residency.ended("llama3.2:latest")
     assert residency.busy == {}
+
+
+# ---- end to end: keys, lists and routing through a running gateway ------------------------
+
+KEYS = {m: generate_key() for m in ALLOWED}
+OPEN = generate_key()
+
+
+def ask(gw: RunningGateway, key: str, model: str) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hola"}], "stream": False}
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.post(gw.url + "/api/chat", json=body, headers=headers, timeout=15)
+
+
+def visible(gw: RunningGateway, key: str) -> set[str]:
+    headers = {"Authorization": f"Bearer {key}"}
+    tags = httpx.get(gw.url + "/api/tags", headers=headers, timeout=5).json()["models"]
+    ids = httpx.get(gw.url + "/v1/models", headers=headers, timeout=5).json()["data"]
+    assert [m["name"] for m in tags] == [m["id"] for m in ids], "the two lists agree"
+    return {m["id"] for m in ids}
+
+
+def retrieved(gw: RunningGateway, key: str, model: str) -> str | None:
+    headers = {"Authorization": f"Bearer {key}"}
+    answer = httpx.get(f"{gw.url}/v1/models/{model}", headers=headers, timeout=5)
+    return str(answer.json()["id"]) if answer.status_code == 200 else None
+
+
+def test_a_key_allowed_m_sees_and_uses_exactly_the_models_served_as_m(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    fake.models = OLLAMA_NAMES
+    with FakeOllama(models=OPENAI_NAMES) as vllm:
+        fakes = {"ollama": fake, "vllm": vllm}
+        keys = [
+            {"name": f"k{n}", "key_hash": hash_key(key), "models": [m]}
+            for n, (m, key) in enumerate(KEYS.items())
+        ]
+        gw = start_gateway(
+            keys=[*keys, {"name": "open", "key_hash": hash_key(OPEN)}],
+            backends=[
+                {"name": "ollama", "url": fake.url},
+                {"name": "vllm", "url": "openai+" + vllm.url},
+            ],
+        )
+        served: dict[str, str | None] = {}  # each name asked for: the listed model that answered
+        found = {name: retrieved(gw, OPEN, name) for name in ASKED}
+        for name in ASKED:
+            answer = ask(gw, OPEN, name)
+            upstream = fakes.get(answer.headers.get("x-cortex-backend", ""))
+            if answer.status_code != 200 or upstream is None:
+                served[name] = None
+            else:
+                sent = [r.json["model"] for r in upstream.requests if r.method == "POST"][-1]
+                served[name] = upstream.resolve(sent)
+        assert served["Qwen/Qwen3-8B:latest"] == "Qwen/Qwen3-8B"
+        assert served["llama3.2"] == served["llama3.2:latest"] == "llama3.2:latest"
+        for allowed, key in KEYS.items():
+            seen = visible(gw, key)
+            assert seen == ({served[allowed]} if served[allowed] else set()), allowed
+            for name in ASKED:
+                status = ask(gw, key, name).status_code
+                may = served[name] is not None and served[name] in seen
+                assert (status == 200) == may, (allowed, name, status)
+                if served[name] is not None and not may:
+                    assert status == 403, (allowed, name, status)
+                expected = found[name] if found[name] in seen else None
+                assert retrieved(gw, key, name) == expected, (allowed, name)

@@ -10,8 +10,8 @@ backends switches on a dialect.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol, Self
 
 import orjson
 
@@ -44,6 +44,12 @@ class ClientBody:
 
     def body(self) -> bytes:
         return self.raw if self.raw is not None else orjson.dumps(self.payload)
+
+    def named(self, model: str) -> Self:
+        """The same request for ``model``, the name its server listed for the one asked for."""
+        if model == self.model:
+            return self
+        return replace(self, payload={**self.payload, "model": model}, raw=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,13 @@ class Member:
             return False
         return self.models is None or pick((e.name for e in self.models), model) is not None
 
+    def upstream_name(self, model: str) -> str:
+        """The name to send for ``model``: an OpenAI-compatible server matches names exactly,
+        so it gets the one it listed; Ollama reads names by the same rule as Córtex."""
+        if self.config.kind != "openai" or self.models is None:
+            return model
+        return pick((e.name for e in self.models), model) or model
+
     def admits(self, model: str, now: float) -> bool:
         """Neither the backend's circuit nor this model's on it is open."""
         if not self.circuit.admits(now):
