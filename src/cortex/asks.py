@@ -6,8 +6,8 @@ the backend the router chose says how to serve it (a ``Call``), through the code
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Self
 
 import orjson
 
@@ -29,6 +29,12 @@ class ClientBody:
 
     def body(self) -> bytes:
         return self.raw if self.raw is not None else orjson.dumps(self.payload)
+
+    def named(self, model: str) -> Self:
+        """The same request for ``model``, the name its server listed for the one asked for."""
+        if model == self.model:
+            return self
+        return replace(self, payload={**self.payload, "model": model}, raw=None)
 
 
 @dataclass(frozen=True, slots=True)

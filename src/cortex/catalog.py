@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from .errors import ModelNotFound, UpstreamProtocolError
+from .modelname import pick
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +65,9 @@ def _unix(timestamp: Any) -> int:
 
 
 def find_model(entries: list[ModelEntry], name: str) -> ModelEntry | None:
-    """The entry of ``name``; as with Ollama, a name without a tag means ``:latest``."""
-    tagged = name if ":" in name else f"{name}:latest"
-    exact = next((e for e in entries if e.name == name), None)
-    return exact or next((e for e in entries if e.name == tagged), None)
+    """The entry of ``name``: as it is listed, else by ``modelname.canonical``."""
+    listed = pick((e.name for e in entries), name)
+    return next((e for e in entries if e.name == listed), None)
 
 
 def tags_body(entries: list[ModelEntry]) -> bytes:

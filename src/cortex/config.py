@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from .modelname import pick
 from .urls import normalize_upstream
 
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
@@ -80,11 +81,8 @@ class KeyRecord(BaseModel):
         return digest
 
     def allows(self, model: str) -> bool:
-        """The key may use this model (``llama3.2`` also names ``llama3.2:latest``)."""
-        if self.models is None:
-            return True
-        names = {m if ":" in m else f"{m}:latest" for m in self.models}
-        return (model if ":" in model else f"{model}:latest") in names
+        """The key may use this model: one its list names, by ``modelname.canonical``."""
+        return self.models is None or pick(self.models, model) is not None
 
 
 class BackendSettings(BaseModel):

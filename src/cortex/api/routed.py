@@ -55,7 +55,8 @@ class RoutedSource:
         sent_at = loop.time()
         settings = self.gw.settings
         try:
-            call = lease.backend.wire.generation(self.ask)
+            ask = self.ask.named(lease.member.upstream_name(self.ask.model))
+            call = lease.backend.wire.generation(ask)
             limits = self.gw.limits
             if lease.cold:  # a model being loaded gets its load's time on top
                 limits = replace(limits, first_byte=limits.first_byte + settings.load_timeout)
@@ -120,7 +121,8 @@ async def embedding(gw: Gateway, ask: Embedding) -> bytes:
     """An embeddings answer from a backend for the model, in the client's shape."""
 
     async def call(lease: Lease) -> bytes:
-        return await answered(gw, lease, lease.backend.wire.embedding(ask))
+        named = ask.named(lease.member.upstream_name(ask.model))
+        return await answered(gw, lease, lease.backend.wire.embedding(named))
 
     return await gw.with_backend(ask.model, call)
 

@@ -23,6 +23,7 @@ from ..embedded.answer import Answer
 from ..embedded.supervisor import ModelProcess, State
 from ..embedded.worker import WorkerSettings
 from ..errors import BadRequest, ModelNotFound, UpstreamStatus
+from ..modelname import same_model
 from .ollama import OLLAMA
 
 BUNDLED_NAME = "gemma3-270m:local"
@@ -161,8 +162,9 @@ class LocalBackend:
         }
 
     def _check_model(self, model: Any) -> None:
-        if model not in (self.name, None, ""):
-            raise ModelNotFound(f'model "{model}" not found; the embedded model is "{self.name}"')
+        if model in (None, "") or (isinstance(model, str) and same_model(model, self.name)):
+            return
+        raise ModelNotFound(f'model "{model}" not found; the embedded model is "{self.name}"')
 
     async def close(self) -> None:
         await self.process.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from ..backends.local import LocalBackend
 from ..catalog import ModelEntry
 from ..config import BackendSettings
 from ..errors import CortexError, UpstreamStatus
+from ..modelname import pick
 from ..urls import redact_url
 from .circuit import Circuit
 from .engine import EngineLoad
@@ -49,9 +50,16 @@ class Member:
 
     def serves(self, model: str) -> bool:
         allowed = self.config.models
-        if allowed is not None and not listed(model, allowed):
+        if allowed is not None and pick(allowed, model) is None:
             return False
-        return self.models is None or listed(model, [e.name for e in self.models])
+        return self.models is None or pick((e.name for e in self.models), model) is not None
+
+    def upstream_name(self, model: str) -> str:
+        """The name to send for ``model``: an OpenAI-compatible server matches names exactly,
+        so it gets the one it listed; Ollama reads names by the same rule as Córtex."""
+        if self.config.kind != "openai" or self.models is None:
+            return model
+        return pick((e.name for e in self.models), model) or model
 
     def admits(self, model: str, now: float) -> bool:
         """Neither the backend's circuit nor this model's on it is open."""
@@ -113,10 +121,6 @@ class Member:
             status["problem"] = self.backend.problem
             status["restarts"] = self.backend.process.restarts
         return status
-
-
-def listed(model: str, names: Sequence[str]) -> bool:
-    return model in names or (":" not in model and f"{model}:latest" in names)
 
 
 class Lease:

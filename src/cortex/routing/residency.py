@@ -17,6 +17,8 @@ from typing import TypedDict
 
 import orjson
 
+from ..modelname import canonical
+
 # Ollama writes nanoseconds; Python's ISO parser takes at most microseconds.
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -42,16 +44,21 @@ class InMemory(TypedDict):
 
 @dataclass
 class Residency:
-    """A backend's models in memory (None: unknown, as for OpenAI-compatible servers)."""
+    """A backend's models in memory (None: unknown, as for OpenAI-compatible servers), each
+    known by its ``modelname.canonical`` name."""
 
     loaded: dict[str, Loaded] | None = None
     busy: dict[str, int] = field(default_factory=dict)  # streams in flight, per model
     loading: set[str] = field(default_factory=set)  # cold requests not yet answered
 
+    def __post_init__(self) -> None:
+        if self.loaded is not None:
+            self.update(self.loaded)
+
     def is_loaded(self, model: str, now: float | None = None) -> bool:
         if self.loaded is None:
             return False
-        entry = self.loaded.get(model) or self.loaded.get(f"{model}:latest")
+        entry = self.loaded.get(canonical(model))
         if entry is None:
             return False
         now = time.time() if now is None else now
@@ -61,10 +68,12 @@ class Residency:
         """How many other models in use here a load of ``model`` could push out."""
         if self.loaded is None:
             return 0
+        model = canonical(model)
         return sum(1 for name in self.loaded if name != model and self.busy.get(name, 0) > 0)
 
     def crowd(self, model: str) -> int:
         """Models other than ``model`` in memory: the more, the likelier a load evicts one."""
+        model = canonical(model)
         return 0 if self.loaded is None else sum(1 for name in self.loaded if name != model)
 
     def view(self) -> list[InMemory] | None:
@@ -76,10 +85,10 @@ class Residency:
                 name=entry.name,
                 size_vram=entry.size_vram,
                 expires_at=entry.expires_at,
-                in_flight=self.busy.get(entry.name, 0),
-                loading=entry.name in self.loading,
+                in_flight=self.busy.get(name, 0),
+                loading=name in self.loading,
             )
-            for entry in self.loaded.values()
+            for name, entry in self.loaded.items()
         ]
         for name in sorted(self.loading - self.loaded.keys()):
             shown.append(
@@ -88,9 +97,11 @@ class Residency:
         return shown
 
     def started(self, model: str) -> None:
+        model = canonical(model)
         self.busy[model] = self.busy.get(model, 0) + 1
 
     def ended(self, model: str) -> None:
+        model = canonical(model)
         left = self.busy.get(model, 0) - 1
         if left > 0:
             self.busy[model] = left
@@ -100,12 +111,13 @@ class Residency:
 
     def answered(self, model: str) -> None:
         """The server sent a first byte for ``model``: it is in memory now."""
+        model = canonical(model)
         self.loading.discard(model)
         if self.loaded is not None and model not in self.loaded:
             self.loaded[model] = Loaded(model, 0, None)
 
     def update(self, loaded: dict[str, Loaded]) -> None:
-        self.loaded = loaded
+        self.loaded = {canonical(name): entry for name, entry in loaded.items()}
 
 
 def parse_ps(body: bytes) -> dict[str, Loaded]:

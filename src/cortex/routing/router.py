@@ -30,10 +30,11 @@ from typing import Any
 from ..catalog import ModelEntry
 from ..config import RoutingRule, Settings
 from ..errors import ModelNotFound, Overloaded, UpstreamUnreachable
+from ..modelname import canonical, pick
 from ..stream.core import RelayLimits
 from . import health, scorer
 from .affinity import Affinity, prefix_keys
-from .member import Lease, Member, listed
+from .member import Lease, Member
 from .prefix import Prompt, prompt_of
 from .queue import AdmissionQueue, Waiter
 from .shared import SharedPrefixes
@@ -88,11 +89,13 @@ class Router:
     def knows(self, model: str) -> bool:
         """Some backend lists this model (as of the last check)."""
         return any(
-            m.models is not None and listed(model, [e.name for e in m.models]) for m in self.members
+            m.models is not None and pick((e.name for e in m.models), model) is not None
+            for m in self.members
         )
 
     async def catalogue(self) -> list[ModelEntry]:
-        """Every backend's models, merged without duplicates, in backend order.
+        """Every backend's models, merged without duplicates (by ``modelname.canonical``, the
+        first backend's spelling shown), in backend order.
 
         Raises UpstreamUnreachable when no backend answered: an empty list would
         say, wrongly, that the model servers have no models.
@@ -105,7 +108,7 @@ class Router:
         seen: dict[str, ModelEntry] = {}
         for member in self.members:
             for entry in member.models or []:
-                seen.setdefault(entry.name, entry)
+                seen.setdefault(canonical(entry.name), entry)
         return list(seen.values())
 
     # Choosing
@@ -118,14 +121,16 @@ class Router:
         party: str = "",
     ) -> Lease:
         """A slot on the backend for this request; ``party`` (its API key's name) is whom
-        the queue is fair between."""
+        the queue is fair between. The lease's model, like every name the router keeps, is
+        the ``modelname.canonical`` one."""
+        asked, model = model, canonical(model)
         if not self._refreshed and len(self.members) > 1:
             await self.refresh()
         candidates = [m for m in self.members if m.name not in exclude]
         if len(self.members) > 1:
             candidates = [m for m in candidates if m.serves(model)]
             if not candidates and not exclude:
-                raise ModelNotFound(f'model "{model}" not found on any backend')
+                raise ModelNotFound(f'model "{asked}" not found on any backend')
         now = time.monotonic()
         admitted = _open_to(model, candidates, now)
         if not admitted:
@@ -165,7 +170,7 @@ class Router:
         return Lease(member, model, waited, affinity, self.release, position, cold)
 
     def has_alternative(self, model: str, excluded: frozenset[str]) -> bool:
-        now = time.monotonic()
+        now, model = time.monotonic(), canonical(model)
         return any(
             m.name not in excluded and m.serves(model) and m.admits(model, now)
             for m in self.members
