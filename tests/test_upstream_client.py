@@ -52,7 +52,7 @@ class Server:
         return self.backend
 
     async def __aexit__(self, *exc: object) -> None:
-        self.backend.close()
+        await self.backend.close()
         self._server.close()
         await self._server.wait_closed()
 

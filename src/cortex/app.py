@@ -19,14 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import __version__, observe, web
 from .access.hostguard import HostGuard
 from .access.keyguard import KeyGuard, guarded
+from .api import anthropic as anthropic_api
 from .api import ollama, ops
 from .api import openai as openai_api
-from .backends.local import LocalBackend
 from .config import Settings
 from .errors import CortexError, Overloaded, error_response
 from .gateway import Gateway
 from .observe import RequestRecord, request_id
-from .urls import redact_url
 
 logger = logging.getLogger("cortex")
 
@@ -140,7 +139,7 @@ def create_app(settings: Settings) -> StreamingRoutes:
             __version__,
             settings.host,
             settings.port,
-            _serving(settings, gw),
+            _serving(gw),
         )
         try:
             yield
@@ -157,6 +156,7 @@ def create_app(settings: Settings) -> StreamingRoutes:
     )
     app.include_router(ollama.router)
     app.include_router(openai_api.router)
+    app.include_router(anthropic_api.router)
     app.include_router(ops.router)
     app.include_router(web.router)  # the chat page at / and its assets
     app.add_exception_handler(CortexError, _cortex_error)
@@ -168,6 +168,7 @@ def create_app(settings: Settings) -> StreamingRoutes:
         "/api/chat": ollama.chat,
         "/api/generate": ollama.generate,
         "/v1/chat/completions": openai_api.chat_completions,
+        "/v1/messages": anthropic_api.messages,
     }
     streaming = {path: guarded(handler) for path, handler in streaming.items()}
     return StreamingRoutes(app, streaming, settings)
@@ -206,23 +207,12 @@ def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
     return checked
 
 
-def _serving(settings: Settings, gw: Gateway) -> str:
-    described = []
-    for member in gw.router.members:
-        backend = member.backend
-        if isinstance(backend, LocalBackend):
-            problem = backend.problem
-            if gw.single is not None:
-                if problem is None:
-                    return f"serving the embedded model {backend.name}"
-                return f"not serving the embedded model {backend.name}: {problem}"
-            unavailable = "" if problem is None else f" (unavailable: {problem})"
-            described.append(f"the embedded model {backend.name}{unavailable}")
-        else:
-            dialect = "Ollama" if member.config.kind == "ollama" else "an OpenAI-compatible server"
-            named = "" if gw.single else f" {member.name}"
-            described.append(f"{dialect}{named} at {redact_url(member.config.url)}")
-    return "relaying to " + ", ".join(described)
+def _serving(gw: Gateway) -> str:
+    """The start-up line's account of what Córtex serves."""
+    single = gw.single
+    if single is not None:
+        return single.backend.describe(None)
+    return "relaying to " + ", ".join(m.backend.describe(m.name) for m in gw.router.members)
 
 
 def _error(request: Request, message: str, status: int) -> Response:

@@ -11,8 +11,8 @@ from typing import Any, Literal, Self
 
 import orjson
 
-from .dialects.codec import Translator
 from .errors import Dialect
+from .stream.contract import Translator
 from .stream.encode import Framing
 
 

@@ -27,18 +27,19 @@ from .urls import normalize_upstream
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 MiB = 1024 * 1024
 
-UpstreamKind = Literal["ollama", "openai", "local"]
+UpstreamKind = Literal["ollama", "openai", "anthropic", "local"]
 # How a backend is chosen among those that may serve a request (see routing/router.py).
 RoutingRule = Literal["state", "affinity", "least-outstanding", "round-robin"]
 
 
 def _split_kind(data: Any, url_key: str, kind_key: str) -> Any:
-    """``openai+http://host:8080`` names the dialect in the URL; ``local`` is the embedded model."""
+    """``openai+http://host:8080`` (or ``anthropic+…``) names the dialect in the URL; ``local``
+    is the embedded model."""
     if isinstance(data, dict) and isinstance(data.get(url_key), str):
         kind, plus, url = data[url_key].partition("+")
         if data[url_key] == "local":
             return {**data, url_key: "http://127.0.0.1", kind_key: "local"}
-        if plus and kind in ("ollama", "openai"):
+        if plus and kind in ("ollama", "openai", "anthropic"):
             return {**data, url_key: url, kind_key: data.get(kind_key) or kind}
     return data
 
@@ -105,7 +106,9 @@ class BackendSettings(BaseModel):
 
     @model_validator(mode="after")
     def _normalize(self) -> BackendSettings:
-        object.__setattr__(self, "url", normalize_upstream(self.url, openai=self.kind == "openai"))
+        object.__setattr__(
+            self, "url", normalize_upstream(self.url, openai=self.kind in ("openai", "anthropic"))
+        )
         if not self.name and self.kind == "local":
             object.__setattr__(self, "name", "local")
         return self
@@ -181,7 +184,9 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _normalize_upstream(self) -> Settings:
-        url = normalize_upstream(self.upstream, openai=self.upstream_kind == "openai")
+        url = normalize_upstream(
+            self.upstream, openai=self.upstream_kind in ("openai", "anthropic")
+        )
         object.__setattr__(self, "upstream", url)
         return self
 

@@ -37,9 +37,11 @@ import orjson
 from starlette.responses import Response
 
 Outcome = Literal["rejected", "upstream-error", "timeout"]
-Dialect = Literal["ollama", "openai"]
-# How a started stream is framed: Ollama's NDJSON, Ollama's lines as SSE, OpenAI's SSE.
-StreamFraming = Literal["ndjson", "sse", "openai-sse"]
+# A client's API: Ollama's, OpenAI's chat completions, Anthropic's Messages, OpenAI's Responses.
+Dialect = Literal["ollama", "openai", "anthropic", "responses"]
+# How a started stream is framed: Ollama's NDJSON, Ollama's lines as SSE, OpenAI's SSE,
+# Anthropic's named events.
+StreamFraming = Literal["ndjson", "sse", "openai-sse", "anthropic-sse", "responses-sse"]
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -193,15 +195,48 @@ def openai_error_body(message: str, status: int = 500, code: str | None = None) 
     )
 
 
+# As Anthropic's error reference lists them; other 4xx are invalid_request_error there too.
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",  # Córtex's "every backend busy" is Anthropic's overload
+    504: "timeout_error",  # the SDK's GatewayTimeoutError
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's ``error.type`` for a status; 502 and other 5xx are ``api_error``."""
+    fallback = "api_error" if status >= 500 else "invalid_request_error"
+    return ANTHROPIC_ERROR_TYPES.get(status, fallback)
+
+
+def anthropic_error_body(message: str, status: int = 500) -> bytes:
+    """Anthropic's error shape."""
+    error = {"type": anthropic_error_type(status), "message": message}
+    return orjson.dumps({"type": "error", "error": error})
+
+
 def dialect_of(path: str) -> Dialect:
     """The dialect a client speaks, by the path it called."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1/responses"):
+        return "responses"
     return "openai" if path.startswith("/v1/") else "ollama"
 
 
 def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
     """An error answered before any response started: its status, headers and body."""
-    if dialect == "openai":
+    if dialect in ("openai", "responses"):
         body = openai_error_body(exc.message, exc.status, exc.code)
+    elif dialect == "anthropic":
+        body = anthropic_error_body(exc.message, exc.status)
     else:
         body = ollama_error_body(exc.message, exc.status)
     headers = [
@@ -229,5 +264,10 @@ def in_band(exc: CortexError, framing: StreamFraming) -> bytes:
     """An error after the response started: the stream's last frame, in its framing."""
     if framing == "openai-sse":
         return b"data: " + openai_error_body(exc.message, exc.status, exc.code) + b"\n\n"
+    if framing == "responses-sse":
+        error = {"type": "error", "code": exc.code or "server_error", "message": exc.message}
+        return b"event: error\ndata: " + orjson.dumps({**error, "sequence_number": 0}) + b"\n\n"
+    if framing == "anthropic-sse":
+        return b"event: error\ndata: " + anthropic_error_body(exc.message, exc.status) + b"\n\n"
     line = ollama_error_body(exc.message)
     return line + b"\n" if framing == "ndjson" else b"event: error\ndata: " + line + b"\n\n"

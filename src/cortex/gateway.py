@@ -143,8 +143,7 @@ class Gateway:
         await gateway.access.start()
         try:
             for member in gateway.router.members:
-                if isinstance(member.backend, LocalBackend):
-                    await member.backend.start()  # its self-test, before Córtex says it serves
+                await member.backend.start()  # the embedded model's self-test, before serving
         except BaseException:
             await gateway.close()
             raise
@@ -170,10 +169,7 @@ class Gateway:
         await self.access.close()
         await self.router.close()
         for member in self.router.members:
-            if isinstance(member.backend, LocalBackend):
-                await member.backend.close()
-            else:
-                member.backend.close()
+            await member.backend.close()
 
 
 def _drain_then(gw: Gateway, previous: Callable[[int, Any], Any], signum: int, frame: Any) -> None:

@@ -118,7 +118,7 @@ def _generation(
         return _loaded(payload["model"], shape, unload=_zero(payload.get("keep_alive")))
     stream = payload.get("stream") is not False
     ask = Generation(payload, raw, "ollama", shape, stream, framing)
-    return relay_response(gw, ask, media_type=framing.media_type, headers=framing.headers)
+    return relay_response(gw, ask)
 
 
 def _zero(keep_alive: Any) -> bool:

@@ -73,7 +73,7 @@ class EmbeddingsRequest(BaseModel):
 async def chat_completions(request: Request) -> Response:
     gw, raw, payload = await read_request(request, ChatCompletionRequest)
     ask = Generation(payload, raw, "openai", "chat", payload.get("stream") is True, SSE)
-    return relay_response(gw, ask, media_type=SSE.media_type, headers=SSE.headers)
+    return relay_response(gw, ask)
 
 
 @router.get("/models")

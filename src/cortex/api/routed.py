@@ -14,6 +14,7 @@ from .. import observe
 from ..access.ticket import allow_model, model_filter, party
 from ..asks import Embedding, Generation
 from ..backends.base import Exchange, upstream_json
+from ..dialects.codecs import CODECS
 from ..errors import CortexError, Dialect
 from ..gateway import Gateway
 from ..routing import Failover, Lease
@@ -100,20 +101,20 @@ def _headers(lease: Lease) -> Headers:
     return tuple(headers)
 
 
-def relay_response(
-    gw: Gateway, ask: Generation, *, media_type: str, headers: Headers = ()
-) -> Response:
+def relay_response(gw: Gateway, ask: Generation) -> RelayResponse:
+    """The response that relays ``ask``, streamed as its dialect streams or whole as JSON."""
     allow_model(ask.model)
+    head = CODECS[ask.dialect].stream_head(ask)
     return RelayResponse(
         RoutedSource(gw, ask),
-        media_type=media_type if ask.stream else JSON_MEDIA_TYPE,
-        headers=headers if ask.stream else (),
+        media_type=head.media_type if ask.stream else JSON_MEDIA_TYPE,
+        headers=head.headers if ask.stream else (),
         dialect=ask.dialect,
         streaming=ask.stream,
         stopping=gw.stopping,
-        heartbeat=ask.framing.heartbeat,
+        heartbeat=head.heartbeat,
         heartbeat_every=gw.settings.heartbeat_interval,
-        framing=ask.framing.name,
+        framing=head.framing,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -44,10 +44,21 @@ class Exchange:
 
 
 class Wire(Protocol):
-    """One upstream dialect, serving clients of both."""
+    """One upstream dialect, serving clients of every dialect (through the codecs), with
+    what the router needs to know of its servers."""
 
     @property
     def kind(self) -> Dialect: ...
+
+    server: str  # how the start-up line names such a server
+    catalogue_path: str  # the server's model list
+    exact_names: bool  # the server matches model names exactly (else by Ollama's rule)
+    load_signal: Literal["residency", "engine"]  # /api/ps, or the engine's /metrics or /slots
+    tokenizes: bool  # the server may have llama.cpp's or vLLM's /tokenize at its root
+
+    def models(self, catalogue: bytes) -> list[ModelEntry]:
+        """The server's model list, read."""
+        ...
 
     def speaks(self, dialect: Dialect) -> bool:
         """Clients of ``dialect`` are relayed as they are, untranslated."""

@@ -12,6 +12,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -27,12 +28,14 @@ from ..errors import (
     UpstreamUnreachable,
 )
 from ..urls import redact_url
+from .anthropic import ANTHROPIC
 from .base import Timeouts, Wire
 from .h1 import Closed, Connection, Late, Pool, Stale
 from .ollama import OLLAMA
 from .openai import OPENAI
 
 logger = logging.getLogger("cortex.upstream")
+WIRES: dict[str, Wire] = {"ollama": OLLAMA, "openai": OPENAI, "anthropic": ANTHROPIC}
 
 MAX_ERROR_BODY = 64 * 1024
 CLOSED = "it closed the connection without answering"
@@ -54,7 +57,7 @@ class HTTPBackend:
         api_key: str | None = None,
         receive_buffer: int | None = None,
     ) -> None:
-        self.wire: Wire = OPENAI if kind == "openai" else OLLAMA
+        self.wire: Wire = WIRES[kind]
         self.base_url = base_url
         parts = urlsplit(base_url)
         self.root_url = f"{parts.scheme}://{parts.netloc}"  # /metrics and /slots live here
@@ -101,7 +104,25 @@ class HTTPBackend:
         finally:
             self._pool.give_back(connection)
 
-    def close(self) -> None:
+    @property
+    def problem(self) -> str | None:
+        """Why it cannot answer, when Córtex knows without asking it (never, over HTTP)."""
+        return None
+
+    def describe(self, name: str | None) -> str:
+        """For the start-up line: ``name`` is None when it is the only backend."""
+        named = f" {name}" if name else ""
+        where = f"{self.wire.server}{named} at {redact_url(self.base_url)}"
+        return where if name else f"relaying to {where}"
+
+    def report(self) -> dict[str, Any]:
+        """What ``/cortex/backends`` shows of it besides the router's figures."""
+        return {}
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
         self._pool.close()
 
     def _request(self, method: str, target: str, body: bytes | None) -> bytes:

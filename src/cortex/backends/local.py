@@ -83,6 +83,26 @@ class LocalBackend:
             return None
         return self.process.reason or f"the embedded model is {self.process.state}"
 
+    def describe(self, name: str | None) -> str:
+        """For the start-up line: ``name`` is None when it is the only backend."""
+        problem = self.problem
+        if name is None:
+            if problem is None:
+                return f"serving the embedded model {self.name}"
+            return f"not serving the embedded model {self.name}: {problem}"
+        unavailable = "" if problem is None else f" (unavailable: {problem})"
+        return f"the embedded model {self.name}{unavailable}"
+
+    def report(self) -> dict[str, Any]:
+        """What ``/cortex/backends`` shows of it besides the router's figures."""
+        problem = self.problem
+        return {
+            "healthy": problem is None,
+            "state": self.state,
+            "problem": problem,
+            "restarts": self.process.restarts,
+        }
+
     @property
     def busy(self) -> bool:
         """A generation is running or waiting in the model's process."""
@@ -95,7 +115,13 @@ class LocalBackend:
 
     @asynccontextmanager
     async def open(
-        self, method: str, path: str, body: bytes | None = None, first_byte: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        first_byte: float | None = None,
+        *,
+        from_root: bool = False,
     ) -> AsyncIterator[Answer | StaticBody]:
         if method == "POST" and path in ("/api/chat", "/api/generate"):
             answer = await self._submit(path, body or b"{}")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import orjson
 
 from ..asks import Embedding
-from ..catalog import ModelEntry
+from ..catalog import ModelEntry, from_tags
 from ..dialects.openai.request import embedding_base64
 from ..errors import BadRequest
 from .base import Exchange, Wire, upstream_json
@@ -16,6 +16,14 @@ from .base import Exchange, Wire, upstream_json
 
 class OllamaWire(Wire):
     kind: Literal["ollama"] = "ollama"
+    server = "Ollama"
+    catalogue_path = "/api/tags"
+    exact_names = False
+    load_signal: Literal["residency"] = "residency"
+    tokenizes = False
+
+    def models(self, catalogue: bytes) -> list[ModelEntry]:
+        return from_tags(catalogue)
 
     def embedding(self, ask: Embedding) -> Exchange:
         if ask.route == "ollama-embed":

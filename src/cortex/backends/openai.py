@@ -8,13 +8,21 @@ from typing import Any, Literal
 import orjson
 
 from ..asks import Embedding
-from ..catalog import ModelEntry, find_model, tags_body
+from ..catalog import ModelEntry, find_model, from_openai, tags_body
 from ..errors import ModelNotFound
 from .base import Exchange, Wire, upstream_json
 
 
 class OpenAIWire(Wire):
-    kind: Literal["openai"] = "openai"
+    kind: Literal["openai", "anthropic"] = "openai"
+    server = "an OpenAI-compatible server"
+    catalogue_path = "/models"
+    exact_names = True
+    load_signal: Literal["engine"] = "engine"
+    tokenizes = True
+
+    def models(self, catalogue: bytes) -> list[ModelEntry]:
+        return from_openai(catalogue)
 
     def embedding(self, ask: Embedding) -> Exchange:
         if ask.route == "openai":

@@ -10,68 +10,54 @@ they are. No I/O happens here: the relay core (``stream/core.py``) drives them.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import CortexError
-from ..events import Answer, Event, Usage
+from ..errors import Dialect, StreamFraming
+from ..stream.contract import Reader, Writer
 
-INCOMPLETE = "the model server closed the stream before the answer was complete"
-NOT_JSON = "the model server sent a line that is not a JSON object"
+if TYPE_CHECKING:
+    from ..asks import Call, Generation
+    from ..chat import ChatRequest
 
 
-class Reader(Protocol):
-    """An upstream's stream, read into events; raises ``UpstreamProtocolError`` on a bad line."""
+@dataclass(frozen=True, slots=True)
+class StreamHead:
+    """How a dialect's stream starts and what it sends before the first part."""
 
-    reads_sse: bool  # the upstream sends server-sent events: blank lines end them
+    media_type: str
+    headers: tuple[tuple[bytes, bytes], ...]
+    heartbeat: bytes | None  # while the answer has not begun (a queue, a model loading)
+    framing: StreamFraming  # its in-band error, for a failure before any attempt began
 
-    def read(self, lines: list[bytes]) -> list[Event]: ...
 
-    def close(self) -> list[Event]:
-        """At the upstream's end: what is left, and the ``Finish`` of an answer that
-        finished without its end marker (none if it did not finish)."""
+SSE_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
+
+
+class Codec(Protocol):
+    """One dialect: as the client's (it reads requests and writes answers) and, where
+    servers speak it (``upstream``), as the upstream's (it writes requests and reads answers)."""
+
+    name: Dialect
+    server: str  # how an error names a server that speaks it: "Ollama's API"
+    upstream: bool  # model servers speak it, so a backend may be of this dialect
+
+    def stream_head(self, ask: Generation) -> StreamHead: ...
+
+    def passthrough(self, ask: Generation) -> Call:
+        """The call for a client of this same dialect: its body, relayed as it is."""
         ...
 
+    def read_request(self, ask: Generation) -> ChatRequest: ...
 
-class Writer(Protocol):
-    """Events written for a client, in its dialect and framing."""
-
-    heartbeat: bytes | None  # what keeps a silent stream alive, if the framing has it
-
-    def write(self, events: list[Event]) -> bytes:
-        """The bytes for these events (a ``Failure`` among them is written as the
-        dialect's in-band error and ends the stream)."""
+    def untranslated(self, ask: Generation) -> tuple[str, ...]:
+        """Fields of the client's request that do not survive a translation."""
         ...
 
-    def whole(self, answer: Answer) -> bytes:
-        """One whole answer, for a client that asked for no stream."""
+    def writer(self, ask: Generation, request: ChatRequest) -> Writer: ...
+
+    def upstream_call(self, request: ChatRequest) -> tuple[str, dict[str, Any]]:
+        """The path and body of ``request`` for a server of this dialect (always streamed)."""
         ...
 
-    def error(self, exc: CortexError) -> bytes:
-        """The stream's last frame after a failure, once the response has started."""
-        ...
-
-
-class Translator(Protocol):
-    """What the relay core feeds an upstream's lines to, and reads the client's bytes from.
-
-    ``feed`` returns the bytes to send now (possibly none). Afterwards
-    ``failure`` holds an error to raise once they are sent, and ``ended`` says
-    the upstream finished (an error it reported was forwarded) so reading stops.
-    ``complete`` says the answer's final message has been seen. ``close``
-    runs at the upstream's end and raises if the answer is incomplete.
-    A same-dialect passthrough and a cross-dialect ``Translate`` are both one.
-    """
-
-    heartbeat: bytes | None
-    reads_sse: bool
-    failure: CortexError | None
-    ended: bool
-    complete: bool
-    usage: Usage  # the token counts the upstream reported, once it did
-    pieces: int  # pieces of the answer relayed, for when it reports none
-
-    def feed(self, lines: list[bytes]) -> bytes: ...
-
-    def close(self) -> bytes: ...
-
-    def error(self, exc: CortexError) -> bytes: ...
+    def reader(self) -> Reader: ...

@@ -6,8 +6,6 @@ import asyncio
 import logging
 import time
 
-from ..backends.local import LocalBackend
-from ..catalog import from_openai, from_tags
 from ..errors import CortexError
 from ..stream.core import RelayLimits
 from ..stream.pull import read_whole
@@ -21,16 +19,11 @@ CHECK_TIMEOUT = 5.0
 
 
 async def check(member: Member, limits: RelayLimits) -> str | None:
-    """Refresh the member's models and circuit; its problem, or None when it answered."""
-    if isinstance(member.backend, LocalBackend):
-        member.models = from_tags(await fetch(member, "/api/tags", limits))
-        return member.backend.problem
-    openai = member.config.kind == "openai"
+    """Refresh the member's models, state and circuit; its problem, or None when it answered."""
+    wire = member.backend.wire
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            raw = await fetch(member, "/models" if openai else "/api/tags", limits)
-        member.models = from_openai(raw) if openai else from_tags(raw)
-        member.raw_tags = None if openai else raw
+            member.models = wire.models(await fetch(member, wire.catalogue_path, limits))
         await state(member, limits)
     except (CortexError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, CortexError) else "no answer in time"
@@ -41,7 +34,7 @@ async def check(member: Member, limits: RelayLimits) -> str | None:
     if member.circuit.state != "closed":
         logger.info("backend %s is back", member.name)
     member.circuit.success()
-    return None
+    return member.backend.problem
 
 
 async def fetch(member: Member, path: str, limits: RelayLimits) -> bytes:
@@ -63,8 +56,6 @@ async def residency(member: Member, limits: RelayLimits) -> None:
 async def engine_load(member: Member, limits: RelayLimits) -> None:
     """Read an OpenAI-compatible server's own load: ``/metrics``, else llama.cpp's ``/slots``."""
     backend = member.backend
-    if isinstance(backend, LocalBackend):
-        return
     for path, parse in (("/metrics", from_metrics), ("/slots", from_slots)):
         try:
             async with (
@@ -82,7 +73,7 @@ async def engine_load(member: Member, limits: RelayLimits) -> None:
 
 async def state(member: Member, limits: RelayLimits) -> None:
     """What the backend is doing now: its models in memory (Ollama) or its load (OpenAI)."""
-    if member.config.kind == "openai":
+    if member.backend.wire.load_signal == "engine":
         await engine_load(member, limits)
-    elif member.config.kind == "ollama":
+    else:
         await residency(member, limits)

@@ -33,7 +33,6 @@ class Member:
     circuit: Circuit
     in_flight: int = 0
     models: list[ModelEntry] | None = None  # None until its catalogue was fetched
-    raw_tags: bytes | None = None  # an Ollama backend's own /api/tags answer
     requests: int = 0
     failures: int = 0
     affinity_hits: int = 0
@@ -57,7 +56,7 @@ class Member:
     def upstream_name(self, model: str) -> str:
         """The name to send for ``model``: an OpenAI-compatible server matches names exactly,
         so it gets the one it listed; Ollama reads names by the same rule as Córtex."""
-        if self.config.kind != "openai" or self.models is None:
+        if not self.backend.wire.exact_names or self.models is None:
             return model
         return pick((e.name for e in self.models), model) or model
 
@@ -113,13 +112,8 @@ class Member:
             },
         }
         if show_url:
-            local = self.config.kind == "local"
-            status["url"] = "embedded" if local else redact_url(self.config.url)
-        if isinstance(self.backend, LocalBackend):
-            status["healthy"] = self.backend.problem is None
-            status["state"] = self.backend.state
-            status["problem"] = self.backend.problem
-            status["restarts"] = self.backend.process.restarts
+            status["url"] = redact_url(self.backend.base_url)
+        status.update(self.backend.report())
         return status
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..dialects.codec import Translator
 from ..errors import CortexError, FirstByteTimeout, IdleTimeout, UpstreamProtocolError
+from .contract import Translator
 from .lines import LineDecoder, LineTooLong
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from ..dialects.codec import Translator
 from ..errors import UpstreamProtocolError
 from ..events import Usage
+from .contract import Translator
 from .core import RelayLimits
 from .pull import UpstreamBody, pull, read_whole
 from .push import Conduit, Push, Pushing

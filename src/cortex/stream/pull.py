@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
-from ..dialects.codec import Translator
 from ..errors import UpstreamProtocolError
+from .contract import Translator
 from .core import RelayCore, RelayLimits, timeout_error
 
 

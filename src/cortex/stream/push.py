@@ -21,8 +21,8 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol, runtime_checkable
 
-from ..dialects.codec import Translator
 from ..errors import CortexError
+from .contract import Translator
 from .core import RelayCore, RelayLimits
 
 HIGH_WATER = 256 * 1024  # bytes made for the client but not yet handed to it

@@ -6,9 +6,9 @@ writer, not a change to every pair.
 
 from __future__ import annotations
 
-from ..dialects.codec import INCOMPLETE, Reader, Writer
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
 from ..events import Answer, Event, Failure, Finish, Reasoning, Text, Usage
+from .contract import INCOMPLETE, Reader, Writer
 
 
 class Translate:

@@ -12,8 +12,8 @@ import orjson
 
 from ...errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
 from ...events import Usage
+from ...stream.contract import INCOMPLETE, NOT_JSON
 from ...stream.encode import Framing
-from ..codec import INCOMPLETE, NOT_JSON
 
 Outcome = Literal["more", "done", "error", "invalid"]
 

@@ -19,7 +19,7 @@ from ...events import (
     ToolStart,
     Usage,
 )
-from ..codec import NOT_JSON
+from ...stream.contract import NOT_JSON
 from .request import tool_call
 
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")

@@ -9,9 +9,9 @@ import orjson
 
 from ...errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, in_band
 from ...events import Usage
+from ...stream.contract import INCOMPLETE, NOT_JSON
 from ...stream.encode import SSE
 from ...stream.sse import Event, SSEDecoder
-from ..codec import INCOMPLETE, NOT_JSON
 
 DONE = b"data: [DONE]\n\n"
 

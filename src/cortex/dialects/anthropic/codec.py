@@ -1,0 +1,45 @@
+"""Anthropic's Messages API as a ``Codec``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...asks import Call, Generation
+from ...chat import ChatRequest
+from ...errors import Dialect
+from ...stream.contract import Reader, Writer
+from ..codec import SSE_HEADERS, StreamHead
+from . import request, upstream
+from .passthrough import MessagesPassthrough
+from .reader import MessagesReader
+from .tokens import estimate_tokens
+from .writer import PING, MessagesWriter
+
+HEAD = StreamHead("text/event-stream", SSE_HEADERS, PING, "anthropic-sse")
+
+
+class AnthropicCodec:
+    name: Dialect = "anthropic"
+    server = "Anthropic's Messages API"
+    upstream = True
+
+    def stream_head(self, ask: Generation) -> StreamHead:
+        return HEAD
+
+    def passthrough(self, ask: Generation) -> Call:
+        return Call("/messages", ask.body(), MessagesPassthrough() if ask.stream else None)
+
+    def read_request(self, ask: Generation) -> ChatRequest:
+        return request.chat_request(ask.payload)
+
+    def untranslated(self, ask: Generation) -> tuple[str, ...]:
+        return ()
+
+    def writer(self, ask: Generation, request: ChatRequest) -> Writer:
+        return MessagesWriter(ask.model, input_tokens_hint=estimate_tokens(request))
+
+    def upstream_call(self, chat: ChatRequest) -> tuple[str, dict[str, Any]]:
+        return "/messages", upstream.request_body(chat)
+
+    def reader(self) -> Reader:
+        return MessagesReader()

@@ -1,0 +1,66 @@
+"""OpenAI's Responses API as a ``Codec``, for clients only: no model server speaks it to
+Córtex, so a Responses request is always translated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...asks import Call, Generation
+from ...chat import ChatRequest
+from ...errors import Dialect
+from ...stream.contract import Reader, Writer
+from ..codec import SSE_HEADERS, StreamHead
+from . import request
+from .tools import BuiltinPolicy
+from .writer import ResponsesWriter
+
+HEAD = StreamHead("text/event-stream", SSE_HEADERS, ResponsesWriter.heartbeat, "responses-sse")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesAsk(Generation):
+    """A Responses request, with what the API layer resolved for it."""
+
+    response_id: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)  # previous_response_id's items
+    builtin_tools: BuiltinPolicy = "refuse"
+    writers: list[ResponsesWriter] = field(default_factory=list)  # one an attempt, the last won
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        """The finished response object, once an attempt wrote one."""
+        return self.writers[-1].response if self.writers else None
+
+
+class ResponsesCodec:
+    name: Dialect = "responses"
+    server = "OpenAI's Responses API"
+    upstream = False
+
+    def stream_head(self, ask: Generation) -> StreamHead:
+        return HEAD
+
+    def passthrough(self, ask: Generation) -> Call:
+        raise NotImplementedError("no model server speaks the Responses API to Córtex")
+
+    def read_request(self, ask: Generation) -> ChatRequest:
+        if isinstance(ask, ResponsesAsk):
+            return request.chat_request(ask.payload, ask.history, builtin_tools=ask.builtin_tools)
+        return request.chat_request(ask.payload)
+
+    def untranslated(self, ask: Generation) -> tuple[str, ...]:
+        return ()
+
+    def writer(self, ask: Generation, request: ChatRequest) -> Writer:
+        response_id = ask.response_id if isinstance(ask, ResponsesAsk) else None
+        writer = ResponsesWriter(ask.model, ask.payload, response_id or None)
+        if isinstance(ask, ResponsesAsk):
+            ask.writers.append(writer)
+        return writer
+
+    def upstream_call(self, chat: ChatRequest) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError("no model server speaks the Responses API to Córtex")
+
+    def reader(self) -> Reader:
+        raise NotImplementedError("no model server speaks the Responses API to Córtex")
