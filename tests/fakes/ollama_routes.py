@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -212,3 +213,11 @@ async def ps(host: Host, out: Out) -> bool:
     expires = datetime.fromtimestamp(time.time() + wire.KEEP_ALIVE_SECONDS, UTC)
     body = wire.ps_body(host.running(), wire.go_time(expires))
     return await out.whole(200, wire.JSON_UTF8, body)
+
+
+async def tokenize(out: Out, req: Request) -> bool:
+    """llama-server's ``POST /tokenize``: ``{"content": text}`` → ``{"tokens": [...]}``, one
+    token a whitespace-separated word, so a test can tell its count from an estimate."""
+    text = json.loads(req.body).get("content") or ""
+    tokens = list(range(len(text.split())))
+    return await out.whole(200, wire.JSON_UTF8, json.dumps({"tokens": tokens}).encode())

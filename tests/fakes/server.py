@@ -69,6 +69,7 @@ class FakeOllama:
         self.memory = Memory()  # models in memory, for /api/ps; loads and evictions
         self.engine_metrics: bytes | None = None  # if set, GET /metrics answers it (vLLM-like)
         self.slots: bytes | None = None  # if set, GET /slots answers it (llama.cpp-like)
+        self.tokenizes = False  # if set, POST /tokenize answers (llama.cpp-like: a token a word)
         self._ids = 0
 
     # ---- thread-side API ---------------------------------------------------------------
@@ -267,6 +268,8 @@ class FakeOllama:
             return await out.whole(200, wire.PROMETHEUS, self.engine_metrics)
         if method == "GET" and path == "/slots" and self.slots is not None:
             return await out.whole(200, wire.JSON_UTF8, self.slots)
+        if method == "POST" and path == "/tokenize" and self.tokenizes:
+            return await ollama_routes.tokenize(out, req)
         if path == "/" and method in ("GET", "HEAD"):
             return await out.whole(200, wire.TEXT_UTF8, b"Ollama is running", method == "HEAD")
         if method == "GET" and path in ("/api/version", "/api/tags", "/api/ps"):
