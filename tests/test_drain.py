@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 
+import httpx
 import orjson
 
+from tests.conftest import RunningGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.helpers import open_raw_stream, read_until
 from tests.test_seed_and_cli import free_port, wait_listening
@@ -110,3 +112,38 @@ def _child_of(pid: int, parent: int) -> bool:
             return b"spawn_main" in cmdline.read()
     except (OSError, ValueError, IndexError):
         return False
+
+
+DRAINING_ROUTES = [
+    ("POST", "/api/chat", HELLO, "error"),
+    ("POST", "/api/embed", {"model": DEFAULT_MODEL, "input": "hola"}, "error"),
+    ("POST", "/api/show", {"model": DEFAULT_MODEL}, "error"),
+    ("GET", "/api/tags", None, "error"),
+    ("POST", "/v1/chat/completions", HELLO, "openai"),
+    ("POST", "/v1/embeddings", {"model": DEFAULT_MODEL, "input": "hola"}, "openai"),
+    ("GET", "/v1/models", None, "openai"),
+    ("POST", "/v1/messages", {**HELLO, "max_tokens": 5}, "anthropic"),
+    ("POST", "/v1/responses", {"model": DEFAULT_MODEL, "input": "hola"}, "openai"),
+]
+
+
+def test_while_draining_every_api_route_refuses_in_its_dialect(
+    gateway: RunningGateway,
+) -> None:
+    gateway.server.config.app.state.gateway.begin_drain()
+    time.sleep(0.1)
+    with httpx.Client(base_url=gateway.url, timeout=5) as http:
+        for method, path, body, shape in DRAINING_ROUTES:
+            answer = http.request(method, path, json=body)
+            assert answer.status_code == 503, path
+            assert answer.headers["retry-after"] == "1", path
+            error = answer.json()
+            if shape == "error":
+                assert "shutting down" in error["error"], path
+            elif shape == "openai":
+                assert "shutting down" in error["error"]["message"], path
+            else:
+                assert error["type"] == "error", path
+                assert error["error"]["type"] == "overloaded_error", path
+        assert http.get("/health").status_code == 200
+        assert http.get("/ready").status_code == 503

@@ -95,7 +95,7 @@ class OneUpstream:
 
 def respond(body: ScriptedBody, framing: Framing = NDJSON) -> RelayResponse:
     return RelayResponse(
-        OneUpstream(body, framing), media_type=framing.media_type, dialect="ollama"
+        OneUpstream(body, framing), None, media_type=framing.media_type, dialect="ollama"
     )
 
 
@@ -318,6 +318,7 @@ def test_the_drain_deadline_ends_a_stream_with_an_explicit_error() -> None:
         stopping = asyncio.get_running_loop().create_future()
         response = RelayResponse(
             OneUpstream(body, NDJSON),
+            None,
             media_type=NDJSON.media_type,
             dialect="ollama",
             stopping=stopping,

@@ -6,7 +6,7 @@ the backend the router chose says how to serve it (a ``Call``), through the code
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Self
 
 import orjson
@@ -22,6 +22,7 @@ class ClientBody:
 
     payload: dict[str, Any]  # with its model set
     raw: bytes | None  # the client's own body, while the payload is unchanged
+    aliases: tuple[str, ...] = field(default=(), kw_only=True)  # the name asked, if an alias
 
     @property
     def model(self) -> str:
@@ -29,6 +30,11 @@ class ClientBody:
 
     def body(self) -> bytes:
         return self.raw if self.raw is not None else orjson.dumps(self.payload)
+
+    @property
+    def prompt(self) -> Any:
+        """What the router reads for prompt-prefix affinity: the chat's messages."""
+        return self.payload.get("messages")
 
     def named(self, model: str) -> Self:
         """The same request for ``model``, the name its server listed for the one asked for."""

@@ -12,14 +12,13 @@ from typing import Any, TypeVar, cast
 
 from starlette.requests import Request
 
-from . import observe
 from .access.keyguard import Access
-from .access.ticket import allow_model, party
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
 from .backends.local import LocalBackend
 from .catalog import DefaultModel, ModelEntry
 from .config import BackendSettings, Settings
+from .context import RequestContext
 from .errors import CortexError
 from .observe.metrics import Metrics
 from .routing import Backend, Circuit, Failover, Lease, Member, Router
@@ -104,27 +103,32 @@ class Gateway:
         async with member.backend.open("GET", path) as body:
             return await read_whole(body, self.limits)
 
-    async def post(self, member: Member, path: str, payload: bytes) -> bytes:
+    async def post(self, member: Member, path: str, payload: bytes, request_id: str) -> bytes:
         """POST a body to one backend and return its whole answer."""
-        async with member.backend.open("POST", path, payload) as body:
+        async with member.backend.open("POST", path, payload, request_id=request_id) as body:
             return await read_whole(body, self.limits)
 
     async def models(self) -> list[ModelEntry]:
         """Every backend's models, merged."""
         return await self.router.catalogue()
 
-    async def with_backend(self, model: str, call: Callable[[Lease], Awaitable[T]]) -> T:
-        """Run a non-streaming exchange on a backend for ``model``, failing over on faults."""
-        allow_model(model)
-        record = observe.current.get()
-        if record is not None:
-            record.model = model
+    async def with_backend(
+        self,
+        model: str,
+        call: Callable[[Lease], Awaitable[T]],
+        ctx: RequestContext,
+        *aliases: str,
+    ) -> T:
+        """Run a non-streaming exchange on a backend for ``model``, failing over on faults;
+        ``aliases`` are the names the client asked by, which its key may allow."""
+        ctx.allow_model(model, *aliases)
+        record = ctx.record
+        record.model = model
         failover = Failover(self.router, model, self.settings.max_attempts)
         while True:
-            lease = await self.router.acquire(model, exclude=failover.excluded, party=party())
+            lease = await self.router.acquire(model, exclude=failover.excluded, party=ctx.party)
             failover.started()
-            if record is not None:
-                record.backend = lease.member.name
+            record.backend = lease.member.name
             try:
                 result = await call(lease)
             except CortexError as exc:

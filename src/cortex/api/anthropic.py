@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from ..asks import Generation
+from ..context import context
 from ..dialects.anthropic.request import count_request
 from ..dialects.anthropic.schema import CountTokensRequest, MessagesRequest
 from ..stream.encode import SSE
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["Anthropic"])
 async def messages(request: Request) -> Response:
     gw, raw, payload = await read_request(request, MessagesRequest)
     ask = Generation(payload, raw, "anthropic", "chat", payload.get("stream") is True, SSE)
-    return relay_response(gw, ask)
+    return relay_response(gw, ask, context(request))
 
 
 @router.post("/messages/count_tokens", openapi_extra=request_schema(CountTokensRequest))
@@ -30,7 +31,7 @@ async def messages_count_tokens(request: Request) -> Response:
     and vLLM's ``/tokenize``), else an estimate; ``X-Cortex-Token-Count`` says which."""
     gw, _, payload = await read_request(request, CountTokensRequest)
     validate(CountTokensRequest, payload)
-    counted, how = await count_tokens(gw, count_request(payload))
+    counted, how = await count_tokens(gw, count_request(payload), context(request))
     reply = json_reply({"input_tokens": counted})
     reply.headers["x-cortex-token-count"] = how
     return reply

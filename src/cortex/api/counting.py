@@ -13,6 +13,7 @@ from typing import Literal
 import orjson
 
 from ..chat import ChatRequest
+from ..context import RequestContext
 from ..dialects.anthropic.tokens import estimate_tokens, prompt_text, token_count
 from ..errors import CortexError
 from ..gateway import Gateway
@@ -22,7 +23,9 @@ from ..stream.pull import read_whole
 Counted = Literal["tokenizer", "estimate"]
 
 
-async def count_tokens(gw: Gateway, request: ChatRequest) -> tuple[int, Counted]:
+async def count_tokens(
+    gw: Gateway, request: ChatRequest, ctx: RequestContext
+) -> tuple[int, Counted]:
     async def call(lease: Lease) -> tuple[int, Counted]:
         if not lease.backend.wire.tokenizes:
             return estimate_tokens(request), "estimate"
@@ -38,4 +41,4 @@ async def count_tokens(gw: Gateway, request: ChatRequest) -> tuple[int, Counted]
             return estimate_tokens(request), "estimate"
         return counted, "tokenizer"
 
-    return await gw.with_backend(request.model, call)
+    return await gw.with_backend(request.model, call, ctx)

@@ -17,6 +17,7 @@ from .. import __version__
 from ..asks import Embedding, Generation
 from ..backends.base import upstream_json
 from ..catalog import tags_body
+from ..context import context
 from ..dialects.ollama.writer import created_at
 from ..errors import BadRequest
 from ..gateway import Gateway, gateway
@@ -118,7 +119,7 @@ def _generation(
         return _loaded(payload["model"], shape, unload=_zero(payload.get("keep_alive")))
     stream = payload.get("stream") is not False
     ask = Generation(payload, raw, "ollama", shape, stream, framing)
-    return relay_response(gw, ask)
+    return relay_response(gw, ask, context(request))
 
 
 def _zero(keep_alive: Any) -> bool:
@@ -143,36 +144,37 @@ def _loaded(model: str, shape: Shape, *, unload: bool) -> Response:
 @router.post("/api/embed", openapi_extra=request_schema(EmbedRequest))
 async def embed(request: Request) -> Response:
     gw, raw, payload = await read_request(request, EmbedRequest)
-    return embedding_reply(await embedding(gw, Embedding(payload, raw, "ollama-embed")))
+    ctx = context(request)
+    return embedding_reply(await embedding(gw, Embedding(payload, raw, "ollama-embed"), ctx), ctx)
 
 
 @router.post("/api/embeddings", openapi_extra=request_schema(LegacyEmbeddingsRequest))
 async def legacy_embeddings(request: Request) -> Response:
     gw, raw, payload = await read_request(request, LegacyEmbeddingsRequest)
-    answer = await embedding(gw, Embedding(payload, raw, "ollama-embeddings"))
+    answer = await embedding(gw, Embedding(payload, raw, "ollama-embeddings"), context(request))
     return raw_json_reply(answer)  # the legacy answer reports no tokens
 
 
 @router.get("/api/tags")
 async def tags(request: Request) -> Response:
-    gw = gateway(request)
-    own = await lone_backends_answer(gw, "ollama", "/api/tags")
-    return own or raw_json_reply(visible_models(tags_body(await gw.models())))
+    gw, ctx = gateway(request), context(request)
+    own = await lone_backends_answer(gw, "ollama", "/api/tags", ctx)
+    return own or raw_json_reply(visible_models(tags_body(await gw.models()), ctx))
 
 
 @router.get("/api/version")
 async def version(request: Request) -> Response:
-    own = await lone_backends_answer(gateway(request), "ollama", "/api/version")
+    own = await lone_backends_answer(gateway(request), "ollama", "/api/version", context(request))
     return own or json_reply({"version": __version__})
 
 
 @router.get("/api/ps")
 async def running(request: Request) -> Response:
     """The models loaded on every Ollama backend (an OpenAI-compatible one does not say)."""
-    gw = gateway(request)
+    gw, ctx = gateway(request), context(request)
     members = [m for m in gw.router.members if m.backend.wire.speaks("ollama")]
     if len(members) == 1 and gw.single is not None:
-        return raw_json_reply(visible_models(await gw.fetch(members[0], "/api/ps")))
+        return raw_json_reply(visible_models(await gw.fetch(members[0], "/api/ps"), ctx))
     answers = await asyncio.gather(
         *(gw.fetch(m, "/api/ps") for m in members), return_exceptions=True
     )
@@ -182,12 +184,12 @@ async def running(request: Request) -> Response:
         if isinstance(answer, bytes)
         for entry in (upstream_json(answer).get("models") or [])
     ]
-    return raw_json_reply(visible_models(orjson.dumps({"models": loaded})))
+    return raw_json_reply(visible_models(orjson.dumps({"models": loaded}), ctx))
 
 
 @router.post("/api/show", openapi_extra=request_schema(ShowRequest))
 async def show(request: Request) -> Response:
-    gw = gateway(request)
+    gw, ctx = gateway(request), context(request)
     raw, payload = await read_json_object(request, gw.settings)
     name = validate(ShowRequest, payload).model or payload.get("name")
     if not isinstance(name, str) or not name:
@@ -198,6 +200,6 @@ async def show(request: Request) -> Response:
         shown = lease.backend.wire.show(
             name, raw, models if models is not None else await gw.models()
         )
-        return shown if isinstance(shown, bytes) else await answered(gw, lease, shown)
+        return shown if isinstance(shown, bytes) else await answered(gw, lease, shown, ctx)
 
-    return raw_json_reply(await gw.with_backend(name, call))
+    return raw_json_reply(await gw.with_backend(name, call, ctx))

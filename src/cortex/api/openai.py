@@ -11,9 +11,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..access.ticket import model_filter
 from ..asks import Embedding, Generation
 from ..catalog import find_model, openai_list_body, openai_model
+from ..context import context
 from ..errors import ModelNotFound
 from ..gateway import gateway
 from ..stream.encode import SSE
@@ -73,20 +73,21 @@ class EmbeddingsRequest(BaseModel):
 async def chat_completions(request: Request) -> Response:
     gw, raw, payload = await read_request(request, ChatCompletionRequest)
     ask = Generation(payload, raw, "openai", "chat", payload.get("stream") is True, SSE)
-    return relay_response(gw, ask)
+    return relay_response(gw, ask, context(request))
 
 
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     gw = gateway(request)
-    own = await lone_backends_answer(gw, "openai", "/models")
-    return own or raw_json_reply(visible_models(openai_list_body(await gw.models())))
+    ctx = context(request)
+    own = await lone_backends_answer(gw, "openai", "/models", ctx)
+    return own or raw_json_reply(visible_models(openai_list_body(await gw.models()), ctx))
 
 
 @router.get("/models/{model:path}")
 async def retrieve_model(model: str, request: Request) -> Response:
     entry = find_model(await gateway(request).models(), model)
-    allowed = model_filter()
+    allowed = context(request).visible()
     if entry is None or (allowed is not None and not allowed(entry.name)):
         raise ModelNotFound(f"The model `{model}` does not exist")
     return json_reply(openai_model(entry))
@@ -95,4 +96,5 @@ async def retrieve_model(model: str, request: Request) -> Response:
 @router.post("/embeddings", openapi_extra=request_schema(EmbeddingsRequest))
 async def embeddings(request: Request) -> Response:
     gw, raw, payload = await read_request(request, EmbeddingsRequest)
-    return embedding_reply(await embedding(gw, Embedding(payload, raw, "openai")))
+    ctx = context(request)
+    return embedding_reply(await embedding(gw, Embedding(payload, raw, "openai"), ctx), ctx)

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 
-from ..access.ticket import may_see_addresses
+from ..context import context
 from ..gateway import gateway
 from .replies import json_reply
 
@@ -41,7 +41,7 @@ async def ready(request: Request) -> Response:
 async def backends(request: Request) -> Response:
     """Each backend: health, circuit, load, models, latency; and the shared queue."""
     router_ = gateway(request).router
-    show_url = may_see_addresses()
+    show_url = context(request).admin
     return json_reply(
         {"queued": router_.queued, "backends": [m.status(show_url) for m in router_.members]}
     )
@@ -50,7 +50,7 @@ async def backends(request: Request) -> Response:
 @router.get("/cortex/usage")
 async def usage(request: Request) -> Response:
     """Per API key and model: requests, prompt and completion tokens, errors; tokens today."""
-    return json_reply(await gateway(request).access.usage())
+    return json_reply(await gateway(request).access.usage(context(request).ticket))
 
 
 def _unready(reason: str) -> Response:

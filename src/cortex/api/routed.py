@@ -10,10 +10,9 @@ from dataclasses import dataclass, field, replace
 import orjson
 from starlette.responses import Response
 
-from .. import observe
-from ..access.ticket import allow_model, model_filter, party
 from ..asks import Embedding, Generation
 from ..backends.base import Exchange, upstream_json
+from ..context import RequestContext
 from ..dialects.codecs import CODECS
 from ..errors import CortexError, Dialect
 from ..gateway import Gateway
@@ -29,6 +28,7 @@ class RoutedSource:
 
     gw: Gateway
     ask: Generation
+    ctx: RequestContext
 
     failover: Failover = field(init=False)
     failed_on: str | None = field(init=False, default=None)  # the last attempt's backend
@@ -41,17 +41,14 @@ class RoutedSource:
 
     @asynccontextmanager
     async def attempt(self) -> AsyncIterator[Attempt]:
-        record = observe.current.get()
+        record = self.ctx.record
         model = self.ask.model
-        if record is not None:
-            record.model, record.relayed = model, True
+        record.model, record.relayed = model, True
         self.failed_on = None
         excluded = self.failover.excluded
-        messages = self.ask.payload.get("messages")
-        lease = await self.gw.router.acquire(model, messages, excluded, party())
+        lease = await self.gw.router.acquire(model, self.ask.prompt, excluded, self.ctx.party)
         self.failover.started()
-        if record is not None:
-            record.backend, record.queue_wait = lease.member.name, lease.waited
+        record.backend, record.queue_wait = lease.member.name, lease.waited
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         settings = self.gw.settings
@@ -62,7 +59,7 @@ class RoutedSource:
             if lease.cold:  # a model being loaded gets its load's time on top
                 limits = replace(limits, first_byte=limits.first_byte + settings.load_timeout)
             async with lease.backend.open(
-                "POST", call.path, call.body, limits.first_byte
+                "POST", call.path, call.body, limits.first_byte, request_id=record.id
             ) as upstream:
                 driven = drive(upstream, call.translator, limits)
                 try:
@@ -77,10 +74,9 @@ class RoutedSource:
                 except asyncio.CancelledError:
                     # The client left (the OpenAI SDK hangs up right after [DONE]): the
                     # tokens it got still count, for per-key limits and usage.
-                    if record is not None:
-                        usage = driven.usage()
-                        record.prompt_tokens = usage.prompt_tokens
-                        record.completion_tokens = usage.completion_tokens
+                    usage = driven.usage()
+                    record.prompt_tokens = usage.prompt_tokens
+                    record.completion_tokens = usage.completion_tokens
                     raise
                 finally:
                     driven.close()
@@ -101,12 +97,13 @@ def _headers(lease: Lease) -> Headers:
     return tuple(headers)
 
 
-def relay_response(gw: Gateway, ask: Generation) -> RelayResponse:
+def relay_response(gw: Gateway, ask: Generation, ctx: RequestContext) -> RelayResponse:
     """The response that relays ``ask``, streamed as its dialect streams or whole as JSON."""
-    allow_model(ask.model)
+    ctx.allow_model(ask.model, *ask.aliases)
     head = CODECS[ask.dialect].stream_head(ask)
     return RelayResponse(
-        RoutedSource(gw, ask),
+        RoutedSource(gw, ask, ctx),
+        ctx.record,
         media_type=head.media_type if ask.stream else JSON_MEDIA_TYPE,
         headers=head.headers if ask.stream else (),
         dialect=ask.dialect,
@@ -118,37 +115,40 @@ def relay_response(gw: Gateway, ask: Generation) -> RelayResponse:
     )
 
 
-async def embedding(gw: Gateway, ask: Embedding) -> bytes:
+async def embedding(gw: Gateway, ask: Embedding, ctx: RequestContext) -> bytes:
     """An embeddings answer from a backend for the model, in the client's shape."""
 
     async def call(lease: Lease) -> bytes:
         named = ask.named(lease.member.upstream_name(ask.model))
-        return await answered(gw, lease, lease.backend.wire.embedding(named))
+        return await answered(gw, lease, lease.backend.wire.embedding(named), ctx)
 
-    return await gw.with_backend(ask.model, call)
+    return await gw.with_backend(ask.model, call, ctx, *ask.aliases)
 
 
-async def answered(gw: Gateway, lease: Lease, exchange: Exchange) -> bytes:
+async def answered(gw: Gateway, lease: Lease, exchange: Exchange, ctx: RequestContext) -> bytes:
     """Make an exchange with the leased backend; its answer in the client's shape."""
-    return exchange.answer(await gw.post(lease.member, exchange.path, exchange.body))
+    answer = await gw.post(lease.member, exchange.path, exchange.body, ctx.record.id)
+    return exchange.answer(answer)
 
 
-async def lone_backends_answer(gw: Gateway, dialect: Dialect, path: str) -> Response | None:
+async def lone_backends_answer(
+    gw: Gateway, dialect: Dialect, path: str, ctx: RequestContext
+) -> Response | None:
     """With a single backend speaking the client's ``dialect``, its own answer to a metadata
     GET, as is."""
     single = gw.single
     if single is None or not single.backend.wire.speaks(dialect):
         return None
-    return raw_json_reply(visible_models(await gw.fetch(single, path)))
+    return raw_json_reply(visible_models(await gw.fetch(single, path), ctx))
 
 
 # Where each model list keeps its entries, and the field that names each one.
 MODEL_LISTS = (("models", "name"), ("data", "id"))
 
 
-def visible_models(answer: bytes) -> bytes:
+def visible_models(answer: bytes, ctx: RequestContext) -> bytes:
     """A model list (Ollama's or OpenAI's) with only the models the request's key may use."""
-    allowed = model_filter()
+    allowed = ctx.visible()
     if allowed is None:
         return answer
     document = upstream_json(answer)
@@ -163,11 +163,9 @@ def visible_models(answer: bytes) -> bytes:
     return orjson.dumps(document)
 
 
-def embedding_reply(answer: bytes) -> Response:
+def embedding_reply(answer: bytes, ctx: RequestContext) -> Response:
     """An embeddings answer as it is; its prompt tokens count for usage and limits."""
-    record = observe.current.get()
-    if record is not None:
-        record.prompt_tokens = embedding_tokens(answer)
+    ctx.record.prompt_tokens = embedding_tokens(answer)
     return raw_json_reply(answer)
 
 

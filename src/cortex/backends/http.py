@@ -17,7 +17,6 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from .. import observe
 from ..config import UpstreamKind
 from ..errors import (
     ConnectTimeout,
@@ -87,6 +86,7 @@ class HTTPBackend:
         first_byte: float | None = None,
         *,
         from_root: bool = False,
+        request_id: str | None = None,
     ) -> AsyncIterator[Connection]:
         """Send a request; yield the connection, whose body reads the answer, once the
         upstream answered with a success status.
@@ -95,7 +95,7 @@ class HTTPBackend:
         closes the upstream connection at once, which makes Ollama stop generating.
         """
         target = path if from_root else self._prefix + path
-        request = self._request(method, target, body)
+        request = self._request(method, target, body, request_id)
         connection = await self._send(request, first_byte or self._timeouts.first_byte)
         try:
             if connection.status >= 300:
@@ -125,11 +125,12 @@ class HTTPBackend:
     async def close(self) -> None:
         self._pool.close()
 
-    def _request(self, method: str, target: str, body: bytes | None) -> bytes:
+    def _request(
+        self, method: str, target: str, body: bytes | None, request_id: str | None
+    ) -> bytes:
         head = b"%s %s HTTP/1.1\r\n%s" % (method.encode(), target.encode(), self._headers)
-        record = observe.current.get()
-        if record is not None:
-            head += b"X-Request-ID: %s\r\n" % record.id.encode()
+        if request_id is not None:
+            head += b"X-Request-ID: %s\r\n" % request_id.encode()
         if body is None:
             return head + b"\r\n" if method == "GET" else head + b"Content-Length: 0\r\n\r\n"
         return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)

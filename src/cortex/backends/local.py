@@ -122,6 +122,7 @@ class LocalBackend:
         first_byte: float | None = None,
         *,
         from_root: bool = False,
+        request_id: str | None = None,
     ) -> AsyncIterator[Answer | StaticBody]:
         if method == "POST" and path in ("/api/chat", "/api/generate"):
             answer = await self._submit(path, body or b"{}")

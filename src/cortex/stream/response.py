@@ -25,9 +25,9 @@ from typing import Literal, Protocol
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from .. import observe
 from ..errors import CortexError, Dialect, StreamFraming, in_band, reply
 from ..events import Usage
+from ..observe import RequestRecord
 from .push import Conduit
 
 logger = logging.getLogger("cortex.relay")
@@ -80,6 +80,7 @@ class RelayResponse(Response):
     def __init__(
         self,
         source: Source,
+        record: RequestRecord | None,
         *,
         media_type: str,
         dialect: Dialect,
@@ -105,7 +106,7 @@ class RelayResponse(Response):
         self._streaming = streaming
         self.status_code = 200
         self.background = None
-        self._record = observe.current.get()
+        self._record: RequestRecord | None = record
         self._conduit: Conduit | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
