@@ -21,6 +21,7 @@ from .access.hostguard import HostGuard
 from .api import anthropic as anthropic_api
 from .api import ollama, ops
 from .api import openai as openai_api
+from .api import responses as responses_api
 from .config import Settings
 from .context import RequestContext, attach
 from .errors import CortexError, Overloaded, error_response
@@ -170,6 +171,7 @@ def create_app(settings: Settings) -> Pipeline:
     app.include_router(ollama.router)
     app.include_router(openai_api.router)
     app.include_router(anthropic_api.router)
+    app.include_router(responses_api.router)
     app.include_router(ops.router)
     app.include_router(web.router)  # the chat page at / and its assets
     app.add_exception_handler(CortexError, _cortex_error)
@@ -181,6 +183,7 @@ def create_app(settings: Settings) -> Pipeline:
         "/api/generate": ollama.generate,
         "/v1/chat/completions": openai_api.chat_completions,
         "/v1/messages": anthropic_api.messages,
+        "/v1/responses": responses_api.create_response,
     }
     return Pipeline(app, streaming, settings)
 

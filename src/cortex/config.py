@@ -167,6 +167,12 @@ class Settings(BaseModel):
     redis_url: SecretStr | None = None
     limits_on_redis_failure: Literal["open", "closed"] = "open"
     drain_timeout: float = Field(default=30.0, ge=0)
+    aliases: dict[str, str] = Field(default_factory=dict)  # asked name (or glob) -> model
+    builtin_tools: Literal["drop", "refuse"] = "drop"  # a Responses request's hosted tools
+    responses_ttl: float = Field(default=7 * 86400.0, gt=0)  # how long stored responses live
+    responses_max_items: int = Field(default=1000, ge=1)  # in memory, without redis_url
+    responses_max_bytes: int = Field(default=64 * MiB, ge=1024)  # in memory, in all
+    responses_max_item_bytes: int = Field(default=8 * MiB, ge=1024)  # one conversation
     workers: int = Field(default=1, ge=1, le=64)
 
     @model_validator(mode="before")

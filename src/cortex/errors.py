@@ -5,7 +5,8 @@
     │   └── BodyTooLarge              413
     ├── Unauthorized                  401  no API key, or not a valid one
     ├── ModelNotAllowed               403  the key may not use this model
-    ├── ModelNotFound                 404
+    ├── NotFound                      404
+    │   └── ModelNotFound
     ├── RateLimited                   429  a per-key limit is reached (Retry-After)
     │   └── LimitsUnavailable         503  limits cannot be checked (Redis down, closed policy)
     ├── Overloaded                    503  every backend busy or unhealthy (Retry-After)
@@ -74,8 +75,11 @@ class BodyTooLarge(BadRequest):
     status = 413
 
 
-class ModelNotFound(CortexError):
+class NotFound(CortexError):
     status = 404
+
+
+class ModelNotFound(NotFound):
     code = "model_not_found"
 
 

@@ -19,6 +19,9 @@ from .backends.local import LocalBackend
 from .catalog import DefaultModel, ModelEntry
 from .config import BackendSettings, Settings
 from .context import RequestContext
+from .dialects.responses.kept import KeptResponses
+from .dialects.responses.store import MemoryStore, ResponseStore
+from .dialects.responses.store_redis import RedisStore
 from .errors import CortexError
 from .observe.metrics import Metrics
 from .routing import Backend, Circuit, Failover, Lease, Member, Router
@@ -59,6 +62,7 @@ class Gateway:
         )
         self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
         self.access = Access(s, self.router.knows)
+        self.responses = KeptResponses(response_store(s))
 
     def _backend(self, config: BackendSettings) -> Backend:
         s = self.settings
@@ -170,10 +174,27 @@ class Gateway:
                 signal.signal(sig, partial(_drain_then, self, previous))
 
     async def close(self) -> None:
+        await self.responses.close()
         await self.access.close()
         await self.router.close()
         for member in self.router.members:
             await member.backend.close()
+
+
+def response_store(settings: Settings) -> ResponseStore:
+    """Where stored responses live: Redis when ``redis_url`` is set, so every instance sees
+    every response, else this process's memory."""
+    if settings.redis_url is not None:
+        from .access.limits_redis import connect
+
+        client = connect(settings.redis_url.get_secret_value())
+        return RedisStore(client, settings.responses_ttl, settings.responses_max_item_bytes)
+    return MemoryStore(
+        settings.responses_max_items,
+        settings.responses_max_bytes,
+        settings.responses_ttl,
+        max_item_bytes=settings.responses_max_item_bytes,
+    )
 
 
 def _drain_then(gw: Gateway, previous: Callable[[int, Any], Any], signum: int, frame: Any) -> None:

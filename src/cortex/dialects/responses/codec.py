@@ -28,6 +28,15 @@ class ResponsesAsk(Generation):
     writers: list[ResponsesWriter] = field(default_factory=list)  # one an attempt, the last won
 
     @property
+    def prompt(self) -> Any:
+        """Codex's ``prompt_cache_key`` names its conversation: the router's affinity key."""
+        key = self.payload.get("prompt_cache_key")
+        if isinstance(key, str) and key:
+            return [{"role": "system", "content": key}]
+        items = self.payload.get("input")
+        return [{"role": "user", "content": items}] if isinstance(items, str) else items
+
+    @property
     def response(self) -> dict[str, Any] | None:
         """The finished response object, once an attempt wrote one."""
         return self.writers[-1].response if self.writers else None

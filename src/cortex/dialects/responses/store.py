@@ -47,6 +47,8 @@ class ResponseStore(Protocol):
         """Whether there was such a record to delete."""
         ...
 
+    async def close(self) -> None: ...
+
 
 def encode(record: StoredResponse, limit: int) -> bytes:
     data = orjson.dumps({"response": record.response, "items": record.items})
@@ -77,8 +79,11 @@ class MemoryStore:
         max_bytes: int,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_item_bytes: int | None = None,
     ) -> None:
         self._max_items, self._max_bytes, self._ttl, self._clock = max_items, max_bytes, ttl, clock
+        self._item_limit = min(max_item_bytes or max_bytes, max_bytes)
         self._records: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self._bytes = 0
 
@@ -90,7 +95,7 @@ class MemoryStore:
     async def put(self, owner: str, response_id: str, record: StoredResponse) -> None:
         if not valid_id(response_id):
             raise ValueError(f"not a response id: {response_id!r}")
-        data = encode(record, self._max_bytes)
+        data = encode(record, self._item_limit)
         self._drop((owner, response_id))
         self._records[owner, response_id] = (self._clock() + self._ttl, data)
         self._bytes += len(data)
@@ -112,6 +117,9 @@ class MemoryStore:
         alive = key in self._records and self._records[key][0] > self._clock()
         self._drop(key)
         return alive
+
+    async def close(self) -> None:
+        self._records.clear()
 
     def _drop(self, key: tuple[str, str]) -> None:
         found = self._records.pop(key, None)

@@ -41,6 +41,9 @@ class RedisStore:
             return False
         return bool(await self._redis.delete(key(owner, response_id)))
 
+    async def close(self) -> None:
+        await self._redis.aclose()
+
 
 def key(owner: str, response_id: str) -> str:
     owner_hash = hashlib.sha256(owner.encode()).hexdigest()[:32]
