@@ -6,7 +6,7 @@ the backend the router chose says how to serve it (a ``Call``), through the code
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Self
 
 import orjson
@@ -22,7 +22,6 @@ class ClientBody:
 
     payload: dict[str, Any]  # with its model set
     raw: bytes | None  # the client's own body, while the payload is unchanged
-    aliases: tuple[str, ...] = field(default=(), kw_only=True)  # the name asked, if an alias
 
     @property
     def model(self) -> str:

@@ -24,15 +24,17 @@ NO_KEY = "-"  # the owner of what a request makes with keys off
 class RequestContext:
     record: RequestRecord
     ticket: Ticket | None = None
+    alias: str | None = None  # the name the client asked for, when it was an alias
 
-    def allow_model(self, model: str, *also: str) -> None:
+    def allow_model(self, model: str) -> None:
         """Refuse a model the request's key may not use (a no-op without keys); a key that
-        allows any of ``also`` (the alias it was asked by) allows it too."""
+        allows the alias it was asked by allows it too."""
         ticket = self.ticket
         if ticket is None:
             return
         ticket.model = model
-        if not any(ticket.key.allows(name) for name in (model, *also)):
+        names = (model,) if self.alias is None else (model, self.alias)
+        if not any(ticket.key.allows(name) for name in names):
             raise ModelNotAllowed(f"model '{model}' is not allowed for key '{ticket.key.name}'")
 
     def visible(self) -> Callable[[str], bool] | None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 from starlette.requests import Request
 
 from .access.keyguard import Access
+from .aliases import Aliases
 from .backends.base import Timeouts
 from .backends.http import HTTPBackend
 from .backends.local import LocalBackend
@@ -63,6 +64,7 @@ class Gateway:
         self.default_model = DefaultModel(s.default_model, self.models, s.models_cache_seconds)
         self.access = Access(s, self.router.knows)
         self.responses = KeptResponses(response_store(s))
+        self.aliases = Aliases(s.aliases)
 
     def _backend(self, config: BackendSettings) -> Backend:
         s = self.settings
@@ -113,19 +115,17 @@ class Gateway:
             return await read_whole(body, self.limits)
 
     async def models(self) -> list[ModelEntry]:
-        """Every backend's models, merged."""
-        return await self.router.catalogue()
+        """Every backend's models, merged, with the aliases of those they serve."""
+        return self.aliases.listed(await self.router.catalogue())
 
     async def with_backend(
         self,
         model: str,
         call: Callable[[Lease], Awaitable[T]],
         ctx: RequestContext,
-        *aliases: str,
     ) -> T:
-        """Run a non-streaming exchange on a backend for ``model``, failing over on faults;
-        ``aliases`` are the names the client asked by, which its key may allow."""
-        ctx.allow_model(model, *aliases)
+        """Run a non-streaming exchange on a backend for ``model``, failing over on faults."""
+        ctx.allow_model(model)
         record = ctx.record
         record.model = model
         failover = Failover(self.router, model, self.settings.max_attempts)

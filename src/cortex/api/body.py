@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from ..config import Settings
+from ..context import context
 from ..errors import BadRequest, BodyTooLarge
 from ..gateway import Gateway, gateway
 from ..json_depth import MAX_JSON_DEPTH, too_deep
@@ -58,12 +59,18 @@ async def read_request(
     request: Request, schema: type[BaseModel]
 ) -> tuple[Gateway, bytes | None, dict[str, Any]]:
     """The gateway, the raw body (None once changed) and the validated payload, its model
-    set (the default model when the client named none)."""
+    set: the default model when the client named none, the model an alias stands for."""
     gw = gateway(request)
     raw, payload = await read_json_object(request, gw.settings)
     validate(schema, payload)
-    if not payload.get("model"):
+    asked = payload.get("model")
+    if not asked:
         payload["model"] = await gw.default_model.get()
+        return gw, None, payload
+    target = gw.aliases.resolve(asked) if isinstance(asked, str) else None
+    if target is not None:
+        context(request).alias = asked
+        payload["model"] = target
         return gw, None, payload
     return gw, raw, payload
 

@@ -158,7 +158,7 @@ async def legacy_embeddings(request: Request) -> Response:
 @router.get("/api/tags")
 async def tags(request: Request) -> Response:
     gw, ctx = gateway(request), context(request)
-    own = await lone_backends_answer(gw, "ollama", "/api/tags", ctx)
+    own = None if gw.aliases else await lone_backends_answer(gw, "ollama", "/api/tags", ctx)
     return own or raw_json_reply(visible_models(tags_body(await gw.models()), ctx))
 
 
@@ -194,6 +194,9 @@ async def show(request: Request) -> Response:
     name = validate(ShowRequest, payload).model or payload.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest("invalid request: model: Field required")
+    if (target := gw.aliases.resolve(name)) is not None:
+        ctx.alias, name = name, target
+        raw = orjson.dumps({**payload, "model": target, "name": target})
 
     async def call(lease: Lease) -> bytes:
         models = lease.member.models

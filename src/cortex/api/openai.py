@@ -80,7 +80,7 @@ async def chat_completions(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     gw = gateway(request)
     ctx = context(request)
-    own = await lone_backends_answer(gw, "openai", "/models", ctx)
+    own = None if gw.aliases else await lone_backends_answer(gw, "openai", "/models", ctx)
     return own or raw_json_reply(visible_models(openai_list_body(await gw.models()), ctx))
 
 

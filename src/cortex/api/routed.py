@@ -99,7 +99,7 @@ def _headers(lease: Lease) -> Headers:
 
 def relay_response(gw: Gateway, ask: Generation, ctx: RequestContext) -> RelayResponse:
     """The response that relays ``ask``, streamed as its dialect streams or whole as JSON."""
-    ctx.allow_model(ask.model, *ask.aliases)
+    ctx.allow_model(ask.model)
     head = CODECS[ask.dialect].stream_head(ask)
     return RelayResponse(
         RoutedSource(gw, ask, ctx),
@@ -122,7 +122,7 @@ async def embedding(gw: Gateway, ask: Embedding, ctx: RequestContext) -> bytes:
         named = ask.named(lease.member.upstream_name(ask.model))
         return await answered(gw, lease, lease.backend.wire.embedding(named), ctx)
 
-    return await gw.with_backend(ask.model, call, ctx, *ask.aliases)
+    return await gw.with_backend(ask.model, call, ctx)
 
 
 async def answered(gw: Gateway, lease: Lease, exchange: Exchange, ctx: RequestContext) -> bytes:
