@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cortex.access.keys import generate_key, hash_key
+from cortex.backends.http import WIRES
 from cortex.catalog import ModelEntry, find_model
 from cortex.config import BackendSettings, KeyRecord
 from cortex.modelname import canonical, pick, same_model
@@ -82,7 +85,8 @@ def test_a_listed_name_is_picked_before_another_spelling_of_it() -> None:
 
 def member(kind: str, names: list[str]) -> Member:
     config = BackendSettings(name=kind, url="http://127.0.0.1:1", kind=kind)  # type: ignore[arg-type]
-    m = Member(config, backend=None, circuit=Circuit(3, 10))  # type: ignore[arg-type]
+    backend = SimpleNamespace(wire=WIRES[kind])
+    m = Member(config, backend=backend, circuit=Circuit(3, 10))  # type: ignore[arg-type]
     m.models = [ModelEntry(n, 0, "x") for n in names]
     return m
 
