@@ -24,8 +24,8 @@ import orjson
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cortex.api.ollama import ChatRequest as OllamaChatRequest
-from cortex.api.ollama import GenerateRequest as OllamaGenerateRequest
+from cortex.api.ollama import ChatBody as OllamaChatBody
+from cortex.api.ollama import GenerateBody as OllamaGenerateBody
 from cortex.api.openai import ChatCompletionRequest
 from cortex.chat import ToolCall
 from cortex.dialects.ollama import request as ollama_wire
@@ -50,7 +50,7 @@ from cortex.events import (
 )
 from cortex.stream.encode import NDJSON, SSE
 from cortex.stream.lines import LineDecoder
-from cortex.stream.translate import Translate
+from cortex.stream.translate import CrossDialect
 from tests.invariant import sse_events
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,7 +141,7 @@ class Recorder:
 
 def recorded(reader: Any, chunks: list[bytes]) -> list[Event]:
     recorder = Recorder()
-    drive(Translate(reader, recorder, aggregate=False), chunks)
+    drive(CrossDialect(reader, recorder, aggregate=False), chunks)
     return recorder.events
 
 
@@ -232,7 +232,7 @@ def test_any_chunking_of_an_ollama_stream_translates_to_the_same_openai_answer(
     answer, done_reason, _ = stream
     body = ollama_stream(*stream)
     out = drive(
-        Translate(OllamaReader(), OpenAIWriter(MODEL, include_usage), aggregate=False),
+        CrossDialect(OllamaReader(), OpenAIWriter(MODEL, include_usage), aggregate=False),
         cut(body, points),
     )
     events = sse_events(out)
@@ -409,7 +409,7 @@ def test_any_chunking_of_an_openai_stream_translates_to_the_same_ollama_answer(
     answer, finish, _, _ = stream
     body, _ = openai_stream(*stream)
     writer = OllamaWriter(MODEL, "chat", NDJSON)
-    out = drive(Translate(OpenAIReader(), writer, aggregate=False), cut(body, points))
+    out = drive(CrossDialect(OpenAIReader(), writer, aggregate=False), cut(body, points))
     lines = [orjson.loads(line) for line in out.split(b"\n") if line]
     assert lines[-1]["done"] is True
     assert all(line["done"] is False for line in lines[:-1])
@@ -615,7 +615,7 @@ def translates_or_refuses(translate: Any, payload: dict[str, Any]) -> None:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(loose_ollama_chats)
 def test_any_valid_ollama_chat_translates_to_openai_or_is_a_400(payload: dict[str, Any]) -> None:
-    assume(validated(OllamaChatRequest, payload))
+    assume(validated(OllamaChatBody, payload))
     translates_or_refuses(lambda p: openai_wire.request_body(ollama_wire.chat_request(p)), payload)
 
 
@@ -636,7 +636,7 @@ def test_any_valid_ollama_chat_translates_to_openai_or_is_a_400(payload: dict[st
 def test_any_valid_ollama_generate_translates_to_openai_or_is_a_400(
     payload: dict[str, Any],
 ) -> None:
-    assume(validated(OllamaGenerateRequest, payload))
+    assume(validated(OllamaGenerateBody, payload))
     translates_or_refuses(
         lambda p: openai_wire.request_body(ollama_wire.generate_request(p)), payload
     )
@@ -655,7 +655,7 @@ def test_any_json_line_from_an_ollama_upstream_is_relayed_or_a_protocol_error(
     objects: list[dict[str, Any]],
 ) -> None:
     for writer in (OpenAIWriter(MODEL, True), OllamaWriter(MODEL, "chat", SSE)):
-        translator = Translate(OllamaReader(), writer, aggregate=False)
+        translator = CrossDialect(OllamaReader(), writer, aggregate=False)
         translator.feed([orjson.dumps(o) for o in objects])
         if translator.failure is None and not translator.ended:
             with contextlib.suppress(UpstreamError):
@@ -669,7 +669,7 @@ def test_any_json_event_from_an_openai_upstream_is_relayed_or_a_protocol_error(
 ) -> None:
     lines = [b"data: " + orjson.dumps(o) for o in objects] + ([b"data: [DONE]"] if done else [])
     for writer in (OllamaWriter(MODEL, "chat", NDJSON), OpenAIWriter(MODEL, False)):
-        translator = Translate(OpenAIReader(), writer, aggregate=False)
+        translator = CrossDialect(OpenAIReader(), writer, aggregate=False)
         translator.feed(lines)
         if translator.failure is None and not translator.ended:
             with contextlib.suppress(UpstreamError):

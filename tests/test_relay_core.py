@@ -11,7 +11,7 @@ from cortex.dialects.openai.writer import OpenAIWriter
 from cortex.errors import FirstByteTimeout, IdleTimeout, UpstreamIncomplete, UpstreamProtocolError
 from cortex.stream.core import RelayCore, RelayLimits
 from cortex.stream.encode import NDJSON, SSE
-from cortex.stream.translate import Translate
+from cortex.stream.translate import CrossDialect
 
 LIMITS = RelayLimits(
     first_byte=10.0, idle=3.0, heartbeat=1.0, max_line_bytes=256, max_response_bytes=1 << 20
@@ -132,7 +132,7 @@ def test_a_line_that_is_not_json_stops_after_the_good_lines() -> None:
 
 def test_a_translated_stream_is_written_in_the_clients_dialect_through_the_same_rules() -> None:
     core = RelayCore(
-        Translate(OllamaReader(), OpenAIWriter("m", False), aggregate=False), LIMITS, STARTED
+        CrossDialect(OllamaReader(), OpenAIWriter("m", False), aggregate=False), LIMITS, STARTED
     )
     assert core.due() == STARTED + 1.0  # OpenAI's framing has a heartbeat comment
     out = run(core, [BODY[:17], BODY[17:]])

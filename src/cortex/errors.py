@@ -37,13 +37,14 @@ from typing import Literal
 import orjson
 from starlette.responses import Response
 
-Outcome = Literal["rejected", "upstream-error", "timeout"]
+from .observe.record import Outcome
+
 # A client's API: Ollama's, OpenAI's chat completions, Anthropic's Messages, OpenAI's Responses.
 Dialect = Literal["ollama", "openai", "anthropic", "responses"]
 # How a started stream is framed: Ollama's NDJSON, Ollama's lines as SSE, OpenAI's SSE,
 # Anthropic's named events.
 StreamFraming = Literal["ndjson", "sse", "openai-sse", "anthropic-sse", "responses-sse"]
-Headers = list[tuple[bytes, bytes]]
+RawHeaders = list[tuple[bytes, bytes]]
 
 
 class CortexError(Exception):
@@ -235,7 +236,7 @@ def dialect_of(path: str) -> Dialect:
     return "openai" if path.startswith("/v1/") else "ollama"
 
 
-def reply(exc: CortexError, dialect: Dialect) -> tuple[int, Headers, bytes]:
+def reply(exc: CortexError, dialect: Dialect) -> tuple[int, RawHeaders, bytes]:
     """An error answered before any response started: its status, headers and body."""
     if dialect in ("openai", "responses"):
         body = openai_error_body(exc.message, exc.status, exc.code)

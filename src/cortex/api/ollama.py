@@ -47,7 +47,7 @@ class Message(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
 
 
-class ChatRequest(BaseModel):
+class ChatBody(BaseModel):
     """Ollama's chat request; fields Córtex does not read are passed on untouched."""
 
     model_config = ConfigDict(extra="allow", strict=True)
@@ -62,7 +62,7 @@ class ChatRequest(BaseModel):
     think: bool | str | None = None
 
 
-class GenerateRequest(BaseModel):
+class GenerateBody(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
@@ -98,15 +98,15 @@ class ShowRequest(BaseModel):
     name: str | None = None
 
 
-@router.post("/api/chat", openapi_extra=request_schema(ChatRequest))
+@router.post("/api/chat", openapi_extra=request_schema(ChatBody))
 async def chat(request: Request) -> Response:
-    gw, raw, payload = await read_request(request, ChatRequest)
+    gw, raw, payload = await read_request(request, ChatBody)
     return _generation(gw, request, raw, payload, "chat")
 
 
-@router.post("/api/generate", openapi_extra=request_schema(GenerateRequest))
+@router.post("/api/generate", openapi_extra=request_schema(GenerateBody))
 async def generate(request: Request) -> Response:
-    gw, raw, payload = await read_request(request, GenerateRequest)
+    gw, raw, payload = await read_request(request, GenerateBody)
     return _generation(gw, request, raw, payload, "generate")
 
 

@@ -3,7 +3,7 @@
 Same dialect on both sides: the codec's passthrough forwards the upstream's
 bytes. Otherwise: the client's codec reads the request into a ``ChatRequest``,
 the upstream's writes it in its own dialect, and the answer comes back through
-the upstream's reader and the client's writer (``stream.translate.Translate``).
+the upstream's reader and the client's writer (``stream.translate.CrossDialect``).
 A new dialect is one ``Codec`` registered here; nothing above ``backends/`` changes.
 """
 
@@ -13,7 +13,7 @@ import orjson
 
 from ..asks import Call, Generation
 from ..errors import BadRequest, Dialect
-from ..stream.translate import Translate
+from ..stream.translate import CrossDialect
 from .anthropic.codec import AnthropicCodec
 from .codec import Codec
 from .ollama.codec import OllamaCodec
@@ -41,5 +41,5 @@ def plan(ask: Generation, upstream: Dialect) -> Call:
         )
     request = client.read_request(ask)
     path, body = server.upstream_call(request)
-    translate = Translate(server.reader(), client.writer(ask, request), aggregate=not ask.stream)
+    translate = CrossDialect(server.reader(), client.writer(ask, request), aggregate=not ask.stream)
     return Call(path, orjson.dumps(body), translate)

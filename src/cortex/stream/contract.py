@@ -2,7 +2,7 @@
 
 A dialect's ``Reader`` turns an upstream's lines into ``cortex.events`` and its
 ``Writer`` turns those events into a client's bytes in the dialect's framing;
-``translate.Translate`` joins any reader to any writer. A same-dialect passthrough
+``translate.CrossDialect`` joins any reader to any writer. A same-dialect passthrough
 is a ``Translator`` of its own that checks each line and forwards its bytes.
 """
 
@@ -57,7 +57,7 @@ class Translator(Protocol):
     the upstream finished (an error it reported was forwarded) so reading stops.
     ``complete`` says the answer's final message has been seen. ``close``
     runs at the upstream's end and raises if the answer is incomplete.
-    A same-dialect passthrough and a cross-dialect ``Translate`` are both one.
+    A same-dialect passthrough and a cross-dialect ``CrossDialect`` are both one.
     """
 
     heartbeat: bytes | None

@@ -11,7 +11,7 @@ from ..events import Answer, Event, Failure, Finish, Reasoning, Text, Usage
 from .contract import INCOMPLETE, Reader, Writer
 
 
-class Translate:
+class CrossDialect:
     """A ``Translator``: each batch of lines read into events and written for the client.
 
     With ``aggregate`` it sends nothing until the end, then one whole answer.

@@ -15,7 +15,7 @@ from ...events import Usage
 from ...stream.contract import INCOMPLETE, NOT_JSON
 from ...stream.encode import Framing
 
-Outcome = Literal["more", "done", "error", "invalid"]
+Check = Literal["more", "done", "error", "invalid"]
 
 
 class OllamaPassthrough:
@@ -56,13 +56,13 @@ class OllamaPassthrough:
         return self._framing.error(exc)
 
 
-def _check_ollama(lines: list[bytes]) -> tuple[int, Outcome, dict[str, Any] | None]:
+def _check_ollama(lines: list[bytes]) -> tuple[int, Check, dict[str, Any] | None]:
     """How many leading lines may be forwarded, what ended the batch, and its final line.
 
     ``"error"`` and ``"invalid"`` refer to the line just after the good ones:
     an upstream error line, or one that is not a JSON object.
     """
-    outcome: Outcome = "more"
+    outcome: Check = "more"
     done = None
     for index, line in enumerate(lines):
         try:
