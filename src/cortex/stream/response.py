@@ -1,15 +1,9 @@
-"""The ASGI response that relays an upstream to one client.
+"""The ASGI response that relays an upstream to one client: its head, its parts, failover
+before the first part, and the only honest end left after it (an in-band error).
 
-The body is produced in one task while another listens for ``http.disconnect``,
-both in one task group: whichever ends first cancels the other, and cancelling
-the request cancels both. Cancelling the body task unwinds the relay and the
-upstream request with it, so a client that hangs up stops the model within one
-event-loop turn (a server's ``send`` does nothing after a disconnect, so it
-cannot be relied on to notice).
-
-Under Córtex's own server protocol (``protocol.py``) the client's connection says
-itself when it goes, so the body runs in the request's task and that callback
-cancels it: the same guarantees without the two extra tasks.
+Its body runs until it ends, the client goes or the drain runs out (``cut.py``);
+cancelling it unwinds the relay and the upstream request with it, so a client that
+hangs up stops the model within one event-loop turn.
 """
 
 from __future__ import annotations
@@ -20,7 +14,8 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from functools import partial
+from typing import Protocol
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -28,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ..errors import CortexError, Dialect, StreamFraming, in_band, reply
 from ..events import Usage
 from ..observe import RequestRecord
+from .cut import Cut, run_body
 from .push import Conduit
 
 logger = logging.getLogger("cortex.relay")
@@ -111,74 +107,16 @@ class RelayResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._conduit = _conduit(scope)
-        if self._conduit is not None:
-            await self._in_this_task(self._conduit, send)
-            return
-        cut_short = False
-
-        def stop(_: object) -> None:
-            nonlocal cut_short
-            cut_short = True
-            body.cancel()
-
-        # Whichever ends first cancels the other; if this task is cancelled, the group
-        # cancels both and waits for them, so the upstream is always closed on the way out.
-        try:
-            async with asyncio.TaskGroup() as group:
-                body = group.create_task(self._send_body(send))
-                listen = group.create_task(_wait_for_disconnect(receive))
-                body.add_done_callback(lambda _: listen.cancel())
-                listen.add_done_callback(lambda _: body.cancel())
-                if self._heartbeat is not None and self._streaming:
-                    beat = group.create_task(self._beat_until_started(send))
-                    body.add_done_callback(lambda _: beat.cancel())
-                if self._stopping is not None:  # shared by every answer: watched, not cancelled
-                    self._stopping.add_done_callback(stop)
-        finally:
-            if self._stopping is not None:
-                self._stopping.remove_done_callback(stop)
-        if body.cancelled():
-            await self._cut("stopping" if cut_short else "gone", send)
-
-    async def _in_this_task(self, conduit: Conduit, send: Send) -> None:
-        """The body in the request's own task, which the client's connection cancels when
-        it goes: no listener task and no task group (about 30 µs a request, measured)."""
-        task = asyncio.current_task()
-        assert task is not None
-        why: Literal["gone", "stopping"] | None = "gone" if conduit.gone else None
-
-        def stop(reason: Literal["gone", "stopping"]) -> None:
-            nonlocal why
-            if why is None:
-                why = reason
-                task.cancel()
-
-        def on_stopping(_: object) -> None:
-            stop("stopping")
-
-        conduit.on_lost(lambda: stop("gone"))
-        if self._stopping is not None:
-            self._stopping.add_done_callback(on_stopping)
         beat = None
         if self._heartbeat is not None and self._streaming:
-            beat = asyncio.create_task(self._beat_until_started(send))
-        try:
-            if why is None:
-                await self._send_body(send)
-        except asyncio.CancelledError:
-            if why is None:
-                raise
-            task.uncancel()
-        finally:
-            conduit.on_lost(None)
-            if self._stopping is not None:
-                self._stopping.remove_done_callback(on_stopping)
-            if beat is not None:
-                beat.cancel()
+            beat = partial(self._beat_until_started, send)
+        why = await run_body(
+            partial(self._send_body, send), receive, self._conduit, self._stopping, beat
+        )
         if why is not None:
             await self._cut(why, send)
 
-    async def _cut(self, why: Literal["gone", "stopping"], send: Send) -> None:
+    async def _cut(self, why: Cut, send: Send) -> None:
         """The body was cancelled: the client left, or Córtex is shutting down."""
         if why == "gone":
             if self._record is not None:
@@ -287,11 +225,6 @@ class RelayResponse(Response):
             status, headers, body = reply(exc, self._dialect)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _conduit(scope: Scope) -> Conduit | None:
