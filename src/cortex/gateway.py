@@ -130,20 +130,15 @@ class Gateway:
         record.model = model
         failover = Failover(self.router, model, self.settings.max_attempts)
         while True:
-            lease = await self.router.acquire(model, exclude=failover.excluded, party=ctx.party)
-            failover.started()
-            record.backend = lease.member.name
             try:
-                result = await call(lease)
+                async with failover.lease(party=ctx.party) as lease:
+                    record.backend = lease.member.name
+                    result = await call(lease)
+                    lease.succeeded()
+                    return result
             except CortexError as exc:
-                lease.failed(exc)
-                if failover.retry(exc, lease.member.name):
-                    continue
-                raise
-            finally:
-                lease.release()
-            lease.succeeded()
-            return result
+                if not failover.retry_after(exc):
+                    raise
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:

@@ -31,33 +31,27 @@ class RoutedSource:
     ctx: RequestContext
 
     failover: Failover = field(init=False)
-    failed_on: str | None = field(init=False, default=None)  # the last attempt's backend
 
     def __post_init__(self) -> None:
         self.failover = Failover(self.gw.router, self.ask.model, self.gw.settings.max_attempts)
 
     def retry(self, exc: CortexError) -> bool:
-        return self.failed_on is not None and self.failover.retry(exc, self.failed_on)
+        return self.failover.retry_after(exc)
 
     @asynccontextmanager
     async def attempt(self) -> AsyncIterator[Attempt]:
         record = self.ctx.record
-        model = self.ask.model
-        record.model, record.relayed = model, True
-        self.failed_on = None
-        excluded = self.failover.excluded
-        lease = await self.gw.router.acquire(model, self.ask.prompt, excluded, self.ctx.party)
-        self.failover.started()
-        record.backend, record.queue_wait = lease.member.name, lease.waited
-        loop = asyncio.get_running_loop()
-        sent_at = loop.time()
-        settings = self.gw.settings
-        try:
+        record.model, record.relayed = self.ask.model, True
+        async with self.failover.lease(self.ask.prompt, self.ctx.party) as lease:
+            record.backend, record.queue_wait = lease.member.name, lease.waited
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
             ask = self.ask.named(lease.member.upstream_name(self.ask.model))
             call = lease.backend.wire.generation(ask)
             limits = self.gw.limits
             if lease.cold:  # a model being loaded gets its load's time on top
-                limits = replace(limits, first_byte=limits.first_byte + settings.load_timeout)
+                first_byte = limits.first_byte + self.gw.settings.load_timeout
+                limits = replace(limits, first_byte=first_byte)
             async with lease.backend.open(
                 "POST", call.path, call.body, limits.first_byte, request_id=record.id
             ) as upstream:
@@ -80,12 +74,6 @@ class RoutedSource:
                     raise
                 finally:
                     driven.close()
-        except CortexError as exc:
-            lease.failed(exc)
-            self.failed_on = lease.member.name
-            raise
-        finally:
-            lease.release()
 
 
 def _headers(lease: Lease) -> Headers:

@@ -8,9 +8,13 @@ until their first byte has reached the client; after that, the fault is told.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import CortexError
+from .member import Lease
 from .router import Router
 
 
@@ -21,6 +25,27 @@ class Failover:
     max_attempts: int
     excluded: frozenset[str] = field(default_factory=frozenset)  # the backends that failed
     attempts: int = 0
+    failed_on: str | None = None  # the backend of the attempt that just failed
+
+    @asynccontextmanager
+    async def lease(self, prompt: Any = None, party: str = "") -> AsyncIterator[Lease]:
+        """One attempt: a backend leased for the request (none that failed it), marked
+        failed if the attempt raises a ``CortexError``, released at the end either way."""
+        self.failed_on = None
+        lease = await self.router.acquire(self.model, prompt, self.excluded, party)
+        self.started()
+        try:
+            yield lease
+        except CortexError as exc:
+            lease.failed(exc)
+            self.failed_on = lease.member.name
+            raise
+        finally:
+            lease.release()
+
+    def retry_after(self, exc: CortexError) -> bool:
+        """Whether the attempt that just failed with ``exc`` should be followed by another."""
+        return self.failed_on is not None and self.retry(exc, self.failed_on)
 
     def started(self) -> None:
         """One more backend was leased for the request."""
