@@ -4,6 +4,7 @@ keep (stored responses chained by ``previous_response_id``, read, listed, delete
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from cortex.access.keys import generate_key, hash_key
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
+from tests.redis_server import RedisServer, running_redis
 
 TOKENS = ["Había", " una", " vez", " 🦄"]
 SHELL = {
@@ -207,3 +209,28 @@ def test_hosted_tools_are_refused_by_name_when_the_policy_says_so(
     answer = httpx.post(gateway.url + "/v1/responses", json=body, timeout=10)
     assert answer.status_code == 400
     assert "web_search" in answer.json()["error"]["message"]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+def test_with_redis_every_instance_sees_every_stored_response(
+    fake: FakeOllama, start_gateway: StartGateway, redis_server: RedisServer
+) -> None:
+    key = generate_key()
+    shared = {"redis_url": redis_server.url, "keys": [{"name": "k", "key_hash": hash_key(key)}]}
+    one, two = start_gateway(**shared), start_gateway(**shared)
+    fake.script = Script(tokens=["Me llamo Ana."])
+    first = client(one, key).responses.create(model=DEFAULT_MODEL, input="Hola, soy Ana")
+    fake.script = Script(tokens=["Ana."])
+    second = client(two, key).responses.create(
+        model=DEFAULT_MODEL, input="¿Cómo me llamo?", previous_response_id=first.id
+    )
+    assert [m["content"] for m in fake.requests[-1].json["messages"]] == [
+        "Hola, soy Ana",
+        "Me llamo Ana.",
+        "¿Cómo me llamo?",
+    ]
+    assert client(one, key).responses.retrieve(second.id).output_text == "Ana."

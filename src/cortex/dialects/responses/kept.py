@@ -1,6 +1,8 @@
 """The response store as the API uses it: a response is kept after its answer went out,
 and a read of it in this process waits for that write, so a client that chains its next
-request at once (``previous_response_id``) never finds it missing."""
+request at once (``previous_response_id``) never finds it missing. Another instance may be
+asked before the write has reached Redis (it takes a millisecond or so): a miss there is
+looked up once more, ``RECHECK`` seconds later."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from redis.exceptions import RedisError
 from .store import ResponseStore, ResponseTooLarge, StoredResponse
 
 logger = logging.getLogger("cortex.responses")
+RECHECK = 0.05
 
 
 class KeptResponses:
@@ -30,7 +33,11 @@ class KeptResponses:
         writing = self._writing.get((owner, response_id))
         if writing is not None:
             await asyncio.wait([writing])
-        return await self.store.get(owner, response_id)
+        found = await self.store.get(owner, response_id)
+        if found is None and writing is None:
+            await asyncio.sleep(RECHECK)
+            found = await self.store.get(owner, response_id)
+        return found
 
     async def delete(self, owner: str, response_id: str) -> bool:
         writing = self._writing.get((owner, response_id))
