@@ -12,8 +12,8 @@ Each request's scope also carries a ``ClientConduit`` (``scope["extensions"]
 ["cortex.conduit"]["conduit"]``, see ``conduit.py``): once a streaming response has
 started, the relay below ASGI (``stream/splice.py``) writes the rest of its body
 through it, and is told when the client's socket buffer fills or empties and when
-the client goes. Wrappers of ``send`` may therefore touch only
-``http.response.start``, as every one in Córtex does.
+the client goes. Every message the app sends passes the conduit first, so it opens
+only when the wrappers of ``send`` left the body as it was.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 from functools import partial
 from typing import Any
 
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -50,6 +51,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.max_head = max_head
         self.head_timeout = head_timeout
+        self._app = self.app
+        self.app = self._run_app
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None
@@ -104,6 +107,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             conduit: dict[object, object] = {"conduit": ClientConduit(self, cycle)}
             self.scope.setdefault("extensions", {})["cortex.conduit"] = conduit
 
+    async def _run_app(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        conduit = _conduit_in(scope)
+        if conduit is None:
+            await self._app(scope, receive, send)
+            return
+
+        async def seen(message: ASGISendEvent) -> None:
+            conduit.passed(message)
+            await send(message)
+
+        await self._app(scope, receive, seen)
+
     def _start_head(self) -> None:
         self._reading_head = True
         self._head_bytes = 0
@@ -133,3 +150,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             % (status, reason.encode(), head, body)
         )
         self.transport.close()
+
+
+def _conduit_in(scope: Scope) -> ClientConduit | None:
+    if scope["type"] != "http":
+        return None
+    conduit = scope.get("extensions", {}).get("cortex.conduit", {}).get("conduit")
+    return conduit if isinstance(conduit, ClientConduit) else None
