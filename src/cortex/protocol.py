@@ -14,6 +14,13 @@ started, the relay below ASGI (``stream/splice.py``) writes the rest of its body
 through it, and is told when the client's socket buffer fills or empties and when
 the client goes. Every message the app sends passes the conduit first, so it opens
 only when the wrappers of ``send`` left the body as it was.
+
+Beyond uvicorn's public interface this reads (pinned in ``pyproject.toml``, checked
+by ``tests/test_protocol_internals.py``): the protocol's ``app``, ``loop``,
+``transport``, ``flow``, ``scope`` and ``cycle``, the cycle made in
+``on_headers_complete`` before its app runs, the cycle's ``transport``,
+``chunked_encoding``, ``response_complete`` and ``disconnected``, its chunked
+framing, and ``FlowControl.write_paused``.
 """
 
 from __future__ import annotations
