@@ -46,7 +46,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("routing", ("cortex/routing/",)),
     ("the response", ("cortex/stream/response",)),
     ("the relay (splice, lines, translators)", ("cortex/stream/", "cortex/dialects/")),
-    ("the upstream client", ("cortex/backends/h1", "cortex/backends/http")),
+    ("the upstream client", ("cortex/backends/h1", "cortex/backends/pool", "cortex/backends/http")),
     ("uvicorn's HTTP protocol, with protocol.py", ("uvicorn/", "cortex/protocol")),
     ("the handler", ("cortex/api/", "cortex/backends/", "cortex/")),
     ("the event loop's C code and system calls", ("Runner.run (",)),

@@ -1,40 +1,65 @@
-"""uvicorn's httptools protocol with the two bounds it lacks.
+"""uvicorn's httptools protocol with the two bounds it lacks, and a way below ASGI.
 
 A request head (request line and headers) may be at most ``max_head`` bytes and
 must arrive within ``head_timeout`` seconds of the connection or of its first
 byte; otherwise the connection gets a short error and is closed. Without them a client could make
 Córtex buffer an endless header, or hold a connection open by trickling one
 (slow-loris). Bodies are bounded in size and time where they are read
-(``api/body.py``).
+(``api/body.py``). uvicorn builds one protocol per connection from what
+``protocol_factory`` returns.
 
 Each request's scope also carries a ``ClientConduit`` (``scope["extensions"]
-["cortex.conduit"]["conduit"]``): once a streaming response has started, the relay below
-ASGI (``stream/splice.py``) writes the rest of its body through it, in uvicorn's
-chunked framing, and is told when the client's socket buffer fills or empties
-and when the client goes. Wrappers of ``send`` may therefore touch only
-``http.response.start``, as every one in Córtex does.
+["cortex.conduit"]["conduit"]``, see ``conduit.py``): once a streaming response has
+started, the relay below ASGI (``stream/push.py``) writes the rest of its body
+through it, and is told when the client's socket buffer fills or empties and when
+the client goes. Every message the app sends passes the conduit first, so it opens
+only when the wrappers of ``send`` left the body as it was.
+
+Beyond uvicorn's public interface this reads (pinned in ``pyproject.toml``, checked
+by ``tests/test_protocol_internals.py``): the protocol's ``app``, ``loop``,
+``transport``, ``flow``, ``scope`` and ``cycle``, the cycle made in
+``on_headers_complete`` before its app runs, the cycle's ``transport``,
+``chunked_encoding``, ``response_complete`` and ``disconnected``, its chunked
+framing, and ``FlowControl.write_paused``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
+from .conduit import ClientConduit
 from .errors import CortexError, reply
-from .stream.push import Watcher
+
+
+def protocol_factory(max_head: int, head_timeout: float) -> partial[BoundedHttpToolsProtocol]:
+    """What uvicorn's ``http`` option takes: it builds each connection's protocol with
+    these bounds, and pickles for worker processes."""
+    return partial(BoundedHttpToolsProtocol, max_head=max_head, head_timeout=head_timeout)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """The bounds come from attributes set on uvicorn's config (see ``server.py``),
-    which uvicorn hands to each protocol and pickles for each worker process."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_head: int = getattr(self.config, "cortex_max_head", 64 * 1024)
-        self.head_timeout: float = getattr(self.config, "cortex_head_timeout", 10.0)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        max_head: int,
+        head_timeout: float,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.max_head = max_head
+        self.head_timeout = head_timeout
+        self._app = self.app
+        self.app = self._run_app
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None
@@ -86,8 +111,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:
-            conduit = {"conduit": ClientConduit(self, cycle)}
-            self.scope["extensions"] = {"cortex.conduit": conduit}  # type: ignore[dict-item]
+            conduit: dict[object, object] = {"conduit": ClientConduit(self, cycle)}
+            self.scope.setdefault("extensions", {})["cortex.conduit"] = conduit
+
+    async def _run_app(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        conduit = _conduit_in(scope)
+        if conduit is None:
+            await self._app(scope, receive, send)
+            return
+
+        async def seen(message: ASGISendEvent) -> None:
+            conduit.passed(message)
+            await send(message)
+
+        await self._app(scope, receive, seen)
 
     def _start_head(self) -> None:
         self._reading_head = True
@@ -120,65 +159,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class ClientConduit:
-    """One response's way to its client below ASGI (a ``stream.push.Conduit``)."""
-
-    __slots__ = ("_cycle", "_on_lost", "_protocol", "_watcher")
-
-    def __init__(self, protocol: BoundedHttpToolsProtocol, cycle: RequestResponseCycle) -> None:
-        self._protocol = protocol
-        self._cycle = cycle
-        self._watcher: Watcher | None = None
-        self._on_lost: Callable[[], None] | None = None
-
-    @property
-    def open(self) -> bool:
-        """The response started, chunked, and has not ended: its body may be written here."""
-        cycle = self._cycle
-        ended = cycle.response_complete or cycle.disconnected
-        return cycle.chunked_encoding is True and not ended
-
-    @property
-    def gone(self) -> bool:
-        return self._cycle.disconnected
-
-    @property
-    def paused(self) -> bool:
-        return self._protocol.flow.write_paused
-
-    def write(self, data: bytes) -> None:
-        cycle = self._cycle
-        if data and not cycle.disconnected and not cycle.response_complete:
-            cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-    def watch(self, watcher: Watcher | None) -> None:
-        self._watcher = watcher
-        self._listen()
-
-    def on_lost(self, callback: Callable[[], None] | None) -> None:
-        self._on_lost = callback
-        self._listen()
-
-    def _listen(self) -> None:
-        conduits = self._protocol.conduits
-        wanted = self._watcher is not None or self._on_lost is not None
-        if wanted and self not in conduits:
-            conduits.append(self)
-        elif not wanted and self in conduits:
-            conduits.remove(self)
-
-    # told by the protocol
-
-    def pause_writing(self) -> None:
-        if self._watcher is not None:
-            self._watcher.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._watcher is not None:
-            self._watcher.resume_writing()
-
-    def client_lost(self) -> None:
-        if self._watcher is not None:
-            self._watcher.client_lost()
-        if self._on_lost is not None:
-            self._on_lost()
+def _conduit_in(scope: Scope) -> ClientConduit | None:
+    if scope["type"] != "http":
+        return None
+    conduit = scope.get("extensions", {}).get("cortex.conduit", {}).get("conduit")
+    return conduit if isinstance(conduit, ClientConduit) else None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 import resource
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -18,7 +19,7 @@ from uvicorn.supervisors import Multiprocess
 
 from .app import create_app
 from .config import Settings
-from .protocol import BoundedHttpToolsProtocol
+from .protocol import protocol_factory
 
 logger = logging.getLogger("cortex")
 
@@ -61,9 +62,10 @@ def resolve_upstream(settings: Settings) -> Settings:
 
 
 def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
-    config = uvicorn.Config(
+    protocol = protocol_factory(settings.max_head_bytes, settings.head_timeout)
+    return uvicorn.Config(
         app,
-        http=BoundedHttpToolsProtocol,
+        http=cast("type[asyncio.Protocol]", protocol),  # uvicorn only calls it, with keywords
         factory=isinstance(app, str),
         workers=workers,
         # uvicorn answers 503 to a request read while this many connections are open,
@@ -75,9 +77,6 @@ def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
         # uvicorn cancels what is left after this; Córtex ends it explicitly first.
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + 2,
     )
-    config.cortex_max_head = settings.max_head_bytes  # type: ignore[attr-defined]
-    config.cortex_head_timeout = settings.head_timeout  # type: ignore[attr-defined]
-    return config
 
 
 def build_server(settings: Settings) -> uvicorn.Server:

@@ -1,5 +1,5 @@
 """A model server reached over HTTP (Ollama or OpenAI-compatible), through a lean client
-(``backends/h1.py``) with a pool of kept-alive connections per backend."""
+(``backends/h1.py``) with a pool of kept-alive connections per backend (``backends/pool.py``)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ from ..errors import (
 from ..urls import redact_url
 from .anthropic import ANTHROPIC
 from .base import Timeouts, Wire
-from .h1 import Closed, Connection, Late, Pool, Stale
+from .h1 import Closed, Connection, Late, Stale
 from .ollama import OLLAMA
 from .openai import OPENAI
+from .pool import Pool
 
 logger = logging.getLogger("cortex.upstream")
 WIRES: dict[str, Wire] = {"ollama": OLLAMA, "openai": OPENAI, "anthropic": ANTHROPIC}

@@ -43,7 +43,7 @@ class Attempt:
     headers: Headers = ()
     on_first_part: Callable[[], None] = lambda: None
     usage: Callable[[], Usage] = Usage  # the token counts, read once the answer ended
-    # Relays the rest below ASGI once the response started (stream/splice.py), if it can.
+    # Relays the rest below ASGI once the response started (stream/push.py), if it can.
     direct: Callable[[Conduit], Awaitable[None]] | None = None
 
 

@@ -1,0 +1,127 @@
+"""One response's way to its client below ASGI (a ``stream.push.Conduit``).
+
+Once a streaming response has started, the relay below ASGI (``stream/push.py``)
+writes the rest of its body here, in uvicorn's chunked framing, bypassing every
+wrapper of ``send`` between the response and the server. That is right only
+when those wrappers let the body through as it was sent, so the conduit sees
+what reaches the server (``passed``) and opens only when it can tell:
+
+- the head reached the server with chunked framing and no ``Content-Encoding``
+  (a wrapper that compresses, or answers with a length, keeps the conduit shut);
+- the last body message reached the server from the task that asks to open it
+  (a wrapper that hands messages to another task, as Starlette's
+  ``BaseHTTPMiddleware`` does, may still be holding some);
+- no body message before it was emptied while more was to come (a wrapper that
+  strips bodies, as HEAD's does).
+
+Shut, the relay goes on through ``send``, slower and right. A body message that
+was to be followed by more and reaches the server after direct writes began
+(held back by a wrapper) is refused with ``RuntimeError``: uvicorn closes the
+connection rather than send the client bytes out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from .stream.push import Watcher
+
+if TYPE_CHECKING:
+    from .protocol import BoundedHttpToolsProtocol
+
+HELD_BACK = "a wrapper of send held back part of a body that the relay already wrote past"
+
+
+class ClientConduit:
+    """One response's way to its client below ASGI."""
+
+    __slots__ = ("_cycle", "_on_lost", "_plain", "_protocol", "_sender", "_watcher", "_wrote")
+
+    def __init__(self, protocol: BoundedHttpToolsProtocol, cycle: RequestResponseCycle) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+        self._watcher: Watcher | None = None
+        self._on_lost: Callable[[], None] | None = None
+        self._plain = False  # the head went out with no encoding; no body was emptied
+        self._sender: asyncio.Task[object] | None = None  # of the last body message
+        self._wrote = False
+
+    @property
+    def open(self) -> bool:
+        """The response started, chunked, and has not ended, and what reached the client
+        is what was sent: its body may be written here."""
+        cycle = self._cycle
+        ended = cycle.response_complete or cycle.disconnected
+        if cycle.chunked_encoding is not True or ended or not self._plain:
+            return False
+        return self._sender is not None and self._sender is asyncio.current_task()
+
+    @property
+    def gone(self) -> bool:
+        return self._cycle.disconnected
+
+    @property
+    def paused(self) -> bool:
+        return self._protocol.flow.write_paused
+
+    def write(self, data: bytes) -> None:
+        cycle = self._cycle
+        if data and not cycle.disconnected and not cycle.response_complete:
+            self._wrote = True
+            cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def watch(self, watcher: Watcher | None) -> None:
+        self._watcher = watcher
+        self._listen()
+
+    def on_lost(self, callback: Callable[[], None] | None) -> None:
+        self._on_lost = callback
+        self._listen()
+
+    def _listen(self) -> None:
+        conduits = self._protocol.conduits
+        wanted = self._watcher is not None or self._on_lost is not None
+        if wanted and self not in conduits:
+            conduits.append(self)
+        elif not wanted and self in conduits:
+            conduits.remove(self)
+
+    # told by the protocol
+
+    def passed(self, message: ASGISendEvent) -> None:
+        """A message from the app is about to reach the server."""
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            if not isinstance(headers, list | tuple):  # an iterable read once, here and by uvicorn
+                headers = message["headers"] = list(headers)
+            self._plain = not any(_encoded(name, value) for name, value in headers)
+        elif message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                if self._wrote:
+                    raise RuntimeError(HELD_BACK)
+                if not message.get("body", b""):
+                    self._plain = False
+            self._sender = asyncio.current_task()
+
+    def pause_writing(self) -> None:
+        if self._watcher is not None:
+            self._watcher.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._watcher is not None:
+            self._watcher.resume_writing()
+
+    def client_lost(self) -> None:
+        if self._watcher is not None:
+            self._watcher.client_lost()
+        if self._on_lost is not None:
+            self._on_lost()
+
+
+def _encoded(name: bytes, value: bytes) -> bool:
+    return name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
