@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from cortex.asks import Generation
 from cortex.chat import ChatRequest, Message, ToolCall
 from cortex.dialects.anthropic.codec import AnthropicCodec
+from cortex.dialects.anthropic.request import chat_request
+from cortex.errors import BadRequest
 from cortex.events import Answer, Event, Finish, ToolEnd, ToolStart, Usage
 from cortex.stream.contract import Writer
 from cortex.stream.encode import SSE
+
+BILLING = "x-anthropic-billing-header: cc_version=2.1.197.c40; cc_entrypoint=sdk-cli;"
+CACHED = {"type": "ephemeral"}
 
 
 def body(**fields: Any) -> dict[str, Any]:
@@ -60,3 +66,44 @@ def test_a_whole_answer_replaces_a_repeated_call_id_too() -> None:
         answer.add(event)
     [block] = orjson.loads(writer.whole(answer))["content"]
     assert block["id"].startswith("toolu_")
+
+
+def test_the_billing_block_stays_out_of_the_models_system_prompt() -> None:
+    system = [
+        {"type": "text", "text": BILLING},
+        {"type": "text", "text": "You are a Claude agent.", "cache_control": CACHED},
+        {"type": "text", "text": "Use the tools.", "cache_control": CACHED},
+    ]
+    [prompt, _] = chat_request(body(system=system)).messages
+    assert prompt == Message("system", "You are a Claude agent.\n\nUse the tools.")
+    assert chat_request(body(system=[{"type": "text", "text": BILLING}])).messages[0].role == "user"
+    assert chat_request(body(system=BILLING + " said plainly")).messages[0].role == "system"
+
+
+def test_a_text_document_is_read_as_text() -> None:
+    text = {"type": "text", "media_type": "text/plain", "data": "hola mundo"}
+    content = {"type": "content", "content": [{"type": "text", "text": "uno"}]}
+    turn = [
+        {"type": "document", "source": text, "title": "hello.txt"},
+        {"type": "document", "source": content},
+        {
+            "type": "tool_result",
+            "tool_use_id": "t",
+            "content": [{"type": "document", "source": text}],
+        },
+    ]
+    result, user = chat_request(body(messages=[{"role": "user", "content": turn}])).messages
+    assert user.content == "hello.txt\n\nhola mundo\n\nuno"
+    assert result.content == "hola mundo"
+
+
+def test_a_pdf_is_refused_naming_its_block() -> None:
+    pdf = {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}
+    turn = [
+        {"type": "tool_result", "tool_use_id": "t", "content": "PDF file read"},
+        {"type": "document", "source": pdf},
+    ]
+    with pytest.raises(BadRequest) as caught:
+        chat_request(body(messages=[{"role": "user", "content": turn}]))
+    assert caught.value.message.startswith("messages.0.content.1.source.type: 'document'")
+    assert "'base64'" in caught.value.message
