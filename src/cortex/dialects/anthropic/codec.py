@@ -36,7 +36,10 @@ class AnthropicCodec:
         return ()
 
     def writer(self, ask: Generation, request: ChatRequest) -> Writer:
-        return MessagesWriter(ask.model, input_tokens_hint=estimate_tokens(request))
+        taken = (call.id for m in request.messages for call in m.tool_calls if call.id)
+        return MessagesWriter(
+            ask.model, input_tokens_hint=estimate_tokens(request), taken_ids=taken
+        )
 
     def upstream_call(self, chat: ChatRequest) -> tuple[str, dict[str, Any]]:
         return "/messages", upstream.request_body(chat)

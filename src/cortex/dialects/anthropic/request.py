@@ -3,8 +3,13 @@
 How the blocks map:
 
 - ``system``: a string or text blocks, joined with a blank line, as the first message.
+  Claude Code's attribution block (``x-anthropic-billing-header: …``) is left out: it is
+  for Anthropic's billing, not the model, and it changes with each conversation's first
+  prompt, so keeping it at the head of the prompt would defeat the server's prompt cache.
 - ``text`` blocks of one turn are joined with a blank line; ``image`` blocks with a
   base64 source become the turn's images (a ``url`` or ``file`` source is refused).
+- ``document`` blocks with a ``text`` source, or a ``content`` source of text blocks, are
+  text (after their ``title``); a PDF (``base64``, ``url`` or ``file`` source) is refused.
 - ``tool_use`` (assistant): the turn's tool calls, with their ids.
 - ``tool_result`` (user): one ``tool`` message each, before the turn's own text, named
   after the ``tool_use`` it answers. ``is_error: true`` prefixes its content with
@@ -32,6 +37,7 @@ from .upstream import request_body
 __all__ = ["chat_request", "count_request", "request_body"]
 
 BLOCK_SEPARATOR = "\n\n"
+BILLING_HEADER = "x-anthropic-billing-header:"
 REFUSED_FIELDS = ("mcp_servers", "container")
 TOOL_CHOICES: dict[str, ToolChoice] = {"auto": "auto", "any": "required", "tool": "required"}
 CUSTOM_TOOL_TYPES = (None, "custom")
@@ -77,19 +83,19 @@ def count_request(payload: dict[str, Any]) -> ChatRequest:
 
 
 def _system(system: Any) -> list[Message]:
-    if system is None or system == "" or system == []:
-        return []
-    text = system if isinstance(system, str) else _texts(system, "system")
-    return [Message("system", text)]
+    if isinstance(system, list):
+        texts = _texts(system, "system")
+        system = BLOCK_SEPARATOR.join(t for t in texts if not t.startswith(BILLING_HEADER))
+    return [Message("system", system)] if system else []
 
 
-def _texts(blocks: list[Any], where: str) -> str:
+def _texts(blocks: list[Any], where: str) -> list[str]:
     texts = []
     for index, block in enumerate(blocks):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise BadRequest(f"{where}.{index}: only text blocks are supported here")
         texts.append(_string(block, "text", f"{where}.{index}"))
-    return BLOCK_SEPARATOR.join(texts)
+    return texts
 
 
 def _string(block: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -118,6 +124,8 @@ def _turn(raw: dict[str, Any], where: str, names: dict[str, str]) -> list[Messag
             texts.append(_string(block, "text", here))
         elif kind == "image":
             turn.images.append(_image(block, here))
+        elif kind == "document":
+            texts.append(_document(block, here))
         elif kind == "tool_use" and role == "assistant":
             call = _tool_use(block, here)
             names[call.id or ""] = call.name
@@ -142,6 +150,26 @@ def _image(block: dict[str, Any], where: str) -> str:
     if source.get("type") != "base64":
         raise BadRequest(f"{where}.source: only base64 image sources are supported")
     return _string(source, "data", f"{where}.source")
+
+
+def _document(block: dict[str, Any], where: str) -> str:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise BadRequest(f"{where}.source: Field required")
+    kind = source.get("type")
+    if kind == "text":
+        text = _string(source, "data", f"{where}.source")
+    elif kind == "content" and isinstance(source.get("content"), str):
+        text = source["content"]
+    elif kind == "content" and isinstance(source.get("content"), list):
+        text = BLOCK_SEPARATOR.join(_texts(source["content"], f"{where}.source.content"))
+    else:
+        raise BadRequest(
+            f"{where}.source.type: 'document' blocks with a {kind!r} source (a PDF) are not "
+            "supported; only text documents can be carried to a local model server"
+        )
+    title = block.get("title")
+    return f"{title}{BLOCK_SEPARATOR}{text}" if isinstance(title, str) and title else text
 
 
 def _tool_use(block: dict[str, Any], where: str) -> ToolCall:
@@ -170,6 +198,8 @@ def _tool_result(block: dict[str, Any], where: str, names: dict[str, str]) -> Me
                 texts.append(_string(part, "text", here))
             elif kind == "image":
                 message.images.append(_image(part, here))
+            elif kind == "document":
+                texts.append(_document(part, here))
             else:
                 raise BadRequest(f"{here}.type: {kind!r} blocks are not supported in a tool result")
         message.content = BLOCK_SEPARATOR.join(texts)

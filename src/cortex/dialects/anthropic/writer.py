@@ -5,6 +5,10 @@ deltas and a ``content_block_stop``, indexed across the answer; then ``message_d
 (stop reason and usage) and ``message_stop``. A block ends where the kind of event
 changes: reasoning to text, text to a tool call, one tool call to the next.
 
+A tool call keeps the upstream's id unless the conversation already holds it (some servers
+number calls from zero in every answer) or the upstream sent none: then a fresh ``toolu_``
+id. Clients key the calls and their results by id, and Claude Code drops repeats.
+
 ``message_start`` goes out before the upstream has counted the prompt, so its
 ``input_tokens`` is the hint given (an estimate) or 0; the count reported at the end is
 repeated in ``message_delta``'s usage, as Anthropic does. Anthropic's ``input_tokens``
@@ -14,6 +18,7 @@ excludes tokens read from the prompt cache, which go in ``cache_read_input_token
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import orjson
@@ -98,9 +103,15 @@ class MessagesWriter:
     heartbeat: bytes | None = PING
 
     def __init__(
-        self, model: str, *, input_tokens_hint: int | None = None, message_id: str | None = None
+        self,
+        model: str,
+        *,
+        input_tokens_hint: int | None = None,
+        message_id: str | None = None,
+        taken_ids: Iterable[str] = (),
     ) -> None:
         self._model = model
+        self._taken = set(taken_ids)
         self._hint = input_tokens_hint
         self._id = message_id or new_message_id()
         self._started = False
@@ -133,7 +144,7 @@ class MessagesWriter:
                         out.append(_delta(self._index, delta))
                 case ToolStart(index, call_id, name):
                     self._called = True
-                    call = {"type": "tool_use", "id": call_id or tool_id(), "name": name}
+                    call = {"type": "tool_use", "id": self._call_id(call_id), "name": name}
                     out += self._enter("tool", {**call, "input": {}})
                     self._tool = index
                 case ToolArguments(index, piece) if piece and self._is_open_tool(index):
@@ -150,6 +161,11 @@ class MessagesWriter:
                 case _:
                     pass
         return b"".join(out)
+
+    def _call_id(self, upstream: str | None) -> str:
+        call_id = upstream if upstream and upstream not in self._taken else tool_id()
+        self._taken.add(call_id)
+        return call_id
 
     def _is_open_tool(self, index: int) -> bool:
         return self._open == "tool" and self._tool == index
@@ -201,7 +217,7 @@ class MessagesWriter:
         if answer.content:
             content.append({"type": "text", "text": answer.content})
         for _, call in sorted(answer.calls.items()):
-            block = {"type": "tool_use", "id": call.id or tool_id(), "name": call.name}
+            block = {"type": "tool_use", "id": self._call_id(call.id), "name": call.name}
             content.append({**block, "input": tool_input(call.arguments)})
         reason, sequence = stop_reason(answer.finish, bool(answer.calls))
         reported = answer.finish.usage if answer.finish is not None else Usage()
