@@ -245,8 +245,8 @@ def test_builtin_calls_and_their_outputs_are_dropped_under_drop() -> None:
     items = [
         message("user", "hi"),
         {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {}},
-        {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "*** x"},
-        {"type": "custom_tool_call_output", "call_id": "c", "output": "done"},
+        {"type": "local_shell_call", "call_id": "c", "status": "completed", "action": {}},
+        {"type": "local_shell_call_output", "call_id": "c", "output": "done"},
         message("assistant", "ok"),
     ]
     messages = chat_request(ask(*items), builtin_tools="drop").messages
@@ -322,7 +322,8 @@ def test_tool_choice(choice: Any, expected: tuple[str, str | None, int]) -> None
         {"tool_choice": {"type": "web_search"}},
         {"background": True},
         {"tools": [{"type": "file_search", "vector_store_ids": []}]},
-        {"tools": [{**GITHUB, "tools": [{"type": "custom", "name": "apply_patch"}]}]},
+        {"tools": [{**GITHUB, "tools": [{"type": "web_search"}]}]},
+        {"tools": [{"type": "custom", "name": "patch", "format": {"type": "regex"}}]},
         {"input": []},
     ],
 )

@@ -5,9 +5,10 @@ message, its function calls. They become one assistant ``Message``: reasoning
 is held until the next assistant message or call (and left out when none
 follows), calls join the assistant turn just before them, and a message that
 follows calls joins their turn. A call's ``namespace`` is folded into the name
-the model knows it by (``tools.ToolNames``). Items of tools OpenAI runs itself
-(``web_search_call``, ``custom_tool_call``…), and the outputs that answer them,
-follow the built-in tools' policy: refused, or left out.
+the model knows it by (``tools.ToolNames``); a ``custom_tool_call`` is a call
+with its text as the one argument ``input`` (``custom``). Items of tools OpenAI
+runs itself (``web_search_call``, ``local_shell_call``…), and the outputs that
+answer them, follow the built-in tools' policy: refused, or left out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 from ...chat import Message, ToolCall
 from ...errors import BadRequest
 from ...json_depth import MAX_JSON_DEPTH, too_deep
+from . import custom
 from .tools import BuiltinPolicy, ToolNames
 
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
@@ -43,8 +45,6 @@ BUILTIN_ITEMS = frozenset(
         "shell_call_output",
         "apply_patch_call",
         "apply_patch_call_output",
-        "custom_tool_call",
-        "custom_tool_call_output",
     }
 )
 
@@ -66,9 +66,9 @@ class Conversation:
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
             self._message(item)
-        elif kind == "function_call":
-            self._call(item)
-        elif kind == "function_call_output":
+        elif kind in ("function_call", "custom_tool_call"):
+            self._call(item, kind)
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             self._output(item)
         elif kind == "reasoning":
             self._thinking.append(_reasoning_text(item))
@@ -102,13 +102,15 @@ class Conversation:
             thinking = self._take_thinking()
             self.messages.append(Message("assistant", text, images, thinking=thinking))
 
-    def _call(self, item: dict[str, Any]) -> None:
+    def _call(self, item: dict[str, Any], kind: str) -> None:
         call_id, name = item.get("call_id"), item.get("name")
         if not isinstance(call_id, str) or not isinstance(name, str) or not name:
-            raise BadRequest("invalid request: a function_call item needs a call_id and a name")
+            raise BadRequest(f"invalid request: a {kind} item needs a call_id and a name")
         namespace = item.get("namespace")
         name = self._names.model_name(namespace if isinstance(namespace, str) else None, name)
-        call = ToolCall(name, arguments(item.get("arguments")), call_id)
+        custom_call = kind == "custom_tool_call"
+        given = custom.arguments(item) if custom_call else arguments(item.get("arguments"))
+        call = ToolCall(name, given, call_id)
         self._calls[call_id] = name
         last = self.messages[-1] if self.messages else None
         if last is not None and last.role == "assistant":

@@ -6,9 +6,10 @@ tools; its members reach the model with their own names, and a call is given
 back with its ``namespace`` so the client finds the tool. A member whose name is
 declared more than once (in two namespaces, or also at the top level) is shown
 to the model as ``<namespace>.<name>``, as Ollama names every member.
-Any other tool is one OpenAI runs itself (``web_search``, ``file_search``,
-``custom``, ``mcp``…), which a gateway in front of local models cannot:
-the ``builtin`` policy refuses the request or leaves those tools out.
+A ``custom`` tool (free text in) is offered as a function of one string
+(``custom.function``). Any other tool is one OpenAI runs itself
+(``web_search``, ``file_search``, ``mcp``…), which a gateway in front of local
+models cannot: the ``builtin`` policy refuses the request or leaves those tools out.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any, Literal
 
 from ...chat import ToolChoice
 from ...errors import BadRequest
+from . import custom
 
 BuiltinPolicy = Literal["refuse", "drop"]
 CHOICES: tuple[ToolChoice, ...] = ("auto", "none", "required")
+CALLABLE = ("function", "custom")
 
 
 @dataclass(slots=True)
@@ -30,6 +33,7 @@ class ToolNames:
 
     to_wire: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     to_model: dict[tuple[str | None, str], str] = field(default_factory=dict)
+    custom: set[str] = field(default_factory=set)  # model names of custom tools
 
     def model_name(self, namespace: str | None, name: str) -> str:
         """The name the model knows a function by (undeclared ones keep theirs)."""
@@ -54,7 +58,7 @@ def chat_tools(
     declared: list[tuple[str | None, dict[str, Any]]] = []
     for tool in tools or []:
         kind = _kind(tool)
-        if kind == "function":
+        if kind in CALLABLE:
             declared.append((None, tool))
         elif kind == "namespace":
             declared.extend(_members(tool, builtin))
@@ -68,7 +72,11 @@ def chat_tools(
         shown = f"{namespace}.{name}" if namespace and counts[name] > 1 else name
         names.to_wire[shown] = (namespace, name)
         names.to_model[(namespace, name)] = shown
-        chat.append({"type": "function", "function": _function(tool, shown)})
+        if tool["type"] == "custom":
+            names.custom.add(shown)
+            chat.append({"type": "function", "function": custom.function(tool, shown)})
+        else:
+            chat.append({"type": "function", "function": _function(tool, shown)})
     return chat, names
 
 
@@ -86,7 +94,7 @@ def _members(namespace: dict[str, Any], builtin: BuiltinPolicy) -> list[tuple[st
     found = []
     for member in members:
         kind = _kind(member)
-        if kind == "function":
+        if kind in CALLABLE:
             found.append((name, member))
         elif builtin == "refuse":
             raise refuse_builtin(kind)
@@ -115,7 +123,7 @@ def tool_choice(
     if choice is None or choice in CHOICES:
         return choice, None, tools
     kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "function":
+    if kind in CALLABLE:
         forced = names.model_name(choice.get("namespace"), str(choice.get("name")))
         if forced not in names.to_wire:
             raise BadRequest(f"tool_choice names the function '{forced}', which is not in tools")
@@ -124,8 +132,8 @@ def tool_choice(
         allowed = {
             names.model_name(t.get("namespace"), str(t.get("name")))
             for t in choice.get("tools") or []
-            if isinstance(t, dict) and t.get("type") == "function"
+            if isinstance(t, dict) and t.get("type") in CALLABLE
         }
         kept = [t for t in tools if t["function"]["name"] in allowed]
         return choice["mode"], None, kept
-    raise BadRequest(f"tool_choice of type '{kind}' is not supported: only function tools are")
+    raise BadRequest(f"tool_choice of type '{kind}' is not supported: only function and custom are")

@@ -4,7 +4,8 @@ Every event is ``event: <type>`` and ``data: <json>`` with that ``type`` and a
 ``sequence_number`` counting from 0. The stream opens with ``response.created``
 and ``response.in_progress``; each run of reasoning, of text, and each tool call
 is one output item (``response.output_item.added`` … ``.done``, with its part
-and delta events between); it ends with ``response.completed``,
+and delta events between; a call of a custom tool is a ``custom_tool_call``, its
+input written whole when the call ends); it ends with ``response.completed``,
 ``response.incomplete`` (the output-token limit was reached) or
 ``response.failed``. Reasoning is written as raw ``reasoning_text`` content
 (``response.reasoning_text.delta``), as OpenAI and vLLM give an open-weight
@@ -33,6 +34,7 @@ from ...events import (
     ToolEnd,
     ToolStart,
 )
+from . import custom
 from . import response as r
 from .tools import chat_tools
 
@@ -85,6 +87,7 @@ class Item:
     pieces: list[str] = field(default_factory=list)
     call_id: str = ""
     name: tuple[str | None, str] = (None, "")
+    custom: bool = False
 
 
 class ResponsesWriter:
@@ -120,10 +123,7 @@ class ResponsesWriter:
                 case ToolStart(index, call_id, name):
                     out += self._close_open("completed") + self._call_added(index, call_id, name)
                 case ToolArguments(index, piece) if index in self._calls and piece:
-                    call = self._calls[index]
-                    call.pieces.append(piece)
-                    fields = {"item_id": call.id, "output_index": call.index, "delta": piece}
-                    out += self._event("response.function_call_arguments.delta", fields)
+                    out += self._arguments(self._calls[index], piece)
                 case ToolEnd(index) if index in self._calls:
                     out += self._call_done(self._calls.pop(index), "completed")
                 case Finish():
@@ -152,7 +152,11 @@ class ResponsesWriter:
             call_id = call.id or r.new_id("call")
             name = self._names.wire_name(call.name)
             arguments = call.arguments or "{}"
-            output.append(r.call_item(r.new_id("fc"), call_id, name, arguments, "completed"))
+            if call.name in self._names.custom:
+                text = custom.input_text(arguments)
+                output.append(custom.call_item(r.new_id("ctc"), call_id, name, text, "completed"))
+            else:
+                output.append(r.call_item(r.new_id("fc"), call_id, name, arguments, "completed"))
         if output and status == "incomplete":
             output[-1]["status"] = "incomplete"
         usage = r.usage_object(finish.usage, answer.pieces)
@@ -224,23 +228,39 @@ class ResponsesWriter:
         return {"type": "summary_text" if kind is SUMMARY else "reasoning_text", "text": text}
 
     def _call_added(self, index: int, call_id: str | None, name: str) -> bytes:
-        item = Item(len(self._output), r.new_id("fc"), call_id=call_id or r.new_id("call"))
-        item.name = self._names.wire_name(name)
+        kind = "ctc" if name in self._names.custom else "fc"
+        item = Item(len(self._output), r.new_id(kind), call_id=call_id or r.new_id("call"))
+        item.name, item.custom = self._names.wire_name(name), kind == "ctc"
         self._calls[index] = item
-        shown = r.call_item(item.id, item.call_id, item.name, "", "in_progress")
+        build = custom.call_item if item.custom else r.call_item
+        shown = build(item.id, item.call_id, item.name, "", "in_progress")
         self._output.append(shown)
         return self._event(
             "response.output_item.added", {"output_index": item.index, "item": shown}
         )
 
+    def _arguments(self, call: Item, piece: str) -> bytes:
+        call.pieces.append(piece)
+        if call.custom:  # its input is a string inside these JSON pieces: written at the end
+            return b""
+        fields = {"item_id": call.id, "output_index": call.index, "delta": piece}
+        return self._event("response.function_call_arguments.delta", fields)
+
     def _call_done(self, item: Item, status: r.ItemStatus) -> bytes:
         arguments = "".join(item.pieces) or "{}"
-        shown = r.call_item(item.id, item.call_id, item.name, arguments, status)
+        where = {"item_id": item.id, "output_index": item.index}
+        if item.custom:
+            text = custom.input_text(arguments)
+            shown = custom.call_item(item.id, item.call_id, item.name, text, status)
+            out = self._event("response.custom_tool_call_input.delta", {**where, "delta": text})
+            out += self._event("response.custom_tool_call_input.done", {**where, "input": text})
+        else:
+            shown = r.call_item(item.id, item.call_id, item.name, arguments, status)
+            fields = {**where, "arguments": arguments, "name": item.name[1]}
+            out = self._event("response.function_call_arguments.done", fields)
         self._output[item.index] = shown
-        fields = {"item_id": item.id, "output_index": item.index, "arguments": arguments}
-        return self._event(
-            "response.function_call_arguments.done", {**fields, "name": item.name[1]}
-        ) + self._event("response.output_item.done", {"output_index": item.index, "item": shown})
+        done = {"output_index": item.index, "item": shown}
+        return out + self._event("response.output_item.done", done)
 
     def _finish(self, finish: Finish) -> bytes:
         status: r.ItemStatus = "incomplete" if finish.reason == "length" else "completed"
