@@ -219,3 +219,26 @@ def test_count_tokens_uses_the_servers_tokenizer_where_it_has_one(
     assert estimated.json()["input_tokens"] > 0
     with anthropic.Anthropic(base_url=start_gateway(upstream=fake.url).url, api_key="x") as client:
         assert client.messages.count_tokens(model=DEFAULT_MODEL, messages=HI).input_tokens > 0
+
+
+def test_thinking_is_dropped_for_a_model_that_cannot_think_as_ollama_does_for_claude_code(
+    fake: FakeOllama, gateway: RunningGateway
+) -> None:
+    fake.script = Script(tokens=TOKENS, thinks=False)
+    with sdk(gateway) as client:
+        message = client.messages.create(
+            model=DEFAULT_MODEL,
+            max_tokens=200,
+            messages=HI,
+            thinking={"type": "enabled", "budget_tokens": 2000},
+        )
+    assert message.content[0].text == "".join(TOKENS)
+    refused, answered = fake.requests[-2:]
+    assert refused.json["think"] is True
+    assert "think" not in answered.json
+    ollama = httpx.post(gateway.url + "/api/chat", json={**HELLO_OLLAMA, "think": True})
+    assert ollama.status_code == 400  # an Ollama client asked for it outright: the server's 400
+    assert "does not support thinking" in ollama.json()["error"]
+
+
+HELLO_OLLAMA = {"model": DEFAULT_MODEL, "messages": HI, "stream": False}

@@ -234,3 +234,15 @@ def test_with_redis_every_instance_sees_every_stored_response(
         "¿Cómo me llamo?",
     ]
     assert client(one, key).responses.retrieve(second.id).output_text == "Ana."
+
+
+def test_a_reasoning_effort_is_dropped_for_a_model_that_cannot_think(
+    fake: FakeOllama, gateway: RunningGateway
+) -> None:
+    fake.script = Script(tokens=TOKENS, thinks=False)
+    response = client(gateway).responses.create(
+        model=DEFAULT_MODEL, input="hola", reasoning={"effort": "medium"}
+    )
+    assert response.output_text == "".join(TOKENS)
+    assert fake.requests[-2].json["think"] == "medium"
+    assert "think" not in fake.requests[-1].json

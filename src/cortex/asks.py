@@ -70,3 +70,5 @@ class Call:
     path: str
     body: bytes
     translator: Translator | None
+    # The body again without thinking, for a server that refuses it for this model.
+    unthinking: bytes | None = None

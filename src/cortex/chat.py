@@ -47,6 +47,9 @@ class ChatRequest:
     include_usage: bool = False
     raw_prompt: str | None = None  # a completion prompt sent as is, without a chat template
     think: bool | str | None = None  # Ollama's think: on, off, or an effort ("low"…"high")
+    # Thinking where the model can: one that cannot answers without (Ollama relaxes an
+    # Anthropic client's thinking so, for agent CLIs that always ask for it).
+    think_optional: bool = False
     tool_choice: ToolChoice | None = None
     forced_tool: str | None = None  # with tool_choice "required": this tool and no other
     parallel_tool_calls: bool | None = None

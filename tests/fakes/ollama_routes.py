@@ -55,6 +55,9 @@ async def generate(host: Host, out: Out, req: Request, script: Script) -> bool:
     name = host.resolve(model) if model else None
     if model and name is None:
         return await out.whole(404, wire.JSON_UTF8, wire.model_not_found(model))
+    if script.thinks is False and body.get("think") not in (None, False):
+        refusal = json.dumps({"error": f'"{model}" does not support thinking'}).encode()
+        return await out.whole(400, wire.JSON_UTF8, refusal)
     model = model or (host.models[0] if host.models else wire.DEFAULT_MODEL)
     keep_alive = body.get("keep_alive")
     await host.use(name or model)

@@ -64,6 +64,8 @@ class Script:
     # reasoning streamed before the answer: Ollama's message.thinking, OpenAI's
     # delta.reasoning_content (the llama-server / vLLM convention)
     thinking: tuple[str, ...] | None = None
+    # False: a model that cannot think, which Ollama's /api/chat refuses a think for (a 400)
+    thinks: bool | None = None
     # fixed OpenAI id suffix: "chatcmpl-<id>" / "cmpl-<id>" (default: from a request counter)
     completion_id: str | None = None
 

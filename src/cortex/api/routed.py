@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import orjson
 from starlette.responses import Response
 
-from ..asks import Embedding, Generation
+from ..asks import Call, Embedding, Generation
 from ..backends.base import Exchange, upstream_json
 from ..context import RequestContext
 from ..dialects.codecs import CODECS
-from ..errors import CortexError, Dialect
+from ..errors import CortexError, Dialect, UpstreamStatus
 from ..gateway import Gateway
 from ..routing import Failover, Lease
 from ..stream.drivers import drive
 from ..stream.response import Attempt, Headers, RelayResponse
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
+
+NO_THINKING = "does not support thinking"  # Ollama's refusal of a think for such a model
 
 
 @dataclass
@@ -52,9 +55,8 @@ class RoutedSource:
             if lease.cold:  # a model being loaded gets its load's time on top
                 first_byte = limits.first_byte + self.gw.settings.load_timeout
                 limits = replace(limits, first_byte=first_byte)
-            async with lease.backend.open(
-                "POST", call.path, call.body, limits.first_byte, request_id=record.id
-            ) as upstream:
+            async with AsyncExitStack() as opened:
+                upstream = await _opened(opened, lease, call, limits.first_byte, record.id)
                 driven = drive(upstream, call.translator, limits)
                 try:
                     yield Attempt(
@@ -74,6 +76,25 @@ class RoutedSource:
                     raise
                 finally:
                     driven.close()
+
+
+async def _opened(
+    stack: AsyncExitStack, lease: Lease, call: Call, first_byte: float, request_id: str
+) -> Any:
+    """The upstream answer to ``call``; again without thinking when the server refuses
+    thinking for a model that has none and the client asked for it only where it can be."""
+    backend = lease.backend
+    try:
+        return await stack.enter_async_context(
+            backend.open("POST", call.path, call.body, first_byte, request_id=request_id)
+        )
+    except UpstreamStatus as exc:
+        if call.unthinking is None or exc.status != 400 or NO_THINKING not in exc.message:
+            raise
+    body = call.unthinking
+    return await stack.enter_async_context(
+        backend.open("POST", call.path, body, first_byte, request_id=request_id)
+    )
 
 
 def _headers(lease: Lease) -> Headers:

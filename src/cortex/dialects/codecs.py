@@ -9,6 +9,8 @@ A new dialect is one ``Codec`` registered here; nothing above ``backends/`` chan
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 
 from ..asks import Call, Generation
@@ -42,4 +44,7 @@ def plan(ask: Generation, upstream: Dialect) -> Call:
     request = client.read_request(ask)
     path, body = server.upstream_call(request)
     translate = CrossDialect(server.reader(), client.writer(ask, request), aggregate=not ask.stream)
-    return Call(path, orjson.dumps(body), translate)
+    unthinking = None
+    if request.think_optional and request.think not in (None, False):
+        unthinking = orjson.dumps(server.upstream_call(replace(request, think=None))[1])
+    return Call(path, orjson.dumps(body), translate, unthinking)

@@ -76,6 +76,7 @@ def count_request(payload: dict[str, Any]) -> ChatRequest:
         tools=_tools(payload.get("tools")),
         include_usage=True,
         think=_think(payload.get("thinking"), payload.get("output_config")),
+        think_optional=True,
         format=_format(payload.get("output_config"), payload.get("output_format")),
     )
     _tool_choice(payload.get("tool_choice"), request)

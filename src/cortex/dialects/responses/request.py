@@ -56,6 +56,7 @@ def chat_request(
         sampling=sampling,
         include_usage=True,
         think=_think(payload.get("reasoning")),
+        think_optional=True,
         tool_choice=choice,
         forced_tool=forced,
         parallel_tool_calls=payload.get("parallel_tool_calls"),
