@@ -229,32 +229,50 @@ def test_upstream_api_key_is_sent_and_a_wrong_one_is_a_401(
 def test_what_cannot_cross_dialects_is_refused_not_dropped(
     fake: FakeOllama, to_openai: RunningGateway, to_ollama: RunningGateway
 ) -> None:
-    hi = [{"role": "user", "content": "hi"}]
-    asks = [
-        (to_ollama, "/v1/chat/completions", {"messages": hi, "logprobs": True, "top_logprobs": 2}),
-        (to_openai, "/api/chat", {"messages": hi, "logprobs": True}),
-        (to_openai, "/api/generate", {"prompt": "def f(", "suffix": "return 1"}),
-    ]
-
     def generations() -> int:
         return sum(r.path.endswith(("/chat", "/generate", "/completions")) for r in fake.requests)
 
-    for gateway, path, fields in asks:
-        before = generations()
-        body = {"model": DEFAULT_MODEL, **fields}
-        response = httpx.post(gateway.url + path, json=body, timeout=10)
-        assert response.status_code == 400, (path, response.text)
-        error = response.json()["error"]
-        message = error["message"] if isinstance(error, dict) else error
-        assert next(iter(set(fields) - {"messages", "prompt"})) in message
-        assert generations() == before  # no model server was asked
-    same = httpx.post(
-        to_ollama.url + "/api/chat",
-        json={"model": DEFAULT_MODEL, "messages": hi, "logprobs": True},
-        timeout=10,
-    )
-    assert same.status_code == 200  # in its own dialect it is relayed as it is
-    assert fake.requests[-1].json["logprobs"] is True
+    before = generations()
+    body = {"model": DEFAULT_MODEL, "prompt": "def f(", "suffix": "return 1"}
+    response = httpx.post(to_openai.url + "/api/generate", json=body, timeout=10)
+    assert response.status_code == 400, response.text
+    assert "suffix" in response.json()["error"]
+    assert generations() == before  # no model server was asked
+
+
+def test_log_probabilities_are_asked_for_across_dialects(
+    fake: FakeOllama, to_openai: RunningGateway, to_ollama: RunningGateway
+) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    body = {"model": DEFAULT_MODEL, "messages": hi, "logprobs": True, "top_logprobs": 2}
+    assert httpx.post(to_ollama.url + "/v1/chat/completions", json=body).status_code == 200
+    sent = fake.requests[-1].json
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+    assert httpx.post(to_openai.url + "/api/chat", json=body).status_code == 200
+    sent = fake.requests[-1].json
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+
+
+def test_think_and_reasoning_effort_are_each_others_across_dialects(
+    fake: FakeOllama, to_openai: RunningGateway, to_ollama: RunningGateway
+) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    for effort, think in [("none", False), ("minimal", "low"), ("high", "high"), ("xhigh", "max")]:
+        body = {"model": DEFAULT_MODEL, "messages": hi, "reasoning_effort": effort}
+        assert httpx.post(to_ollama.url + "/v1/chat/completions", json=body).status_code == 200
+        assert fake.requests[-1].json["think"] == think
+    for think, sent in [
+        ("medium", {"reasoning_effort": "medium"}),
+        ("max", {"reasoning_effort": "high"}),
+        (False, {"chat_template_kwargs": {"enable_thinking": False}}),
+        (True, {}),
+    ]:
+        body = {"model": DEFAULT_MODEL, "messages": hi, "think": think, "stream": False}
+        assert httpx.post(to_openai.url + "/api/chat", json=body).status_code == 200
+        upstream = fake.requests[-1].json
+        assert {k: upstream[k] for k in sent} == sent
+        assert "reasoning_effort" in upstream or "reasoning_effort" not in sent
+        assert upstream.get("reasoning_effort") != "none"  # vLLM refuses it
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,8 @@ class ChatRequest:
     tool_choice: ToolChoice | None = None
     forced_tool: str | None = None  # with tool_choice "required": this tool and no other
     parallel_tool_calls: bool | None = None
+    logprobs: bool = False  # each token's log probability, with top_logprobs alternatives
+    top_logprobs: int | None = None
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ the Responses API's items) draws them where the kind of event changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 # Why an answer ended; "stop" covers a stop sequence (``Finish.stop_sequence`` says which).
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -30,6 +30,9 @@ class Usage:
 @dataclass(frozen=True, slots=True)
 class Text:
     text: str
+    # Its tokens' log probabilities, where asked for: OpenAI's and Ollama's shape, which are
+    # one ({"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}).
+    logprobs: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +94,17 @@ class Answer:
     reasoning: list[str] = field(default_factory=list)
     signature: str = ""
     calls: dict[int, Call] = field(default_factory=dict)  # by the calls' index
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish: Finish | None = None
     pieces: int = 0  # text and reasoning pieces, for when the server reports no counts
 
     def add(self, event: Event) -> None:
         match event:
-            case Text(text):
+            case Text(text, logprobs):
                 self.text.append(text)
                 self.pieces += 1
+                if logprobs:
+                    self.logprobs += logprobs
             case Reasoning(text, signature):
                 self.reasoning.append(text)
                 self.signature += signature

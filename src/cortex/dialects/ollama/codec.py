@@ -34,7 +34,7 @@ class OllamaCodec:
         return request.generate_request(ask.payload)
 
     def untranslated(self, ask: Generation) -> tuple[str, ...]:
-        return ("logprobs", "top_logprobs") + (("suffix",) if ask.shape != "chat" else ())
+        return ("suffix",) if ask.shape != "chat" else ()
 
     def writer(self, ask: Generation, request: ChatRequest) -> Writer:
         return OllamaWriter(ask.model, ask.shape, ask.framing)

@@ -69,7 +69,7 @@ class OllamaReader:
         if thinking:
             events.append(Reasoning(thinking))
         if content:
-            events.append(Text(content))
+            events.append(Text(content, logprobs(line.get("logprobs"))))
         for raw in raw_calls:
             try:
                 call = tool_call(raw)
@@ -88,6 +88,13 @@ class OllamaReader:
         if self._calls:
             return "tool_calls"
         return "length" if done_reason == "length" else "stop"
+
+
+def logprobs(value: Any) -> tuple[dict[str, Any], ...] | None:
+    """Log probabilities as the server gave them, if they are a list of entries."""
+    if not isinstance(value, list) or not value:
+        return None
+    return tuple(entry for entry in value if isinstance(entry, dict)) or None
 
 
 def _count(value: Any) -> int | None:

@@ -35,7 +35,14 @@ def chat_request(payload: dict[str, Any]) -> ChatRequest:
         format=_format(payload.get("format")),
         sampling=_sampling(payload.get("options")),
         include_usage=True,
+        think=_think(payload.get("think")),
+        logprobs=payload.get("logprobs") is True,
+        top_logprobs=payload.get("top_logprobs"),
     )
+
+
+def _think(think: Any) -> bool | str | None:
+    return think if isinstance(think, bool | str) else None
 
 
 def generate_request(payload: dict[str, Any]) -> ChatRequest:
@@ -53,6 +60,9 @@ def generate_request(payload: dict[str, Any]) -> ChatRequest:
         sampling=_sampling(payload.get("options")),
         include_usage=True,
         raw_prompt=prompt if payload.get("raw") else None,
+        think=_think(payload.get("think")),
+        logprobs=payload.get("logprobs") is True,
+        top_logprobs=payload.get("top_logprobs"),
     )
 
 
@@ -119,6 +129,10 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
         body["format"] = request.format
     if request.think is not None:
         body["think"] = request.think
+    if request.logprobs:
+        body["logprobs"] = True
+        if request.top_logprobs:
+            body["top_logprobs"] = request.top_logprobs
     return body
 
 

@@ -147,8 +147,11 @@ class OllamaWriter:
         lines: list[bytes] = []
         for event in events:
             match event:
-                case Text(text):
-                    lines.append(orjson.dumps(objects.piece(text)))
+                case Text(text, logprobs):
+                    piece = objects.piece(text)
+                    if logprobs:
+                        piece["logprobs"] = list(logprobs)
+                    lines.append(orjson.dumps(piece))
                 case Reasoning(text) if text:
                     lines.append(orjson.dumps(objects.piece(thinking=text)))
                 case ToolStart(index, call_id, name):
@@ -167,7 +170,10 @@ class OllamaWriter:
         return self._framing.lines(lines) if lines else b""
 
     def whole(self, answer: Answer) -> bytes:
-        return orjson.dumps(self._objects.final(answer.finish or Finish("stop"), whole=answer))
+        final = self._objects.final(answer.finish or Finish("stop"), whole=answer)
+        if answer.logprobs:
+            final["logprobs"] = answer.logprobs
+        return orjson.dumps(final)
 
     def error(self, exc: CortexError) -> bytes:
         return self._framing.error(exc)

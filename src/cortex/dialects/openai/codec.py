@@ -33,7 +33,7 @@ class OpenAICodec:
         return request.chat_request(ask.payload)
 
     def untranslated(self, ask: Generation) -> tuple[str, ...]:
-        return ("logprobs", "top_logprobs")
+        return ()
 
     def writer(self, ask: Generation, request: ChatRequest) -> Writer:
         return OpenAIWriter(ask.model, request.include_usage)

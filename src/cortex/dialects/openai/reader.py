@@ -25,7 +25,7 @@ from ...events import (
 )
 from ...stream.sse import Event as SSEEvent
 from ...stream.sse import SSEDecoder
-from ..ollama.reader import json_object
+from ..ollama.reader import json_object, logprobs
 
 UNEXPECTED_SHAPE = "the model server sent an event of an unexpected shape"
 
@@ -100,7 +100,9 @@ class OpenAIReader:
         if thinking:
             events.append(Reasoning(thinking))
         if content:
-            events.append(Text(content))
+            probabilities = choice.get("logprobs")
+            found = probabilities.get("content") if isinstance(probabilities, dict) else None
+            events.append(Text(content, logprobs(found)))
         fragments = delta.get("tool_calls") or []
         if not isinstance(fragments, list):
             raise UpstreamProtocolError(UNEXPECTED_SHAPE)

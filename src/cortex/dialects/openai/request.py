@@ -53,6 +53,8 @@ def chat_request(payload: dict[str, Any]) -> ChatRequest:
         sampling=sampling,
         include_usage=bool(stream_options.get("include_usage")),
         think=_think(payload.get("reasoning_effort")),
+        logprobs=payload.get("logprobs") is True,
+        top_logprobs=payload.get("top_logprobs"),
         parallel_tool_calls=payload.get("parallel_tool_calls"),
         **_tool_choice(payload.get("tool_choice")),
     )
@@ -70,13 +72,26 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
     raise BadRequest("invalid request: tool_choice must be auto, none, required or a function")
 
 
+# OpenAI's efforts as Ollama's think, as Ollama's own /v1 reads them: the tiers beyond
+# either end of Ollama's are clamped to its nearest ("minimal" to "low", "xhigh" to "max").
+EFFORT_TO_THINK: dict[str, bool | str] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "max": "max",
+    "xhigh": "max",
+    "ultra": "max",
+}
+# Ollama's think as an effort OpenAI-compatible servers accept (vLLM refuses "none"; thinking
+# off is said with chat_template_kwargs instead).
+THINK_TO_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+
+
 def _think(effort: Any) -> bool | str | None:
-    """OpenAI's ``reasoning_effort`` as Ollama's ``think``, as Ollama's own ``/v1`` reads it."""
-    if effort is None:
-        return None
-    if effort == "none":
-        return False
-    return "low" if effort == "minimal" else str(effort)
+    """OpenAI's ``reasoning_effort`` as Ollama's ``think``."""
+    return EFFORT_TO_THINK.get(effort) if isinstance(effort, str) else None
 
 
 def _messages(raw: list[dict[str, Any]]) -> list[Message]:
@@ -166,6 +181,14 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
             body["tool_choice"] = request.tool_choice
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.think is False:
+        body["chat_template_kwargs"] = {"enable_thinking": False}
+    elif isinstance(request.think, str) and request.think in THINK_TO_EFFORT:
+        body["reasoning_effort"] = THINK_TO_EFFORT[request.think]
+    if request.logprobs:
+        body["logprobs"] = True
+        if request.top_logprobs:
+            body["top_logprobs"] = request.top_logprobs
     if request.format == "json":
         body["response_format"] = {"type": "json_object"}
     elif isinstance(request.format, dict):

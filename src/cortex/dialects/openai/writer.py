@@ -43,9 +43,9 @@ class OpenAIWriter:
             out.append(self._chunk({"role": "assistant", "content": ""}))
         for event in events:
             match event:
-                case Text(text):
+                case Text(text, logprobs):
                     self._pieces += 1
-                    out.append(self._chunk({"content": text}))
+                    out.append(self._chunk({"content": text}, logprobs=logprobs))
                 case Reasoning(text) if text:
                     self._pieces += 1
                     out.append(self._chunk({"content": "", "reasoning_content": text}))
@@ -91,7 +91,12 @@ class OpenAIWriter:
             "model": self._model,
             "system_fingerprint": None,
             "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish.reason}
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": {"content": answer.logprobs} if answer.logprobs else None,
+                    "finish_reason": finish.reason,
+                }
             ],
             "usage": self._usage(finish.usage),
         }
@@ -100,14 +105,21 @@ class OpenAIWriter:
     def error(self, exc: CortexError) -> bytes:
         return in_band(exc, "openai-sse")
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(
+        self,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        logprobs: tuple[dict[str, Any], ...] | None = None,
+    ) -> bytes:
+        probabilities = {"content": list(logprobs)} if logprobs else None
+        choice = {"index": 0, "delta": delta, "logprobs": probabilities, "finish_reason": finish}
         chunk: dict[str, Any] = {
             "id": self._id,
             "object": "chat.completion.chunk",
             "created": self._created,
             "model": self._model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [choice],
         }
         if self._include_usage:
             chunk["usage"] = None
