@@ -24,17 +24,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from .stream.push import Watcher
 
-if TYPE_CHECKING:
-    from .protocol import BoundedHttpToolsProtocol
-
 HELD_BACK = "a wrapper of send held back part of a body that the relay already wrote past"
+
+
+class Connection(Protocol):
+    """What a conduit needs of the client's connection (``protocol.BoundedHttpToolsProtocol``)."""
+
+    flow: FlowControl
+    conduits: list[ClientConduit]  # those that want to hear when writing pauses or the client goes
 
 
 class ClientConduit:
@@ -42,7 +47,7 @@ class ClientConduit:
 
     __slots__ = ("_cycle", "_on_lost", "_plain", "_protocol", "_sender", "_watcher", "_wrote")
 
-    def __init__(self, protocol: BoundedHttpToolsProtocol, cycle: RequestResponseCycle) -> None:
+    def __init__(self, protocol: Connection, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self._cycle = cycle
         self._watcher: Watcher | None = None
