@@ -12,6 +12,8 @@ import pytest
 
 from cortex.config import Settings
 from cortex.server import build_server, listen_socket
+from cortex.stream import push
+from cortex.stream.push import Conduit, Push
 from tests.fakes import FakeOllama
 
 
@@ -88,6 +90,20 @@ def start_gateway(fake: FakeOllama) -> Iterator[StartGateway]:
 @pytest.fixture
 def gateway(start_gateway: StartGateway) -> RunningGateway:
     return start_gateway()
+
+
+@pytest.fixture
+def direct_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Counts the streams handed to a client's connection below ASGI."""
+    calls: list[str] = []
+    original = Push.direct
+
+    async def counted(self: Push, conduit: Conduit) -> None:
+        calls.append(type(conduit).__name__)
+        await original(self, conduit)
+
+    monkeypatch.setattr(push.Push, "direct", counted)
+    yield calls
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

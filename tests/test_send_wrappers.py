@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -22,8 +22,6 @@ from starlette.responses import Response
 from cortex.conduit import HELD_BACK
 from cortex.config import Settings
 from cortex.protocol import protocol_factory
-from cortex.stream import push
-from cortex.stream.push import Conduit, Push
 from tests.conftest import RunningGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.fakes.connection import Answer, MemoryTransport, connect, finished, request
@@ -205,20 +203,6 @@ def test_a_body_message_held_past_the_direct_writes_closes_the_connection(
     assert transport.closed
     assert transport.written.endswith(b"4\r\ndos\n\r\n"), "nothing out of order reached the client"
     assert HELD_BACK in caplog.text
-
-
-@pytest.fixture
-def direct_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Counts the streams handed to a client's connection below ASGI."""
-    calls: list[str] = []
-    original = Push.direct
-
-    async def counted(self: Push, conduit: Conduit) -> None:
-        calls.append(type(conduit).__name__)
-        await original(self, conduit)
-
-    monkeypatch.setattr(push.Push, "direct", counted)
-    yield calls
 
 
 class Passing(BaseHTTPMiddleware):

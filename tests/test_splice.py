@@ -3,35 +3,17 @@ that what it writes straight to the client's connection is what the ASGI path wo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from cortex.stream import push
-from cortex.stream.push import Conduit, Push
 from tests.conftest import RunningGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.helpers import post_chat
 
 HELLO = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hola"}]}
 TOKENS = ["Había", " una", " vez", " 🦄", " <ñ>"]
-
-
-@pytest.fixture
-def direct_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Counts the streams handed to a client's connection below ASGI."""
-    calls: list[str] = []
-    original = Push.direct
-
-    async def counted(self: Push, conduit: Conduit) -> None:
-        calls.append(type(conduit).__name__)
-        await original(self, conduit)
-
-    monkeypatch.setattr(push.Push, "direct", counted)
-    yield calls
 
 
 def test_a_started_ollama_stream_is_written_below_asgi_byte_for_byte(

@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
+from .json_depth import too_deep
+
 # Why an answer ended; "stop" covers a stop sequence (``Finish.stop_sequence`` says which).
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -84,6 +88,18 @@ class Call:
     id: str | None
     name: str
     arguments: str = ""  # JSON text
+
+
+def arguments_object(text: str) -> dict[str, Any]:
+    """A call's JSON arguments as an object, for the dialects that carry them as one; text
+    that does not parse as one is kept, under ``_unparsed``, rather than lost."""
+    try:
+        parsed = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict) or too_deep(parsed):
+        return {"_unparsed": text}
+    return parsed
 
 
 @dataclass(slots=True)

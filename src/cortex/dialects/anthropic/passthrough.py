@@ -9,39 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
-from ...events import Usage
-from ...stream.sse import Event, SSEDecoder
+from ...errors import CortexError, UpstreamProtocolError
+from ...stream.sse import Event
+from ..sse_passthrough import SSEPassthrough
 from .errors import in_band
 from .reader import count_usage, json_event
 from .writer import PING
 
-INCOMPLETE = "the model server closed the stream before the answer was complete"
 PIECES = frozenset({"text_delta", "thinking_delta"})
 
 
-class MessagesPassthrough:
+class MessagesPassthrough(SSEPassthrough):
     heartbeat: bytes | None = PING
-    reads_sse = True
-
-    def __init__(self) -> None:
-        self.failure: CortexError | None = None
-        self.ended = False
-        self.complete = False
-        self.usage = Usage()
-        self.pieces = 0
-        self._events = SSEDecoder()
-
-    def feed(self, lines: list[bytes]) -> bytes:
-        return self._forward(self._events.feed(lines))
-
-    def close(self) -> bytes:
-        tail = self._forward(self._events.flush())
-        if self.failure is not None:
-            raise self.failure
-        if self.complete or self.ended:
-            return tail
-        raise UpstreamIncomplete(INCOMPLETE)
 
     def error(self, exc: CortexError) -> bytes:
         return in_band(exc)

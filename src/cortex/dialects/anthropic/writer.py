@@ -35,8 +35,8 @@ from ...events import (
     ToolEnd,
     ToolStart,
     Usage,
+    arguments_object,
 )
-from ...json_depth import too_deep
 from .errors import error_event, in_band
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
@@ -86,17 +86,6 @@ def usage(reported: Usage, hint: int | None, pieces: int) -> dict[str, int]:
     completion = reported.completion_tokens
     out["output_tokens"] = completion if completion is not None else pieces
     return out
-
-
-def tool_input(arguments: str) -> dict[str, Any]:
-    """A tool call's arguments as its ``input``; unparsable text is kept under ``_unparsed``."""
-    try:
-        parsed = orjson.loads(arguments or "{}")
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict) or too_deep(parsed):
-        return {"_unparsed": arguments}
-    return parsed
 
 
 class MessagesWriter:
@@ -218,7 +207,7 @@ class MessagesWriter:
             content.append({"type": "text", "text": answer.content})
         for _, call in sorted(answer.calls.items()):
             block = {"type": "tool_use", "id": self._call_id(call.id), "name": call.name}
-            content.append({**block, "input": tool_input(call.arguments)})
+            content.append({**block, "input": arguments_object(call.arguments)})
         reason, sequence = stop_reason(answer.finish, bool(answer.calls))
         reported = answer.finish.usage if answer.finish is not None else Usage()
         message: dict[str, Any] = {

@@ -19,8 +19,8 @@ from ...events import (
     ToolArguments,
     ToolEnd,
     ToolStart,
+    arguments_object,
 )
-from ...json_depth import too_deep
 from ...stream.encode import Framing
 from .request import wire_call
 
@@ -48,17 +48,6 @@ class Stamps:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         return f"{self._prefix}{micro:06d}000Z"
-
-
-def parsed_arguments(text: str) -> dict[str, Any]:
-    """A call's JSON arguments as an object; what does not parse as one is kept as text."""
-    try:
-        arguments = orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
-        arguments = None
-    if not isinstance(arguments, dict) or too_deep(arguments):
-        return {"_unparsed": text}
-    return arguments
 
 
 class OllamaObjects:
@@ -104,7 +93,7 @@ class OllamaObjects:
             out = self.piece()
         else:
             calls = [
-                (i, ToolCall(c.name, parsed_arguments(c.arguments), c.id))
+                (i, ToolCall(c.name, arguments_object(c.arguments), c.id))
                 for i, c in sorted(whole.calls.items())
             ]
             out = self.piece(whole.content, whole.thinking, calls)
@@ -160,7 +149,7 @@ class OllamaWriter:
                     self._calls[index][2].append(piece)
                 case ToolEnd(index) if index in self._calls:
                     call_id, name, pieces = self._calls.pop(index)
-                    call = ToolCall(name, parsed_arguments("".join(pieces)), call_id)
+                    call = ToolCall(name, arguments_object("".join(pieces)), call_id)
                     lines.append(orjson.dumps(objects.piece(calls=[(index, call)])))
                 case Finish():
                     lines.append(orjson.dumps(objects.final(event)))

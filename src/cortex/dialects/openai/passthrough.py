@@ -7,42 +7,29 @@ from typing import Any
 
 import orjson
 
-from ...errors import CortexError, UpstreamIncomplete, UpstreamProtocolError, in_band
+from ...errors import CortexError, UpstreamProtocolError, in_band
 from ...events import Usage
-from ...stream.contract import INCOMPLETE, NOT_JSON
+from ...stream.contract import NOT_JSON
 from ...stream.encode import SSE
-from ...stream.sse import Event, SSEDecoder
+from ...stream.sse import Event
+from ..sse_passthrough import SSEPassthrough
 
 DONE = b"data: [DONE]\n\n"
 
 
-class OpenAIPassthrough:
+class OpenAIPassthrough(SSEPassthrough):
     """OpenAI server-sent events, forwarded event by event."""
 
     heartbeat = SSE.heartbeat
-    reads_sse = True
 
     def __init__(self) -> None:
-        self.failure: CortexError | None = None
-        self.ended = False
-        self.complete = False
-        self.usage = Usage()
-        self.pieces = 0
+        super().__init__()
         self._finished = False
-        self._events = SSEDecoder()
 
-    def feed(self, lines: list[bytes]) -> bytes:
-        return self._forward(self._events.feed(lines))
-
-    def close(self) -> bytes:
-        tail = self._forward(self._events.flush())
-        if self.failure is not None:
-            raise self.failure
-        if self.complete or self.ended:
-            return tail
+    def _unfinished(self) -> bytes:
         if self._finished:
-            return tail + DONE  # some servers omit the sentinel after a finished answer
-        raise UpstreamIncomplete(INCOMPLETE)
+            return DONE  # some servers omit the sentinel after a finished answer
+        return super()._unfinished()
 
     def _forward(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
