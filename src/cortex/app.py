@@ -182,6 +182,7 @@ def create_app(settings: Settings) -> Pipeline:
         "/api/chat": ollama.chat,
         "/api/generate": ollama.generate,
         "/v1/chat/completions": openai_api.chat_completions,
+        "/v1/completions": openai_api.completions,
         "/v1/messages": anthropic_api.messages,
         "/v1/responses": responses_api.create_response,
     }

@@ -47,7 +47,8 @@ class Generation(ClientBody):
     """A client's chat or generate request."""
 
     dialect: Dialect  # the client's API
-    shape: Literal["chat", "generate"]  # generate: Ollama's /api/generate
+    # generate: Ollama's /api/generate; completion: OpenAI's /v1/completions
+    shape: Literal["chat", "generate", "completion"]
     stream: bool
     framing: Framing  # how the client reads a stream
 

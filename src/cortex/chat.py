@@ -46,6 +46,7 @@ class ChatRequest:
     sampling: dict[str, Any] = field(default_factory=dict)
     include_usage: bool = False
     raw_prompt: str | None = None  # a completion prompt sent as is, without a chat template
+    suffix: str | None = None  # with a raw prompt: the text after the gap to fill in
     think: bool | str | None = None  # Ollama's think: on, off, or an effort ("low"…"high")
     # Thinking where the model can: one that cannot answers without (Ollama relaxes an
     # Anthropic client's thinking so, for agent CLIs that always ask for it).

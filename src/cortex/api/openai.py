@@ -64,6 +64,27 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
+class CompletionRequest(BaseModel):
+    """OpenAI's legacy text completion (code completion, fill-in-the-middle with ``suffix``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str | None = None
+    prompt: str | list[str]
+    suffix: str | None = None
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(default=None, ge=0)
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = None
+    best_of: int | None = None
+    echo: bool | None = None
+    logprobs: int | None = None
+
+
 class EmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -77,6 +98,13 @@ class EmbeddingsRequest(BaseModel):
 async def chat_completions(request: Request) -> Response:
     gw, raw, payload = await read_request(request, ChatCompletionRequest)
     ask = Generation(payload, raw, "openai", "chat", payload.get("stream") is True, SSE)
+    return relay_response(gw, ask, context(request))
+
+
+@router.post("/completions", openapi_extra=request_schema(CompletionRequest))
+async def completions(request: Request) -> Response:
+    gw, raw, payload = await read_request(request, CompletionRequest)
+    ask = Generation(payload, raw, "openai", "completion", payload.get("stream") is True, SSE)
     return relay_response(gw, ask, context(request))
 
 

@@ -34,12 +34,14 @@ class OllamaCodec:
         return request.generate_request(ask.payload)
 
     def untranslated(self, ask: Generation) -> tuple[str, ...]:
-        return ("suffix",) if ask.shape != "chat" else ()
+        return ("suffix",) if ask.shape == "generate" else ()
 
     def writer(self, ask: Generation, request: ChatRequest) -> Writer:
-        return OllamaWriter(ask.model, ask.shape, ask.framing)
+        return OllamaWriter(ask.model, "chat" if ask.shape == "chat" else "generate", ask.framing)
 
     def upstream_call(self, chat: ChatRequest) -> tuple[str, dict[str, Any]]:
+        if chat.raw_prompt is not None:
+            return "/api/generate", request.generate_body(chat)
         return "/api/chat", request.request_body(chat)
 
     def reader(self) -> Reader:

@@ -136,6 +136,23 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
+def generate_body(request: ChatRequest) -> dict[str, Any]:
+    """The ``/api/generate`` body for a raw prompt (always streamed): as it is, or, with a
+    suffix, through the model's template, which fills in the middle."""
+    body: dict[str, Any] = {"model": request.model, "prompt": request.raw_prompt or ""}
+    if request.suffix is not None:
+        body["suffix"] = request.suffix
+    else:
+        body["raw"] = True
+    body["stream"] = True
+    options = {
+        SAMPLING_TO_OPTIONS[k]: v for k, v in request.sampling.items() if k in SAMPLING_TO_OPTIONS
+    }
+    if options:
+        body["options"] = options
+    return body
+
+
 def _wire_message(message: Message) -> dict[str, Any]:
     wire: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.thinking:

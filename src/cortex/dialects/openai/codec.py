@@ -11,6 +11,7 @@ from ...stream.contract import Reader, Writer
 from ...stream.encode import SSE
 from ..codec import StreamHead
 from . import request
+from .completion_writer import CompletionWriter
 from .passthrough import OpenAIPassthrough
 from .reader import OpenAIReader
 from .writer import OpenAIWriter
@@ -27,15 +28,21 @@ class OpenAICodec:
         return HEAD
 
     def passthrough(self, ask: Generation) -> Call:
-        return Call("/chat/completions", ask.body(), OpenAIPassthrough() if ask.stream else None)
+        path = "/completions" if ask.shape == "completion" else "/chat/completions"
+        return Call(path, ask.body(), OpenAIPassthrough() if ask.stream else None)
 
     def read_request(self, ask: Generation) -> ChatRequest:
+        if ask.shape == "completion":
+            return request.completion_request(ask.payload)
         return request.chat_request(ask.payload)
 
     def untranslated(self, ask: Generation) -> tuple[str, ...]:
-        return ()
+        # A completion's logprobs are a shape of their own (tokens, token_logprobs…).
+        return ("logprobs",) if ask.shape == "completion" else ()
 
     def writer(self, ask: Generation, request: ChatRequest) -> Writer:
+        if ask.shape == "completion":
+            return CompletionWriter(ask.model, request.include_usage)
         return OpenAIWriter(ask.model, request.include_usage)
 
     def upstream_call(self, chat: ChatRequest) -> tuple[str, dict[str, Any]]:

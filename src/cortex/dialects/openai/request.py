@@ -60,6 +60,37 @@ def chat_request(payload: dict[str, Any]) -> ChatRequest:
     )
 
 
+def completion_request(payload: dict[str, Any]) -> ChatRequest:
+    """A validated ``/v1/completions`` body: a prompt sent as it is (no chat template), with
+    an optional ``suffix`` to fill in the middle."""
+    for field, limit in (("n", 1), ("best_of", 1)):
+        if payload.get(field, 1) != limit:
+            raise BadRequest(f"{field} other than 1 is not supported")
+    if payload.get("echo"):
+        raise BadRequest("echo is not supported; leave it out")
+    prompt = payload.get("prompt")
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise BadRequest("prompt: one text prompt per request (a list of one string)")
+        prompt = prompt[0]
+    sampling = {k: payload[k] for k in SAMPLING_KEYS if payload.get(k) is not None}
+    if isinstance(sampling.get("stop"), str):
+        sampling["stop"] = [sampling["stop"]]
+    if payload.get("max_tokens") is not None:
+        sampling["max_tokens"] = payload["max_tokens"]
+    stream_options = payload.get("stream_options") or {}
+    suffix = payload.get("suffix")
+    return ChatRequest(
+        model=payload["model"],
+        messages=[],
+        stream=payload.get("stream") is True,
+        sampling=sampling,
+        include_usage=bool(stream_options.get("include_usage")),
+        raw_prompt=prompt if isinstance(prompt, str) else "",
+        suffix=suffix if isinstance(suffix, str) and suffix else None,
+    )
+
+
 def _tool_choice(choice: Any) -> dict[str, Any]:
     """``tool_choice``: a mode, or one function the answer must call."""
     if choice in ("auto", "none", "required"):

@@ -141,20 +141,23 @@ class OpenAIWriter:
         return out + DONE
 
     def _usage(self, usage: Usage) -> dict[str, Any]:
-        prompt = usage.prompt_tokens or 0
-        completion = (
-            usage.completion_tokens if usage.completion_tokens is not None else self._pieces
-        )
-        reported: dict[str, Any] = {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        }
-        if usage.cached_tokens is not None:
-            reported["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
-        if usage.reasoning_tokens is not None:
-            reported["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
-        return reported
+        return usage_object(usage, self._pieces)
+
+
+def usage_object(usage: Usage, pieces: int) -> dict[str, Any]:
+    """OpenAI's ``usage``: the server's counts, else the pieces streamed as completion tokens."""
+    prompt = usage.prompt_tokens or 0
+    completion = usage.completion_tokens if usage.completion_tokens is not None else pieces
+    reported: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if usage.cached_tokens is not None:
+        reported["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens is not None:
+        reported["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return reported
 
 
 def _call_id() -> str:
