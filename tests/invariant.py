@@ -1,9 +1,11 @@
 """The one invariant every answer Córtex relays must keep, checked on the raw wire.
 
 A client gets either the complete, byte-intact answer with its proper end (Ollama's
-``"done": true`` line, OpenAI's ``data: [DONE]``, a whole JSON object) or an explicit
-error: a 4xx/5xx status with a body in the dialect's error shape, or an in-band error
-as the stream's last frame. Anything else (a stream that just stops, an HTTP message
+``"done": true`` line, OpenAI's ``data: [DONE]``, Anthropic's ``message_stop``, the
+Responses API's ``response.completed`` or ``response.incomplete``, a whole JSON object)
+or an explicit error: a 4xx/5xx status with a body in the dialect's error shape, or an
+in-band error as the stream's last frame (Anthropic's ``event: error``, the Responses
+API's ``response.failed``). Anything else (a stream that just stops, an HTTP message
 cut short, a 200 that is not the answer) is a violation.
 
 Used by the fault matrix (``test_fault_matrix.py``) and by the soak (``bench/soak.py``);
@@ -19,8 +21,15 @@ from typing import Any, Literal
 
 import orjson
 
-Dialect = Literal["ollama", "openai"]
+Dialect = Literal["ollama", "openai", "anthropic", "responses"]
 Outcome = Literal["complete", "error"]
+PATHS: dict[Dialect, str] = {
+    "ollama": "/api/chat",
+    "openai": "/v1/chat/completions",
+    "anthropic": "/v1/messages",
+    "responses": "/v1/responses",
+}
+PROMPT = "Cuéntame un cuento"
 
 
 @dataclass(frozen=True)
@@ -34,18 +43,22 @@ class ClientFraming:
 
     @property
     def path(self) -> str:
-        return "/api/chat" if self.dialect == "ollama" else "/v1/chat/completions"
+        return PATHS[self.dialect]
 
     def payload(self, model: str, **extra: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": [{"role": "user", "content": "Cuéntame un cuento"}],
-            "stream": self.stream,
-        }
+        body: dict[str, Any] = {"model": model, "stream": self.stream}
+        if self.dialect == "responses":
+            body["input"] = PROMPT
+        else:
+            body["messages"] = [{"role": "user", "content": PROMPT}]
+        if self.dialect == "anthropic":
+            body["max_tokens"] = 4096  # required; Córtex's default for a Messages upstream
         body.update(extra)
         return body
 
     def headers(self) -> dict[str, str]:
+        if self.dialect == "anthropic":
+            return {"anthropic-version": "2023-06-01"}
         return {"Accept": "text/event-stream"} if self.sse else {}
 
 
@@ -53,8 +66,12 @@ FRAMINGS = (
     ClientFraming("ollama-ndjson", "ollama", stream=True),
     ClientFraming("ollama-sse", "ollama", stream=True, sse=True),
     ClientFraming("openai-sse", "openai", stream=True),
+    ClientFraming("anthropic-sse", "anthropic", stream=True),
+    ClientFraming("responses-sse", "responses", stream=True),
     ClientFraming("ollama-whole", "ollama", stream=False),
     ClientFraming("openai-whole", "openai", stream=False),
+    ClientFraming("anthropic-whole", "anthropic", stream=False),
+    ClientFraming("responses-whole", "responses", stream=False),
 )
 STREAMING = tuple(f for f in FRAMINGS if f.stream)
 
@@ -196,6 +213,10 @@ def judge(
         verdict = _whole(framing, reply)
     elif framing.dialect == "openai":
         verdict = _openai_stream(reply)
+    elif framing.dialect == "anthropic":
+        verdict = _anthropic_stream(reply)
+    elif framing.dialect == "responses":
+        verdict = _responses_stream(reply)
     elif framing.sse:
         verdict = _ollama_sse(reply)
     else:
@@ -227,6 +248,17 @@ def error_message(dialect: Dialect, body: Any) -> str:
     if not isinstance(body, dict) or "error" not in body:
         raise Violation(f"not an error object: {body!r}")
     error = body["error"]
+    if dialect == "anthropic":
+        if (
+            set(body) != {"type", "error"}
+            or body["type"] != "error"
+            or not isinstance(error, dict)
+            or not isinstance(error.get("type"), str)
+            or not isinstance(error.get("message"), str)
+        ):
+            shape = '{"type": "error", "error": {"type", "message"}}'
+            raise Violation(f"not Anthropic's error shape {shape}: {body!r}")
+        return str(error["message"])
     if dialect == "ollama":
         if set(body) != {"error"} or not isinstance(error, str):
             raise Violation(f'not Ollama\'s error shape {{"error": str}}: {body!r}')
@@ -249,8 +281,14 @@ def _whole(framing: ClientFraming, reply: Reply) -> Verdict:
     if "json" not in reply.content_type:
         raise Violation(f"a whole answer with content type {reply.content_type!r}")
     body = _json(reply.body, "the whole answer")
-    if not isinstance(body, dict) or "error" in body:
+    # a Response object carries "error": null; the other dialects' answers have no "error" key
+    shown = body.get("error") is not None if framing.dialect == "responses" else "error" in body
+    if not isinstance(body, dict) or shown or body.get("type") == "error":
         raise Violation(f"status 200 with something that is not the answer: {reply.body[:300]!r}")
+    if framing.dialect == "anthropic":
+        return _anthropic_whole(body)
+    if framing.dialect == "responses":
+        return _responses_whole(body)
     if framing.dialect == "ollama":
         if body.get("done") is not True:
             raise Violation(f"a whole Ollama answer without done: true: {body!r}")
@@ -364,4 +402,143 @@ def _openai_stream(reply: Reply) -> Verdict:
     raise Violation(
         f"silent truncation: the stream ended after {len(events)} events with neither "
         f"[DONE] nor an error (text so far {''.join(text)!r})"
+    )
+
+
+# ---- Anthropic's Messages ------------------------------------------------------------------
+
+
+def _anthropic_whole(body: dict[str, Any]) -> Verdict:
+    content = body.get("content")
+    if body.get("type") != "message" or not isinstance(content, list):
+        raise Violation(f"a whole Messages answer that is not a message: {body!r}")
+    if not body.get("stop_reason"):
+        raise Violation(f"a Message without stop_reason: {body!r}")
+    text = "".join(
+        block["text"]
+        for block in content
+        if isinstance(block, dict) and block.get("type") == "text"
+    )
+    return Verdict("complete", text=text, frames=[body])
+
+
+def _named_events(reply: Reply) -> list[tuple[str, dict[str, Any]]]:
+    """Named SSE events whose data is a JSON object of the same ``type``."""
+    if not reply.content_type.startswith("text/event-stream"):
+        raise Violation(f"an SSE stream with content type {reply.content_type!r}")
+    events = []
+    for kind, data in sse_events(reply.body):
+        event = _json(data.encode(), "an SSE event's data")
+        if not isinstance(event, dict) or event.get("type") != kind:
+            raise Violation(f"an event {kind!r} whose data is not of its type: {data[:300]!r}")
+        events.append((kind, event))
+    return events
+
+
+def _anthropic_stream(reply: Reply) -> Verdict:
+    events = _named_events(reply)
+    text: list[str] = []
+    started = False
+    stopped = False  # a message_delta with a stop_reason came
+    open_blocks: set[int] = set()
+    for index, (kind, event) in enumerate(events):
+        last = index == len(events) - 1
+        if kind == "error":
+            if not last:
+                raise Violation(f"an error event that is not the last one: {events[index:]!r}")
+            return Verdict("error", error=error_message("anthropic", event), in_band=True)
+        if kind == "ping":
+            continue
+        if kind == "message_start":
+            if started:
+                raise Violation("a second message_start")
+            started = True
+            continue
+        if not started:
+            raise Violation(f"{kind} before message_start")
+        if kind == "content_block_start":
+            open_blocks.add(event["index"])
+        elif kind == "content_block_delta":
+            if event.get("index") not in open_blocks:
+                raise Violation(f"a delta for a block that is not open: {event!r}")
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                text.append(delta["text"])
+        elif kind == "content_block_stop":
+            open_blocks.discard(event.get("index"))
+        elif kind == "message_delta":
+            stopped = bool((event.get("delta") or {}).get("stop_reason"))
+        elif kind == "message_stop":
+            if not last:
+                raise Violation(f"events after message_stop: {events[index + 1 :]!r}")
+            if not stopped or open_blocks:
+                raise Violation("message_stop without a stop_reason, or with a block open")
+            return Verdict("complete", text="".join(text), frames=[e for _, e in events])
+        else:
+            raise Violation(f"an event Messages does not define: {kind!r}")
+    raise Violation(
+        f"silent truncation: the stream ended after {len(events)} events with neither "
+        f"message_stop nor an error (text so far {''.join(text)!r})"
+    )
+
+
+# ---- OpenAI's Responses --------------------------------------------------------------------
+
+RESPONSE_ENDS = ("completed", "incomplete")
+
+
+def _response_text(response: Any) -> str:
+    """The text of a Response object's message items."""
+    if not isinstance(response, dict) or not isinstance(response.get("output"), list):
+        raise Violation(f"not a Response object: {response!r}")
+    return "".join(
+        part["text"]
+        for item in response["output"]
+        if item.get("type") == "message"
+        for part in item.get("content") or []
+        if part.get("type") == "output_text"
+    )
+
+
+def _responses_whole(body: dict[str, Any]) -> Verdict:
+    if body.get("object") != "response" or body.get("status") not in RESPONSE_ENDS:
+        raise Violation(f"a whole answer that is not a finished Response: {body!r}")
+    return Verdict("complete", text=_response_text(body), frames=[body])
+
+
+def _responses_stream(reply: Reply) -> Verdict:
+    events = _named_events(reply)
+    text: list[str] = []
+    for index, (kind, event) in enumerate(events):
+        last = index == len(events) - 1
+        if event.get("sequence_number") != index:
+            raise Violation(f"event {index} has sequence_number {event.get('sequence_number')!r}")
+        if index == 0 and kind != "response.created":
+            raise Violation(f"a stream that opens with {kind!r}, not response.created")
+        if kind == "error":
+            following = events[index + 1 :]
+            if [k for k, _ in following] != ["response.failed"]:
+                raise Violation(f"an error event not followed by response.failed: {following!r}")
+            if not isinstance(event.get("message"), str):
+                raise Violation(f"an error event without a message: {event!r}")
+        elif kind == "response.failed":
+            if not last:
+                raise Violation(f"events after response.failed: {events[index + 1 :]!r}")
+            response = event.get("response") or {}
+            error = response.get("error")
+            if response.get("status") != "failed" or not isinstance(error, dict):
+                raise Violation(f"response.failed without a failed response: {event!r}")
+            return Verdict("error", error=str(error.get("message") or ""), in_band=True)
+        elif kind in (f"response.{end}" for end in RESPONSE_ENDS):
+            if not last:
+                raise Violation(f"events after {kind}: {events[index + 1 :]!r}")
+            response = event.get("response")
+            if _response_text(response) != "".join(text):
+                raise Violation(f"{kind}'s output is not the text streamed: {response!r}")
+            return Verdict("complete", text="".join(text), frames=[e for _, e in events])
+        elif kind == "response.output_text.delta":
+            text.append(event["delta"])
+    raise Violation(
+        f"silent truncation: the stream ended after {len(events)} events with neither "
+        f"response.completed nor response.failed (text so far {''.join(text)!r})"
     )

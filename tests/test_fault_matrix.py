@@ -8,14 +8,21 @@ shorter than the timeouts) must give the answer, byte for byte where Córtex for
 upstream's bytes; faults that break it must give an error; and where Córtex gives up on
 a stalled upstream, the upstream connection closes.
 
-Then: a client that reads a few bytes at a time through a tiny receive buffer still gets
-every byte; a client that leaves at any stage closes the upstream request; and after all
-of it the process's file descriptors and the gateway loop's tasks are back to baseline.
+The client dialects are Ollama's (NDJSON and SSE), OpenAI's chat completions, Anthropic's
+Messages and OpenAI's Responses, each streamed and whole; the upstream dialects Ollama's,
+OpenAI-compatible (``openai+URL``) and Messages (``anthropic+URL``).
 
-Two gateways (one per upstream dialect) and one fake upstream serve the whole module,
-with 4 KiB socket buffers and short timeouts. Each case names its own model, which picks
-its script in the fake (``FakeOllama.scripts``), so the cases run at once, on a few
-threads, and the items below only read their results.
+Then: a stream whose headers a heartbeat sent before the upstream answered still ends
+explicitly; a line cut at every byte still gives the answer; a client that reads a few
+bytes at a time through a tiny receive buffer still gets every byte; a client that
+leaves at any stage closes the upstream request; and after all of it the process's file
+descriptors and the gateway loops' tasks are back to baseline.
+
+One fake upstream serves the whole module, behind three gateways per upstream dialect
+(short timeouts; long ones; short ones with an early heartbeat), all with 4 KiB socket
+buffers. Each case names its own model, which picks its script in the fake
+(``FakeOllama.scripts``), so the cases run at once, on a few threads (and the ones that
+mostly wait, on one each), and the items below only read their results.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import asyncio
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -59,10 +67,13 @@ FIXED: dict[str, Any] = {
     "created_at": "2025-05-30T10:12:43.520736114Z",
     "completion_id": "matrix",
 }
-KINDS = ("ollama", "openai")
+KINDS = ("ollama", "openai", "anthropic")
+PREFIXES = {"ollama": "", "openai": "openai+", "anthropic": "anthropic+"}
 WORKERS = 8
 
+HEARTBEAT = 0.2  # the "beating" gateways' heartbeat interval
 Expect = Literal["complete", "error"]
+Via = Literal["quick", "patient", "beating"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,15 @@ WHOLE_NOT_JSON = (
     "an upstream 200 whose body is not JSON reaches the client as a 200 application/json"
 )
 WHOLE_PASSTHROUGH_BUGS: dict[str, str] = {}  # fixed: the whole answer is checked to be JSON
+# An SSE stream ignores a line that is no event; a whole JSON answer relayed as it came (the
+# same-dialect non-streaming pairs; the others stream from the upstream) cannot.
+SSE_SKIPS_GARBAGE: dict[str, Expect] = {
+    "ollama": "error",
+    "openai": "complete",
+    "anthropic": "complete",
+    "openai/openai-whole": "error",
+    "anthropic/anthropic-whole": "error",
+}
 VARIANTS: dict[str, Variant] = {
     "none": Variant({}, "complete"),
     "split_lines": Variant({"fault": "split_lines", "split_pause": 0.001}, "complete"),
@@ -104,16 +124,15 @@ VARIANTS: dict[str, Variant] = {
     "close_before_first": Variant({"fault": "close_mid", "fault_after": 0}, "error"),
     "close_mid": Variant({"fault": "close_mid", "fault_after": 2}, "error"),
     # A line that is not JSON. In SSE, a line that is no field Córtex knows is skipped, as
-    # the SSE standard says, so the OpenAI upstream's answer stays whole.
+    # the SSE standard says, so the OpenAI and Messages upstreams' answers stay whole.
     "garbage_first": Variant(
         {"fault": "garbage_line", "fault_after": 0},
-        {"ollama": "error", "openai": "complete", "openai/openai-whole": "error"},
+        SSE_SKIPS_GARBAGE,
         known_bugs=WHOLE_PASSTHROUGH_BUGS,
     ),
     "garbage_line": Variant(
         {"fault": "garbage_line", "fault_after": 2},
-        # An SSE stream ignores a line that is no event; a whole JSON answer cannot.
-        {"ollama": "error", "openai": "complete", "openai/openai-whole": "error"},
+        SSE_SKIPS_GARBAGE,
         known_bugs=WHOLE_PASSTHROUGH_BUGS,
     ),
     "garbage_data_event": Variant(
@@ -169,18 +188,29 @@ class Rig:
     gateways: dict[str, RunningGateway] = field(default_factory=dict)
     # the same, with long timeouts: only a client leaving can end an upstream request early
     patient: dict[str, RunningGateway] = field(default_factory=dict)
+    # the same as `gateways`, with a heartbeat soon after the request: headers go out first
+    beating: dict[str, RunningGateway] = field(default_factory=dict)
     baseline: Usage | None = None
     requests_checked: int = 0
     _names: Iterator[int] = field(default_factory=lambda: count(1))
+    # the upstream requests by model, read from the fake's record as it grows (not re-read
+    # whole at every poll: thousands of records, polled by a few threads at once)
+    _by_model: dict[str, list[RecordedRequest]] = field(default_factory=dict)
+    _seen: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def secrets(self) -> tuple[str, ...]:
         return (f"127.0.0.1:{self.fake.port}", f":{self.fake.port}")
 
+    def sets(self) -> dict[Via, dict[str, RunningGateway]]:
+        return {"quick": self.gateways, "patient": self.patient, "beating": self.beating}
+
     def all_gateways(self) -> list[tuple[str, RunningGateway]]:
         return [
-            *((kind, g) for kind, g in self.gateways.items()),
-            *((f"{kind} (patient)", g) for kind, g in self.patient.items()),
+            (kind if via == "quick" else f"{kind} ({via})", g)
+            for via, gateways in self.sets().items()
+            for kind, g in gateways.items()
         ]
 
     def model(self, script: Script) -> str:
@@ -190,17 +220,20 @@ class Rig:
         self.fake.scripts[name] = script
         return name
 
-    def send(self, kind: str, framing: ClientFraming, model: str, patient: bool = False) -> Reply:
-        gateway = (self.patient if patient else self.gateways)[kind]
+    def send(self, kind: str, framing: ClientFraming, model: str, via: Via = "quick") -> Reply:
+        gateway = self.sets()[via][kind]
         return exchange(gateway.host, gateway.port, framing, framing.payload(model))
 
-    def records(self) -> dict[str, list[RecordedRequest]]:
-        """The upstream requests so far, by model."""
-        by_model: dict[str, list[RecordedRequest]] = {}
-        for rec in self.fake.requests:
-            if rec.method == "POST":
-                by_model.setdefault(orjson.loads(rec.body).get("model"), []).append(rec)
-        return by_model
+    def records(self, model: str) -> list[RecordedRequest]:
+        """The upstream requests for ``model`` so far."""
+        with self._lock:
+            new = self.fake.requests[self._seen :]
+            self._seen += len(new)
+            for rec in new:
+                if rec.method == "POST":
+                    name = orjson.loads(rec.body).get("model")
+                    self._by_model.setdefault(name, []).append(rec)
+            return list(self._by_model.get(model, ()))
 
 
 def gateway_tasks(gateway: RunningGateway) -> int:
@@ -267,13 +300,15 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
         rig = Rig(fake)
         try:
             for kind in KINDS:
-                for gateways, timeout in ((rig.gateways, None), (rig.patient, 60.0)):
+                for via, gateways in rig.sets().items():
+                    timeout = 60.0 if via == "patient" else None
                     settings = Settings(
-                        upstream=("openai+" if kind == "openai" else "") + fake.url,
+                        upstream=PREFIXES[kind] + fake.url,
                         host="127.0.0.1",
                         port=0,
                         first_byte_timeout=timeout or FIRST_BYTE,
                         idle_timeout=timeout or IDLE,
+                        heartbeat_interval=HEARTBEAT if via == "beating" else 15.0,
                         connect_timeout=2,
                         client_socket_buffer=4096,
                         upstream_socket_buffer=4096,
@@ -282,14 +317,15 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
                     )
                     gateways[kind] = RunningGateway(settings).__enter__()
             warm = rig.model(Script(**FIXED))
+            runs = [(*pair, via) for pair in matrix_pairs() for via in rig.sets()]
             for _ in range(2):  # imports, lazy state, and a few pooled upstream connections
                 with ThreadPoolExecutor(WORKERS) as pool:
-                    list(pool.map(lambda k_f: rig.send(*k_f, warm), matrix_pairs()))
+                    list(pool.map(lambda k_f_v: rig.send(k_f_v[0], k_f_v[1], warm, k_f_v[2]), runs))
             time.sleep(0.2)
             rig.baseline = usage(rig)
             yield rig
         finally:
-            for gateway in [*rig.gateways.values(), *rig.patient.values()]:
+            for _, gateway in rig.all_gateways():
                 gateway.__exit__()
     report(request, f"{rig.requests_checked} requests through Córtex checked against the invariant")
 
@@ -334,18 +370,32 @@ class Case:
     upstream_closed: bool = False
     reference: bytes | None = None  # the fault-free body (passthrough pairs), for byte equality
     model: str = ""
-    patient: bool = False  # through the gateways with long timeouts: a busy machine is no fault
+    # "patient": through the gateways with long timeouts (a busy machine is no fault);
+    # "beating": through those with an early heartbeat
+    via: Via = "quick"
+
+    @property
+    def sleeps(self) -> bool:
+        return self.upstream_closed or self.script.header_delay > 0
 
 
 def run_cases(rig: Rig, cases: list[Case]) -> list[Result]:
     for case in cases:
         case.model = rig.model(case.script)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        results = list(pool.map(lambda case: run_case(rig, case), cases))
+    # a case that waits out a timeout or a late upstream mostly sleeps: those run all at
+    # once, beside the others
+    waiting = [case for case in cases if case.sleeps]
+    with (
+        ThreadPoolExecutor(max(1, len(waiting))) as sleepers,
+        ThreadPoolExecutor(WORKERS) as pool,
+    ):
+        futures = [
+            (sleepers if case.sleeps else pool).submit(run_case, rig, case) for case in cases
+        ]
+        results = [future.result() for future in futures]
     rig.requests_checked += len(cases)
-    records = rig.records()
     for case, result in zip(cases, results, strict=True):
-        result.records = records.get(case.model, [])
+        result.records = rig.records(case.model)
         if result.failure is None and not result.records:
             result.failure = "the request never reached the upstream"
         if result.failure is None and case.upstream_closed:
@@ -358,7 +408,7 @@ def run_cases(rig: Rig, cases: list[Case]) -> list[Result]:
 def run_case(rig: Rig, case: Case) -> Result:
     result = Result()
     try:
-        result.reply = rig.send(case.kind, case.framing, case.model, case.patient)
+        result.reply = rig.send(case.kind, case.framing, case.model, case.via)
         result.verdict = judge(case.framing, result.reply, ANSWER, secrets=rig.secrets)
     except Violation as exc:
         raw = result.reply.raw[:3000] if result.reply else b""
@@ -429,17 +479,97 @@ def test_fault_matrix(case: str, matrix_results: dict[str, Result]) -> None:
     assert result.failure is None, result.failure
 
 
+# ---- a failure after the heartbeat began ------------------------------------------------------
+
+LATE = 3 * HEARTBEAT  # an upstream this late is preceded by heartbeats, and the headers
+BEATING_VARIANTS: dict[str, Variant] = {
+    "late_answer": Variant({"header_delay": LATE}, "complete"),
+    "late_status_500": Variant({"header_delay": LATE, "fault": "status", "status": 500}, "error"),
+    "late_reset": Variant({"header_delay": LATE, "fault": "reset_mid", "fault_after": 0}, "error"),
+    "late_stall": Variant(
+        {"header_delay": LATE, "fault": "stall_before_first"}, "error", upstream_closed=True
+    ),
+    "never_answers": Variant({"header_delay": 30.0}, "error", upstream_closed=True),
+}
+
+
+def beating_params() -> Iterator[Any]:
+    for name in BEATING_VARIANTS:
+        for kind in KINDS:
+            for framing in STREAMING:
+                yield pytest.param(name, kind, framing, id=f"{name}-{kind}-{framing.name}")
+
+
+BEATING = list(beating_params())
+
+
+@pytest.fixture(scope="module")
+def beating_results(rig: Rig) -> dict[tuple[str, str, str], Result]:
+    cases = []
+    for param in BEATING:
+        name, kind, framing = param.values
+        variant = BEATING_VARIANTS[name]
+        script = Script(**{**FIXED, **variant.script})
+        cases.append(Case(kind, framing, script, variant.expected(kind), variant.upstream_closed))
+        cases[-1].via = "beating"
+    results = run_cases(rig, cases)
+    return {
+        (name, kind, framing.name): result
+        for (name, kind, framing), result in zip((p.values for p in BEATING), results, strict=True)
+    }
+
+
+@pytest.mark.parametrize(("variant", "kind", "framing"), BEATING)
+def test_a_stream_whose_headers_went_out_with_a_heartbeat_still_ends_explicitly(
+    variant: str,
+    kind: str,
+    framing: ClientFraming,
+    beating_results: dict[tuple[str, str, str], Result],
+) -> None:
+    """A heartbeat sends the headers before the upstream answered: from then on a failure
+    can only be the framing's in-band error, well formed although no part was written."""
+    result = beating_results[(variant, kind, framing.name)]
+    assert result.failure is None, result.failure
+    assert result.reply is not None and result.verdict is not None
+    if framing.sse or framing.dialect != "ollama":  # every streamed framing but NDJSON beats
+        assert result.reply.status == 200, "no heartbeat went out before the upstream answered"
+        assert result.verdict.outcome == "complete" or result.verdict.in_band
+
+
 # ---- every byte boundary of one line ---------------------------------------------------------
 
 
 def recorded_line(rig: Rig, kind: str) -> bytes:
-    """The upstream's first content line as the fake writes it (the longer, with usage)."""
-    framing = FRAMINGS[0] if kind == "ollama" else FRAMINGS[2]
-    payload = framing.payload("m00000", stream_options={"include_usage": True})
+    """The upstream's first content line as the fake writes it (the longer, with usage); for
+    Messages, the first unit: the text block's start, the ping and the first delta."""
+    framing = next(f for f in STREAMING if f.dialect == kind and not f.sse)
+    payload = framing.payload("m00000")
+    if kind == "openai":
+        payload["stream_options"] = {"include_usage": True}
     body = exchange("127.0.0.1", rig.fake.port, framing, payload).body
     separator = b"\n" if kind == "ollama" else b"\n\n"
-    line = next(chunk for chunk in body.split(separator) if TOKENS[0].encode() in chunk)
-    return line + separator
+    chunks = body.split(separator)
+    at = next(i for i, chunk in enumerate(chunks) if TOKENS[0].encode() in chunk)
+    first = at
+    if kind == "anthropic":  # back to the block's start
+        first = next(i for i in range(at, -1, -1) if b"content_block_start" in chunks[i])
+    return separator.join(chunks[first : at + 1]) + separator
+
+
+def sweep_pairs() -> list[tuple[str, ClientFraming]]:
+    """What reads an upstream's cut bytes: its reader behind any translated pair, each of its
+    same-dialect pairs (relayed as it came). Every pair of the first two client dialects, and
+    of the others only the same-dialect ones: a Messages or Responses client translated from
+    an upstream reads it with the same reader as an Ollama or OpenAI client, and the writers
+    give the same bytes whatever the chunking (``test_properties.py``)."""
+    return [
+        (kind, framing)
+        for kind, framing in matrix_pairs()
+        if framing.dialect in ("ollama", "openai") or passthrough(kind, framing)
+    ]
+
+
+SWEEP_PAIRS = sweep_pairs()
 
 
 @pytest.fixture(scope="module")
@@ -449,23 +579,26 @@ def sweep_results(
     """Per pair: the line, and one result per cut (at byte 1, 2, ... of every line)."""
     cases: list[Case] = []
     lines = {kind: recorded_line(rig, kind) for kind in KINDS}
-    for kind, framing in matrix_pairs():
+    for kind, framing in SWEEP_PAIRS:
         for offset in range(1, len(lines[kind])):
             script = Script(**FIXED, fault="split_lines", split_at=(offset,), split_pause=0.001)
             reference = references.get((kind, framing.name))
-            cases.append(Case(kind, framing, script, "complete", reference=reference, patient=True))
+            cases.append(
+                Case(kind, framing, script, "complete", reference=reference, via="patient")
+            )
     results = iter(run_cases(rig, cases))
     return {
         (kind, framing.name): (
             lines[kind],
             [next(results) for _ in range(1, len(lines[kind]))],
         )
-        for kind, framing in matrix_pairs()
+        for kind, framing in SWEEP_PAIRS
     }
 
 
-@pytest.mark.parametrize("framing", FRAMINGS, ids=lambda f: f.name)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("kind", "framing"), SWEEP_PAIRS, ids=[f"{k}-{f.name}" for k, f in SWEEP_PAIRS]
+)
 def test_a_line_cut_at_every_byte_boundary(
     kind: str,
     framing: ClientFraming,
@@ -568,7 +701,7 @@ def leave(rig: Rig, stage: str, kind: str, framing: ClientFraming) -> str | None
     gateway = rig.patient[kind]
     with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock:
         sock.sendall(request_bytes(framing, framing.payload(model)))
-        if not wait_for(lambda: model in rig.records(), timeout=5):
+        if not wait_for(lambda: bool(rig.records(model)), timeout=5):
             return "the request never reached the upstream"
         if stage.startswith(("after", "mid")):
             marker = b"tok0" if stage.startswith("after") else b"tok30"
@@ -583,7 +716,7 @@ def leave(rig: Rig, stage: str, kind: str, framing: ClientFraming) -> str | None
         if stage.endswith("reset"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     left = time.monotonic()
-    rec = rig.records()[model][-1]
+    rec = rig.records(model)[-1]
     if not wait_for(lambda: rec.disconnected_at is not None, timeout=5):
         return "the upstream request is still open 5 s after the client left"
     assert rec.disconnected_at is not None
@@ -626,6 +759,7 @@ def test_after_everything_descriptors_and_tasks_are_back_to_baseline(
     sweep_results: dict[tuple[str, str], tuple[bytes, list[Result]]],
     slow_results: dict[tuple[str, str], tuple[Reply, Reply]],
     leave_results: dict[tuple[str, str, str], str | None],
+    beating_results: dict[tuple[str, str, str], Result],
 ) -> None:
     """Runs last (it needs every other part's results). This process hosts the gateways, the
     fake and the clients: its descriptors, less the gateways' pooled upstream connections

@@ -121,6 +121,7 @@ def relay_response(gw: Gateway, ask: Generation, ctx: RequestContext) -> RelayRe
         heartbeat=head.heartbeat,
         heartbeat_every=gw.settings.heartbeat_interval,
         framing=head.framing,
+        error_frame=head.error,
     )
 
 

@@ -10,10 +10,11 @@ they are. No I/O happens here: the relay core (``stream/core.py``) drives them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import Dialect, StreamFraming
+from ..errors import CortexError, Dialect, StreamFraming
 from ..stream.contract import Reader, Writer
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ class StreamHead:
     headers: tuple[tuple[bytes, bytes], ...]
     heartbeat: bytes | None  # while the answer has not begun (a queue, a model loading)
     framing: StreamFraming  # its in-band error, for a failure before any attempt began
+    # that error where the framing alone cannot write it (a Responses stream opens with
+    # the response's own id and ends with response.failed)
+    error: Callable[[CortexError], bytes] | None = None
 
 
 SSE_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))

@@ -86,6 +86,7 @@ class RelayResponse(Response):
         heartbeat: bytes | None = None,
         heartbeat_every: float = 15.0,
         framing: StreamFraming = "ndjson",
+        error_frame: FrameRenderer | None = None,
     ) -> None:
         self._source = source
         self._stopping = stopping
@@ -95,7 +96,8 @@ class RelayResponse(Response):
         self._heartbeat_every = heartbeat_every
         self._framing = framing
         self._sending = asyncio.Lock()
-        self._frame: FrameRenderer | None = None
+        # until an attempt gives its own: a failure before one began (after a heartbeat)
+        self._frame: FrameRenderer | None = error_frame
         self._media_type = media_type
         self._extra_headers = headers
         self._dialect = dialect

@@ -3,7 +3,7 @@ Córtex, so a Responses request is always translated."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ...asks import Call, Generation
@@ -48,7 +48,12 @@ class ResponsesCodec:
     upstream = False
 
     def stream_head(self, ask: Generation) -> StreamHead:
-        return HEAD
+        if not ask.stream:
+            return HEAD
+        # A failure before any attempt's writer began (a heartbeat sent the headers) is
+        # still a whole stream: response.created, error, response.failed.
+        response_id = ask.response_id if isinstance(ask, ResponsesAsk) else None
+        return replace(HEAD, error=ResponsesWriter(ask.model, ask.payload, response_id).error)
 
     def passthrough(self, ask: Generation) -> Call:
         raise NotImplementedError("no model server speaks the Responses API to Córtex")
