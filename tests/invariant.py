@@ -263,7 +263,11 @@ def error_message(dialect: Dialect, body: Any) -> str:
         if set(body) != {"error"} or not isinstance(error, str):
             raise Violation(f'not Ollama\'s error shape {{"error": str}}: {body!r}')
         return error
-    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+    if (
+        set(body) != {"error"}
+        or not isinstance(error, dict)
+        or not isinstance(error.get("message"), str)
+    ):
         raise Violation(f'not OpenAI\'s error shape {{"error": {{"message", ...}}}}: {body!r}')
     return str(error["message"])
 

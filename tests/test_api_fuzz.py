@@ -4,7 +4,8 @@ Every operation in ``/openapi.json`` (request bodies are declared for the routes
 their own) gets examples that fit its schema and examples that break it, in front of an
 Ollama upstream and an OpenAI-compatible one. For each answer: no 5xx, no traceback, no
 upstream address; an error is in the dialect of the path (Ollama's ``{"error": str}`` on
-``/api/*``, OpenAI's ``{"error": {"message", ...}}`` on ``/v1/*``); and a chat answer keeps
+``/api/*``, Anthropic's ``{"type": "error", "error": {...}}`` on ``/v1/messages*``, OpenAI's
+``{"error": {"message", ...}}`` on the rest of ``/v1/*``); and a chat answer keeps
 the stream invariant of ``tests/invariant.py``. Bounded to a few examples per operation so
 the whole module stays well under a minute.
 """
@@ -93,7 +94,8 @@ def check_response(rig: Fuzz, path: str, case: Any, response: Any) -> None:
         assert marker not in text, f"the answer shows {marker!r}: {where}"
     if status >= 400 and api:
         assert response.headers.get("content-type", [""])[0].startswith("application/json"), where
-        dialect = "openai" if path.startswith("/v1/") else "ollama"
+        dialect = "anthropic" if path.startswith("/v1/messages") else "openai"
+        dialect = dialect if path.startswith("/v1/") else "ollama"
         try:
             error_message(dialect, json.loads(response.content))
         except (Violation, ValueError) as exc:
