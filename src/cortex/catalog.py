@@ -21,6 +21,13 @@ class ModelEntry:
     created: int  # unix seconds
     owned_by: str
     ollama: dict[str, Any] | None = None  # the upstream's own /api/tags entry, if it is Ollama
+    context_length: int | None = None  # as the server tells it, where it does
+    capabilities: tuple[str, ...] | None = None  # Ollama's names, where they are known
+
+    @property
+    def remote(self) -> bool:
+        """An Ollama cloud model: served elsewhere, never in this server's memory."""
+        return bool(self.ollama and self.ollama.get("remote_host"))
 
 
 def from_tags(body: bytes) -> list[ModelEntry]:
@@ -35,14 +42,24 @@ def from_tags(body: bytes) -> list[ModelEntry]:
 
 
 def from_openai(body: bytes) -> list[ModelEntry]:
-    """Entries of an OpenAI ``/models`` answer."""
+    """Entries of an OpenAI ``/models`` answer, with the context vLLM (``max_model_len``)
+    or llama.cpp (``meta.n_ctx``) tells."""
     return [
         ModelEntry(
-            item["id"], int(item.get("created") or 0), str(item.get("owned_by") or "upstream")
+            item["id"],
+            int(item.get("created") or 0),
+            str(item.get("owned_by") or "upstream"),
+            context_length=_context_length(item),
         )
         for item in _field(body, "data")
         if isinstance(item, dict) and isinstance(item.get("id"), str)
     ]
+
+
+def _context_length(item: dict[str, Any]) -> int | None:
+    meta = item.get("meta")
+    told = item.get("max_model_len") or (meta.get("n_ctx") if isinstance(meta, dict) else None)
+    return told if type(told) is int and told > 0 else None
 
 
 def _field(body: bytes, key: str) -> list[Any]:
@@ -83,7 +100,7 @@ def name_digest(name: str) -> str:
 
 def _tag(entry: ModelEntry) -> dict[str, Any]:
     modified = datetime.fromtimestamp(entry.created, UTC).isoformat().replace("+00:00", "Z")
-    return {
+    tag: dict[str, Any] = {
         "name": entry.name,
         "model": entry.name,
         "modified_at": modified,
@@ -98,6 +115,9 @@ def _tag(entry: ModelEntry) -> dict[str, Any]:
             "quantization_level": "",
         },
     }
+    if entry.capabilities:
+        tag["capabilities"] = list(entry.capabilities)
+    return tag
 
 
 def openai_model(entry: ModelEntry) -> dict[str, Any]:

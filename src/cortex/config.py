@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from .keepalive import seconds
 from .modelname import pick
 from .urls import normalize_upstream
 
@@ -30,6 +31,10 @@ MiB = 1024 * 1024
 UpstreamKind = Literal["ollama", "openai", "anthropic", "local"]
 # How a backend is chosen among those that may serve a request (see routing/router.py).
 RoutingRule = Literal["state", "affinity", "least-outstanding", "round-robin"]
+# An Ollama duration: seconds, or a Go duration ("5m", "1h30m"); negative is forever.
+KeepAlive = str | float
+# The Ollama version Córtex reports when no backend is an Ollama (VS Code wants 0.6.4 or later).
+OLLAMA_VERSION = "0.32.15"
 
 
 def _split_kind(data: Any, url_key: str, kind_key: str) -> Any:
@@ -98,11 +103,18 @@ class BackendSettings(BaseModel):
     max_concurrent: int | None = Field(default=None, gt=0)
     models: list[str] | None = None
     api_key: SecretStr | None = None
+    keep_alive_max: KeepAlive | None = None  # the longest keep_alive an Ollama request may ask
+    keep_alive_override: KeepAlive | None = None  # the keep_alive every Ollama request gets
 
     @model_validator(mode="before")
     @classmethod
     def _split_kind_prefix(cls, data: Any) -> Any:
         return _split_kind(data, "url", "kind")
+
+    @field_validator("keep_alive_max", "keep_alive_override")
+    @classmethod
+    def _duration(cls, value: KeepAlive | None) -> KeepAlive | None:
+        return _checked_duration(value)
 
     @model_validator(mode="after")
     def _normalize(self) -> BackendSettings:
@@ -174,11 +186,30 @@ class Settings(BaseModel):
     responses_max_bytes: int = Field(default=64 * MiB, ge=1024)  # in memory, in all
     responses_max_item_bytes: int = Field(default=8 * MiB, ge=1024)  # one conversation
     workers: int = Field(default=1, ge=1, le=64)
+    ollama_version: str = OLLAMA_VERSION  # /api/version when no backend is an Ollama
+    # Where /api/pull (and /api/create, blobs) go: "routed", "all", or a backend's name.
+    pull_to: str = "routed"
+    keep_alive_max: KeepAlive | None = None  # for every backend without its own
+    keep_alive_override: KeepAlive | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _split_kind_prefix(cls, data: Any) -> Any:
         return _split_kind(data, "upstream", "upstream_kind")
+
+    @field_validator("keep_alive_max", "keep_alive_override")
+    @classmethod
+    def _duration(cls, value: KeepAlive | None) -> KeepAlive | None:
+        return _checked_duration(value)
+
+    @model_validator(mode="after")
+    def _pull_target(self) -> Settings:
+        names = {b.name for b in self.backend_list()}
+        if self.pull_to not in ("routed", "all") and self.pull_to not in names:
+            raise ValueError(
+                f'pull_to is "routed", "all" or a backend\'s name, not {self.pull_to!r}'
+            )
+        return self
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
@@ -197,11 +228,21 @@ class Settings(BaseModel):
         return self
 
     def backend_list(self) -> list[BackendSettings]:
-        """The configured backends, or the single ``upstream`` as one."""
-        if self.backends:
-            return _named(self.backends)
-        key = self.upstream_api_key
-        return _named([BackendSettings(url=self.upstream, kind=self.kind, api_key=key)])
+        """The configured backends, or the single ``upstream`` as one; each with the global
+        keep_alive policy where it has none of its own."""
+        backends = self.backends or [
+            BackendSettings(url=self.upstream, kind=self.kind, api_key=self.upstream_api_key)
+        ]
+        policy = {
+            "keep_alive_max": self.keep_alive_max,
+            "keep_alive_override": self.keep_alive_override,
+        }
+        return _named(
+            [
+                b.model_copy(update={k: v for k, v in policy.items() if getattr(b, k) is None})
+                for b in backends
+            ]
+        )
 
     @model_validator(mode="after")
     def _share_needs_redis(self) -> Settings:
@@ -243,6 +284,12 @@ def _named(backends: list[BackendSettings]) -> list[BackendSettings]:
             backend = backend.model_copy(update={"name": name})
         named.append(backend)
     return named
+
+
+def _checked_duration(value: KeepAlive | None) -> KeepAlive | None:
+    if value is not None and seconds(value) is None:
+        raise ValueError(f"{value!r} is not a duration (seconds, or like 5m, 1h30m, -1)")
+    return value
 
 
 class ConfigError(ValueError):

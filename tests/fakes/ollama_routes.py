@@ -31,9 +31,9 @@ async def _bad(out: Out, message: str, status: int = 400) -> bool:
 def _is_load(body: dict[str, Any], chat: bool) -> bool:
     """Ollama answers a chat without messages / a generate without prompt by just loading
     the model. (A chat body lacking "messages" altogether still streams, as this fake
-    always did.)"""
+    always did; ``null``, as Go's client sends it, is a load.)"""
     if chat:
-        return body.get("messages") == []
+        return "messages" in body and not body["messages"]
     return not body.get("prompt") and "messages" not in body
 
 

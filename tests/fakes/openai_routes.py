@@ -39,7 +39,7 @@ async def serve(host: Host, out: Out, req: Request, script: Script) -> bool:
     if method == "POST" and path == "/v1/embeddings":
         return await _embeddings(host, out, req)
     if method == "GET" and path == "/v1/models":
-        return await out.whole(200, wire.JSON, wire.models_body(host.models))
+        return await out.whole(200, wire.JSON, wire.models_body(host.models, host.max_model_len))
     if method == "GET" and path.startswith("/v1/models/"):
         model = unquote(path.removeprefix("/v1/models/"))
         name = host.resolve(model)

@@ -235,8 +235,10 @@ def model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": MODEL_CREATED, "owned_by": OWNED_BY}
 
 
-def models_body(names: list[str]) -> bytes:
-    return dumps({"object": "list", "data": [model_object(name) for name in names]})
+def models_body(names: list[str], max_model_len: int | None = None) -> bytes:
+    """``/v1/models``; vLLM adds each model's ``max_model_len``."""
+    extra = {} if max_model_len is None else {"max_model_len": max_model_len}
+    return dumps({"object": "list", "data": [model_object(name) | extra for name in names]})
 
 
 def embeddings_body(model: str, texts: list[str], dimensions: int, as_base64: bool) -> bytes:

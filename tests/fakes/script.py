@@ -83,6 +83,12 @@ class Host(Protocol):
 
     models: list[str]
     api_key: str | None
+    blobs: set[str]  # digests uploaded to /api/blobs
+    admin_failure: str | None  # if set, pull/push/create fail with it after their first line
+    progress_delay: float  # seconds between progress lines
+    props: bytes | None  # if set, GET /props answers it (llama-server-like)
+    max_model_len: int | None  # if set, /v1/models entries carry it (vLLM-like)
+    version: str  # what /api/version answers
 
     def resolve(self, model: str) -> str | None:
         """The listed name a request's model refers to ("x" finds "x:latest"), or None."""

@@ -31,7 +31,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
-from tests.fakes import anthropic_routes, ollama_routes, openai_routes
+from tests.fakes import anthropic_routes, ollama_admin_routes, ollama_routes, openai_routes
 from tests.fakes import ollama_wire as wire
 from tests.fakes.memory import Memory
 from tests.fakes.script import Fault, Script
@@ -70,6 +70,12 @@ class FakeOllama:
         self.engine_metrics: bytes | None = None  # if set, GET /metrics answers it (vLLM-like)
         self.slots: bytes | None = None  # if set, GET /slots answers it (llama.cpp-like)
         self.tokenizes = False  # if set, POST /tokenize answers (llama.cpp-like: a token a word)
+        self.blobs: set[str] = set()  # digests uploaded to /api/blobs
+        self.admin_failure: str | None = None  # pull/push/create fail after their first line
+        self.progress_delay = 0.0  # seconds between progress lines
+        self.props: bytes | None = None  # if set, GET /props answers it (llama-server-like)
+        self.max_model_len: int | None = None  # if set, /v1/models entries carry it (vLLM)
+        self.version = wire.OLLAMA_VERSION  # what /api/version answers
         self._ids = 0
 
     # ---- thread-side API ---------------------------------------------------------------
@@ -268,6 +274,11 @@ class FakeOllama:
             return await out.whole(200, wire.PROMETHEUS, self.engine_metrics)
         if method == "GET" and path == "/slots" and self.slots is not None:
             return await out.whole(200, wire.JSON_UTF8, self.slots)
+        if method == "GET" and path == "/props" and self.props is not None:
+            return await out.whole(200, wire.JSON_UTF8, self.props)
+        managed = await ollama_admin_routes.respond(self, out, req)
+        if managed is not None:
+            return managed
         if method == "POST" and path == "/tokenize" and self.tokenizes:
             return await ollama_routes.tokenize(out, req)
         if path == "/" and method in ("GET", "HEAD"):
@@ -275,7 +286,9 @@ class FakeOllama:
         if method == "GET" and path in ("/api/version", "/api/tags", "/api/ps"):
             if path == "/api/ps":
                 return await ollama_routes.ps(self, out)
-            body = wire.version_body() if path == "/api/version" else wire.tags_body(self.models)
+            if path == "/api/version":
+                return await out.whole(200, wire.JSON_UTF8, wire.version_body(self.version))
+            body = wire.tags_body(self.models)
             return await out.whole(200, wire.JSON_UTF8, body)
         if method == "POST":
             if path in ("/api/chat", "/api/generate"):

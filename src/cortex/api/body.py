@@ -19,8 +19,8 @@ from .fields import check_keys
 Model = TypeVar("Model", bound=BaseModel)
 
 
-async def read_json_object(request: Request, settings: Settings) -> tuple[bytes, dict[str, Any]]:
-    """The raw body and its parsed JSON object; 400, 408 or 413 with a clear message otherwise."""
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The request's body, bounded in size (413) and in time (408)."""
     limit, timeout = settings.max_body_bytes, settings.body_timeout
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -40,7 +40,12 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
         raise BadRequest(
             f"the request body took more than {timeout:g} s to arrive", status=408
         ) from None
-    raw = b"".join(parts)
+    return b"".join(parts)
+
+
+async def read_json_object(request: Request, settings: Settings) -> tuple[bytes, dict[str, Any]]:
+    """The raw body and its parsed JSON object; 400, 408 or 413 with a clear message otherwise."""
+    raw = await read_body(request, settings)
     if not raw.strip():
         raise BadRequest("request body is empty; expected a JSON object")
     try:

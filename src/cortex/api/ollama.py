@@ -1,37 +1,30 @@
 """Ollama's API for clients, in front of an Ollama or an OpenAI-compatible upstream.
 
 Against an Ollama upstream every call is relayed byte for byte; against an
-OpenAI one, requests and answers are translated (see ``dialects/``).
+OpenAI one, requests and answers are translated (see ``dialects/``). Discovery
+(version, tags, ps, show) is in ``ollama_models.py``, model management in
+``ollama_admin.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from .. import __version__
 from ..asks import Embedding, Generation
-from ..backends.base import upstream_json
-from ..catalog import tags_body
 from ..context import context
 from ..dialects.ollama.writer import created_at
-from ..errors import BadRequest
-from ..gateway import Gateway, gateway
-from ..routing import Lease
+from ..gateway import Gateway
 from ..stream.encode import NDJSON, SSE, wants_sse
-from .body import read_json_object, read_request, request_schema, validate
+from . import ollama_admin, ollama_models
+from .body import read_request, request_schema
 from .replies import json_reply, raw_json_reply
 from .routed import (
-    answered,
     embedding,
     embedding_reply,
-    lone_backends_answer,
     relay_response,
-    visible_models,
 )
 
 router = APIRouter(tags=["Ollama"])
@@ -53,7 +46,7 @@ class ChatBody(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
-    messages: list[Message]
+    messages: list[Message] | None = None  # none at all: load the model, as Go's client does
     stream: bool | None = None
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
@@ -91,13 +84,6 @@ class LegacyEmbeddingsRequest(BaseModel):
     prompt: str
 
 
-class ShowRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    model: str | None = None
-    name: str | None = None
-
-
 @router.post("/api/chat", openapi_extra=request_schema(ChatBody))
 async def chat(request: Request) -> Response:
     gw, raw, payload = await read_request(request, ChatBody)
@@ -117,7 +103,7 @@ def _generation(
     empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
     if empty and not any(m.backend.wire.speaks("ollama") for m in gw.router.members):
         return _loaded(payload["model"], shape, unload=_zero(payload.get("keep_alive")))
-    stream = payload.get("stream") is not False
+    stream = payload.get("stream") is not False and not empty  # a load's answer is one object
     ask = Generation(payload, raw, "ollama", shape, stream, framing)
     return relay_response(gw, ask, context(request))
 
@@ -155,54 +141,5 @@ async def legacy_embeddings(request: Request) -> Response:
     return raw_json_reply(answer)  # the legacy answer reports no tokens
 
 
-@router.get("/api/tags")
-async def tags(request: Request) -> Response:
-    gw, ctx = gateway(request), context(request)
-    own = None if gw.aliases else await lone_backends_answer(gw, "ollama", "/api/tags", ctx)
-    return own or raw_json_reply(visible_models(tags_body(await gw.models()), ctx))
-
-
-@router.get("/api/version")
-async def version(request: Request) -> Response:
-    own = await lone_backends_answer(gateway(request), "ollama", "/api/version", context(request))
-    return own or json_reply({"version": __version__})
-
-
-@router.get("/api/ps")
-async def running(request: Request) -> Response:
-    """The models loaded on every Ollama backend (an OpenAI-compatible one does not say)."""
-    gw, ctx = gateway(request), context(request)
-    members = [m for m in gw.router.members if m.backend.wire.speaks("ollama")]
-    if len(members) == 1 and gw.single is not None:
-        return raw_json_reply(visible_models(await gw.fetch(members[0], "/api/ps"), ctx))
-    answers = await asyncio.gather(
-        *(gw.fetch(m, "/api/ps") for m in members), return_exceptions=True
-    )
-    loaded = [
-        entry
-        for answer in answers
-        if isinstance(answer, bytes)
-        for entry in (upstream_json(answer).get("models") or [])
-    ]
-    return raw_json_reply(visible_models(orjson.dumps({"models": loaded}), ctx))
-
-
-@router.post("/api/show", openapi_extra=request_schema(ShowRequest))
-async def show(request: Request) -> Response:
-    gw, ctx = gateway(request), context(request)
-    raw, payload = await read_json_object(request, gw.settings)
-    name = validate(ShowRequest, payload).model or payload.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadRequest("invalid request: model: Field required")
-    if (target := gw.aliases.resolve(name)) is not None:
-        ctx.alias, name = name, target
-        raw = orjson.dumps({**payload, "model": target, "name": target})
-
-    async def call(lease: Lease) -> bytes:
-        models = lease.member.models
-        shown = lease.backend.wire.show(
-            name, raw, models if models is not None else await gw.models()
-        )
-        return shown if isinstance(shown, bytes) else await answered(gw, lease, shown, ctx)
-
-    return raw_json_reply(await gw.with_backend(name, call, ctx))
+router.include_router(ollama_models.router)
+router.include_router(ollama_admin.router)

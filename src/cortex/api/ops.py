@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
@@ -39,12 +41,23 @@ async def ready(request: Request) -> Response:
 
 @router.get("/cortex/backends")
 async def backends(request: Request) -> Response:
-    """Each backend: health, circuit, load, models, latency; and the shared queue."""
+    """Each backend: health, circuit, load, models, latency; and the shared queue. A key
+    limited to some models sees only those."""
     router_ = gateway(request).router
-    show_url = context(request).admin
-    return json_reply(
-        {"queued": router_.queued, "backends": [m.status(show_url) for m in router_.members]}
-    )
+    ctx = context(request)
+    statuses = [_visible(m.status(ctx.admin), ctx.visible()) for m in router_.members]
+    return json_reply({"queued": router_.queued, "backends": statuses})
+
+
+def _visible(status: dict[str, Any], allowed: Callable[[str], bool] | None) -> dict[str, Any]:
+    if allowed is None:
+        return status
+    if status["models"] is not None:
+        status["models"] = [name for name in status["models"] if allowed(name)]
+    if status["loaded_models"] is not None:
+        status["loaded_models"] = [m for m in status["loaded_models"] if allowed(m["name"])]
+    status["failing_models"] = {k: v for k, v in status["failing_models"].items() if allowed(k)}
+    return status
 
 
 @router.get("/cortex/usage")

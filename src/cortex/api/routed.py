@@ -49,7 +49,7 @@ class RoutedSource:
             record.backend, record.queue_wait = lease.member.name, lease.waited
             loop = asyncio.get_running_loop()
             sent_at = loop.time()
-            ask = self.ask.named(lease.member.upstream_name(self.ask.model))
+            ask = lease.member.prepared(self.ask)
             call = lease.backend.wire.generation(ask)
             limits = self.gw.limits
             if lease.cold:  # a model being loaded gets its load's time on top
@@ -129,7 +129,7 @@ async def embedding(gw: Gateway, ask: Embedding, ctx: RequestContext) -> bytes:
     """An embeddings answer from a backend for the model, in the client's shape."""
 
     async def call(lease: Lease) -> bytes:
-        named = ask.named(lease.member.upstream_name(ask.model))
+        named = lease.member.prepared(ask)
         return await answered(gw, lease, lease.backend.wire.embedding(named), ctx)
 
     return await gw.with_backend(ask.model, call, ctx)

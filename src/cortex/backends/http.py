@@ -58,6 +58,8 @@ class HTTPBackend:
         receive_buffer: int | None = None,
     ) -> None:
         self.wire: Wire = WIRES[kind]
+        # An Ollama server: its own version, and models pulled, created, copied, deleted.
+        self.manages_models = kind == "ollama"
         self.base_url = base_url
         parts = urlsplit(base_url)
         self.root_url = f"{parts.scheme}://{parts.netloc}"  # /metrics and /slots live here

@@ -43,6 +43,7 @@ class LocalBackend:
     """The embedded model as a backend; its dialect towards the relay is Ollama's."""
 
     wire = OLLAMA
+    manages_models = False  # it serves its one model; nothing is pulled or created here
     base_url = "embedded"
 
     def __init__(

@@ -12,6 +12,9 @@ from ..catalog import ModelEntry, find_model, from_openai, tags_body
 from ..errors import ModelNotFound
 from .base import Exchange, Wire, upstream_json
 
+# model_info keys are "<architecture>.<fact>"; an OpenAI-compatible server names none.
+UNKNOWN_ARCHITECTURE = "unknown"
+
 
 class OpenAIWire(Wire):
     kind: Literal["openai", "anthropic"] = "openai"
@@ -45,18 +48,23 @@ class OpenAIWire(Wire):
         return Exchange("/embeddings", orjson.dumps(body), as_ollama)
 
     def show(self, name: str, raw: bytes, models: list[ModelEntry]) -> Exchange | bytes:
-        """What an OpenAI-compatible server says of a model: its catalogue entry, no more."""
+        """What an OpenAI-compatible server says of a model: its catalogue entry, its context
+        (vLLM's ``max_model_len``, llama-server's ``n_ctx``) and what llama-server's
+        ``/props`` says it can do; never fill-in-the-middle, which no call here carries."""
         entry = find_model(models, name)
         if entry is None:
             raise ModelNotFound(f'model "{name}" not found')
+        info: dict[str, Any] = {"general.architecture": UNKNOWN_ARCHITECTURE}
+        if entry.context_length is not None:
+            info[f"{UNKNOWN_ARCHITECTURE}.context_length"] = entry.context_length
         return orjson.dumps(
             {
                 "modelfile": "",
                 "parameters": "",
-                "template": "",
+                "template": "",  # no .Suffix: clients read that as no fill-in-the-middle
                 "details": orjson.loads(tags_body([entry]))["models"][0]["details"],
-                "model_info": {},
-                "capabilities": ["completion"],
+                "model_info": info,
+                "capabilities": list(entry.capabilities or ("completion",)),
             }
         )
 

@@ -6,7 +6,10 @@ import asyncio
 import logging
 import time
 
+from ..backends.props import PROPS_PATH, read_props, with_props
+from ..catalog import ModelEntry
 from ..errors import CortexError
+from ..modelname import canonical
 from ..stream.core import RelayLimits
 from ..stream.pull import read_whole
 from .engine import from_metrics, from_slots
@@ -23,7 +26,11 @@ async def check(member: Member, limits: RelayLimits) -> str | None:
     wire = member.backend.wire
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            member.models = wire.models(await fetch(member, wire.catalogue_path, limits))
+            models = wire.models(await fetch(member, wire.catalogue_path, limits))
+        if wire.load_signal == "engine":
+            models = with_props(models, await props(member, limits))
+        member.models = models
+        member.residency.remote = {canonical(e.name) for e in models if e.remote}
         await state(member, limits)
     except (CortexError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, CortexError) else "no answer in time"
@@ -40,6 +47,18 @@ async def check(member: Member, limits: RelayLimits) -> str | None:
 async def fetch(member: Member, path: str, limits: RelayLimits) -> bytes:
     async with member.backend.open("GET", path) as body:
         return await read_whole(body, limits)
+
+
+async def props(member: Member, limits: RelayLimits) -> ModelEntry | None:
+    """What llama-server tells of its model at ``/props``; None from a server without it."""
+    try:
+        async with (
+            asyncio.timeout(CHECK_TIMEOUT),
+            member.backend.open("GET", PROPS_PATH, from_root=True) as body,
+        ):
+            return read_props(await read_whole(body, limits))
+    except (CortexError, TimeoutError):
+        return None
 
 
 async def residency(member: Member, limits: RelayLimits) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
+from ..asks import ClientBody, Embedding, Generation
 from ..backends.http import HTTPBackend
 from ..backends.local import LocalBackend
 from ..catalog import ModelEntry
 from ..config import BackendSettings
 from ..errors import CortexError, UpstreamStatus
+from ..keepalive import policed
 from ..modelname import pick
 from ..urls import redact_url
 from .circuit import Circuit
@@ -24,6 +26,7 @@ logger = logging.getLogger("cortex.router")
 
 Backend = HTTPBackend | LocalBackend
 MODEL_CIRCUITS = 256  # per backend; closed ones are forgotten first
+Ask = TypeVar("Ask", bound=ClientBody)
 
 
 @dataclass
@@ -59,6 +62,16 @@ class Member:
         if not self.backend.wire.exact_names or self.models is None:
             return model
         return pick((e.name for e in self.models), model) or model
+
+    def prepared(self, ask: Ask) -> Ask:
+        """``ask`` as this backend gets it: by the name it listed, and with its keep_alive
+        policy when it is an Ollama request relayed to an Ollama server."""
+        ask = ask.named(self.upstream_name(ask.model))
+        if not self.backend.wire.speaks("ollama") or not _ollama_request(ask):
+            return ask
+        config = self.config
+        payload = policed(ask.payload, config.keep_alive_max, config.keep_alive_override)
+        return ask if payload is None else replace(ask, payload=payload, raw=None)
 
     def admits(self, model: str, now: float) -> bool:
         """Neither the backend's circuit nor this model's on it is open."""
@@ -115,6 +128,12 @@ class Member:
             status["url"] = redact_url(self.backend.base_url)
         status.update(self.backend.report())
         return status
+
+
+def _ollama_request(ask: ClientBody) -> bool:
+    if isinstance(ask, Generation):
+        return ask.dialect == "ollama"
+    return isinstance(ask, Embedding) and ask.route != "openai"
 
 
 class Lease:

@@ -50,14 +50,18 @@ class Residency:
     loaded: dict[str, Loaded] | None = None
     busy: dict[str, int] = field(default_factory=dict)  # streams in flight, per model
     loading: set[str] = field(default_factory=set)  # cold requests not yet answered
+    remote: set[str] = field(default_factory=set)  # cloud models: served elsewhere, never loaded
 
     def __post_init__(self) -> None:
         if self.loaded is not None:
             self.update(self.loaded)
 
     def is_loaded(self, model: str, now: float | None = None) -> bool:
+        """In memory, or a cloud model (which no load delays and nothing evicts)."""
         if self.loaded is None:
             return False
+        if canonical(model) in self.remote:
+            return True
         entry = self.loaded.get(canonical(model))
         if entry is None:
             return False
@@ -66,15 +70,17 @@ class Residency:
 
     def evicts_busy(self, model: str) -> int:
         """How many other models in use here a load of ``model`` could push out."""
-        if self.loaded is None:
-            return 0
         model = canonical(model)
+        if self.loaded is None or model in self.remote:
+            return 0
         return sum(1 for name in self.loaded if name != model and self.busy.get(name, 0) > 0)
 
     def crowd(self, model: str) -> int:
         """Models other than ``model`` in memory: the more, the likelier a load evicts one."""
         model = canonical(model)
-        return 0 if self.loaded is None else sum(1 for name in self.loaded if name != model)
+        if self.loaded is None or model in self.remote:
+            return 0
+        return sum(1 for name in self.loaded if name != model)
 
     def view(self) -> list[InMemory] | None:
         """For ``/cortex/backends``: each model in memory, its size and streams, or None."""
@@ -113,11 +119,15 @@ class Residency:
         """The server sent a first byte for ``model``: it is in memory now."""
         model = canonical(model)
         self.loading.discard(model)
-        if self.loaded is not None and model not in self.loaded:
+        if self.loaded is not None and model not in self.loaded and model not in self.remote:
             self.loaded[model] = Loaded(model, 0, None)
 
     def update(self, loaded: dict[str, Loaded]) -> None:
-        self.loaded = {canonical(name): entry for name, entry in loaded.items()}
+        self.loaded = {
+            canonical(name): entry
+            for name, entry in loaded.items()
+            if canonical(name) not in self.remote
+        }
 
 
 def parse_ps(body: bytes) -> dict[str, Loaded]:
@@ -134,14 +144,15 @@ def parse_ps(body: bytes) -> dict[str, Loaded]:
         if not isinstance(item, dict):
             continue
         name = item.get("name") or item.get("model")
-        if not isinstance(name, str) or not name:
-            continue
+        if not isinstance(name, str) or not name or item.get("remote_host"):
+            continue  # a cloud model runs elsewhere: it takes no memory here
         vram = item.get("size_vram")
-        loaded[name] = Loaded(name, vram if type(vram) is int else 0, _unix(item.get("expires_at")))
+        expires = unix_time(item.get("expires_at"))
+        loaded[name] = Loaded(name, vram if type(vram) is int else 0, expires)
     return loaded
 
 
-def _unix(stamp: object) -> float | None:
+def unix_time(stamp: object) -> float | None:
     if not isinstance(stamp, str):
         return None
     try:
