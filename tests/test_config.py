@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cortex.config import ConfigError, load_settings
+from cortex.sources import ConfigError, load_settings
 from cortex.urls import normalize_upstream, redact_url
 
 

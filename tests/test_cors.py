@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from cortex.config import load_settings
+from cortex.sources import load_settings
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama
 

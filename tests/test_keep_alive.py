@@ -8,8 +8,8 @@ import httpx
 import orjson
 import pytest
 
-from cortex.config import ConfigError, load_settings
 from cortex.keepalive import go_duration, policed, requested
+from cortex.sources import ConfigError, load_settings
 from tests.conftest import StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from cortex.access.keys import KEY_PREFIX, hash_key
 from cortex.cli.main import cli
-from cortex.config import ConfigError, load_settings
+from cortex.sources import ConfigError, load_settings
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL
 from tests.redis_server import RedisServer, running_redis

@@ -1,13 +1,8 @@
-"""Settings: defaults < TOML file < ``CORTEX_*`` environment < command-line flags.
-
-``OLLAMA_HOST`` (Ollama's own convention) names the upstream only when nothing
-else does, so a Córtex config file or flag always wins over it.
-"""
+"""Settings: every knob, its type, default and check (``sources.py`` says where they come
+from)."""
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +11,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -290,55 +284,3 @@ def _checked_duration(value: KeepAlive | None) -> KeepAlive | None:
     if value is not None and seconds(value) is None:
         raise ValueError(f"{value!r} is not a duration (seconds, or like 5m, 1h30m, -1)")
     return value
-
-
-class ConfigError(ValueError):
-    """Settings that cannot be used; the message says which and why."""
-
-
-def load_settings(
-    flags: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-    config_file: Path | None = None,
-) -> Settings:
-    """Merge every source, highest precedence last; raise ConfigError on bad values."""
-    environ = environ if environ is not None else {}
-    given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    path = config_file or (Path(environ["CORTEX_CONFIG"]) if environ.get("CORTEX_CONFIG") else None)
-
-    merged: dict[str, Any] = {}
-    if path is not None:
-        merged.update(_read_toml(path))
-    merged.update(_from_environ(environ))
-    merged.update(given_flags)
-    if "upstream" not in merged and environ.get("OLLAMA_HOST"):
-        merged["upstream"] = environ["OLLAMA_HOST"]
-    if "upstream" not in merged and "upstream_kind" not in merged:
-        merged["upstream_kind"] = "auto"  # Ollama on its default address if it answers, else local
-    try:
-        return Settings.model_validate(merged)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-
-
-def _from_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    values = {}
-    for name in Settings.model_fields:
-        key = f"CORTEX_{name.upper()}"
-        if environ.get(key):
-            values[name] = environ[key]
-    return values

@@ -30,7 +30,8 @@ from ..access.keys import (
     new_record,
 )
 from ..access.limits import StoreUnavailable
-from ..config import ConfigError, KeyRecord, Settings, load_settings
+from ..config import KeyRecord, Settings
+from ..sources import ConfigError, load_settings
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 
 from ..backends.local import LocalBackend
-from ..config import ConfigError, load_settings
 from ..observe import logs
 from ..server import listen_socket, resolve_upstream
 from ..server import serve as serve_until_stopped
+from ..sources import ConfigError, load_settings
 from . import chat as terminal_chat
 from .keys import KeyOption, keys_app, usage
 
