@@ -97,7 +97,7 @@ def reprint(path: Path) -> None:
     plan = Plan(**data["plan"])
     samples = {}
     for name, fields in data["samples"].items():
-        runs = {k: [LoadRun(**r) for r in fields[k]] for k in ("short", "fast", "paced")}
+        runs = {k: [LoadRun(**r) for r in fields[k]] for k in ("short", "short_c1", "fast", "paced")}
         samples[name] = Samples(**(fields | runs))
     figs = figures(samples, plan.rounds)
     print(f"{path.name}: {data['mode']} run, noise per round {data.get('noise_per_round')}")
