@@ -26,14 +26,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import orjson
-from harness.cli import cancel_on_sigterm, parser, quick_or_full, run_benchmark
+from harness.cli import parser, quick_or_full, run_benchmark
 from harness.cpu import Snapshot
 from harness.machine import ROOT
-from harness.pinning import choose_pinning
+from harness.pinning import Pinning
 from harness.processes import processes
-from harness.results import Report, write_results
+from harness.results import Report, begin_run, write_results
 from harness.servers import start_upstream
-from harness.tables import print_header, print_table
+from harness.tables import print_table
 from suites.compare.aims import aims_table
 from suites.compare.figures import figures, figures_table
 from suites.compare.hangups import disconnect_rounds
@@ -43,12 +43,9 @@ from suites.compare.plot import plot
 from suites.compare.targets import start_relays
 
 
-async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[str]]:
-    pinning = choose_pinning()
-    report.data["pinning"] = pinning.describe()
-    relays = f"relays (nginx, Córtex, hand-written) as {pinning.describe()}"
-    print_header("Córtex vs nginx vs hand-written relay", report.data, relays)
-    pinning.pin_load_generator()
+async def measure(
+    plan: Plan, report: Report, pinning: Pinning
+) -> tuple[dict[str, Samples], list[str]]:
     samples: dict[str, Samples] = {}
     with tempfile.TemporaryDirectory(prefix="cortex-compare-") as tmp:
         workdir = Path(tmp)
@@ -74,9 +71,12 @@ async def measure(plan: Plan, report: Report) -> tuple[dict[str, Samples], list[
 
 
 async def main(plan: Plan, mode: str, plot_path: Path) -> int:
-    cancel_on_sigterm()
-    report = Report.begin(mode, plan)
-    samples, logs = await measure(plan, report)
+    title, shown = (
+        "Córtex vs nginx vs hand-written relay",
+        "relays (nginx, Córtex, hand-written) as {}",
+    )
+    report, pinning = begin_run(title, mode, plan, shown=shown)
+    samples, logs = await measure(plan, report, pinning)
     figs = figures(samples, plan.rounds)
     report.tables += [figures_table(figs, plan), aims_table(figs)[0], aims_table(figs, "#17")[0]]
     report.data |= {"figures": figs, "samples": {n: asdict(s) for n, s in samples.items()}}
@@ -97,7 +97,9 @@ def reprint(path: Path) -> None:
     plan = Plan(**data["plan"])
     samples = {}
     for name, fields in data["samples"].items():
-        runs = {k: [LoadRun(**r) for r in fields[k]] for k in ("short", "short_c1", "fast", "paced")}
+        runs = {
+            k: [LoadRun(**r) for r in fields[k]] for k in ("short", "short_c1", "fast", "paced")
+        }
         samples[name] = Samples(**(fields | runs))
     figs = figures(samples, plan.rounds)
     print(f"{path.name}: {data['mode']} run, noise per round {data.get('noise_per_round')}")

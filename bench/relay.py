@@ -18,12 +18,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.cli import cancel_on_sigterm, parser, quick_or_full, run_benchmark
-from harness.pinning import choose_pinning
+from harness.cli import parser, quick_or_full, run_benchmark
 from harness.processes import Processes, processes
-from harness.results import Report, write_results
+from harness.results import Report, begin_run, write_results
 from harness.servers import start_cortex, start_upstream
-from harness.tables import Table, print_header
+from harness.tables import Table
 from suites.relay.paths import PAIRS, Paths, Route
 from suites.relay.paths_table import paths_table
 from suites.relay.plan import QUICK, Plan
@@ -69,12 +68,8 @@ def print_footer(report: Report, path: Path) -> None:
 
 
 async def main(plan: Plan, mode: str) -> int:
-    cancel_on_sigterm()
-    report = Report.begin(mode, plan, Table(MAIN_HEADER))
-    pinning = choose_pinning()
-    report.data["pinning"] = pinning.describe()
-    print_header("Córtex relay benchmark", report.data)
-    pinning.pin_load_generator()
+    title = "Córtex relay benchmark"
+    report, pinning = begin_run(title, mode, plan, Table(MAIN_HEADER))
     async with processes(pinning) as procs:
         log = await relayed(procs, plan, report)
         report.data["disconnect"], more_log = await disconnects(procs, plan)

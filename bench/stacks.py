@@ -23,18 +23,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cli import cancel_on_sigterm, parser, quick_or_full, run_benchmark
+from harness.cli import parser, quick_or_full, run_benchmark
 from harness.cpu import family
 from harness.loadgen import ChatRequest, Result, chat_request
 from harness.loads import long_streams, measured_load, warm_up
 from harness.machine import HERE, HOST
-from harness.pinning import choose_pinning
 from harness.processes import Gateway, Processes, free_port, processes, start_gateway
-from harness.results import Report, write_results
+from harness.results import Report, begin_run, write_results
 from harness.rounds import RoundNoise, Run, interleaved, rounds_of
 from harness.servers import start_cortex, start_upstream
 from harness.stats import summary
-from harness.tables import Table, ms, print_header, ratio
+from harness.tables import Table, ms, ratio
 from stacks_apps import STACKS
 
 CORTEX = "cortex"
@@ -280,12 +279,7 @@ def noise_notes(report: Report, noise: list[dict[str, float]]) -> None:
 
 
 async def main(plan: Plan, mode: str) -> int:
-    cancel_on_sigterm()
-    report = Report.begin(mode, plan)
-    pinning = choose_pinning()
-    report.data["pinning"] = pinning.describe("servers")
-    print_header("Server and client stacks", report.data)
-    pinning.pin_load_generator()
+    report, pinning = begin_run("Server and client stacks", mode, plan, relays="servers")
     async with processes(pinning) as procs:
         upstream, upstream_port = await start_upstream(procs)
         servers = [await start_stack(procs, s, upstream_port) for s in (*STACKS, CORTEX)]

@@ -10,9 +10,11 @@ from typing import Any
 
 import orjson
 
+from harness.cli import cancel_on_sigterm
 from harness.cpu import CpuClock
 from harness.machine import HERE, ROOT, machine
-from harness.tables import Table, print_table
+from harness.pinning import Pinning, choose_pinning
+from harness.tables import Table, print_header, print_table
 
 RESULTS = HERE / "results"
 
@@ -62,6 +64,21 @@ class Report:
         """The notes, how long the run took and where its JSON is."""
         self.print_notes()
         print(f"took {self.data['elapsed_s']:.1f} s; results in {results.relative_to(ROOT)}")
+
+
+def begin_run(
+    title: str, mode: str, plan: Any, *tables: Table, relays: str = "Córtex", shown: str = "{}"
+) -> tuple[Report, Pinning]:
+    """A run's start: SIGTERM cancels it, its report begins, the pinning is chosen, recorded
+    (naming the pinned ``relays``) and printed in the header (as ``shown`` formats it), and
+    this process, the load generator, moves to the load side's CPU."""
+    cancel_on_sigterm()
+    report = Report.begin(mode, plan, *tables)
+    pinning = choose_pinning()
+    report.data["pinning"] = pinning.describe(relays)
+    print_header(title, report.data, shown.format(report.data["pinning"]))
+    pinning.pin_load_generator()
+    return report, pinning
 
 
 def facts(mode: str, plan: Any) -> dict[str, Any]:
