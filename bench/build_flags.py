@@ -17,8 +17,8 @@ import subprocess
 import sys
 
 from embedded import bundled_model
-from harness import machine
-from report import write_results
+from harness.machine import machine
+from harness.results import write_results
 
 # Runs inside each build's interpreter: load, warm, then time answers from distinct prompts.
 CHILD = """

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import HOST, ROOT, free_port, machine
-from report import parser, write_results
+from harness.cli import parser
+from harness.machine import HOST, ROOT, machine
+from harness.processes import free_port
+from harness.results import write_results
 
 
 @dataclass

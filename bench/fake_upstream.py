@@ -29,13 +29,13 @@ import asyncio
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import orjson
+from harness.cli import run
 
 Hangup = Callable[[float], None]
-T = TypeVar("T")
 
 _HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -252,15 +252,6 @@ async def _main(port: int) -> None:
     host, bound = server.sockets[0].getsockname()[:2]
     print(f"http://{host}:{bound}", flush=True)
     await server.serve_forever()
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop when it is installed (as it is for Córtex), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 def main() -> None:

@@ -24,17 +24,13 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from harness import (
-    HOST,
-    choose_pinning,
-    cpu_of,
-    family,
-    processes,
-    start_cortex,
-    start_upstream,
-    user_and_system,
-)
-from loadgen import chat_request, checked, run_load
+from harness.cpu import cpu_of, family, user_and_system
+from harness.loadgen import chat_request, checked, run_load
+from harness.loads import warm_up
+from harness.machine import HOST
+from harness.pinning import choose_pinning
+from harness.processes import processes
+from harness.servers import start_cortex, start_upstream
 
 # (part, path fragments of its frames); the first part that matches a frame wins
 PARTS: list[tuple[str, tuple[str, ...]]] = [
@@ -88,7 +84,7 @@ async def profile(requests: int, kind: str, tokens: int) -> int:
         _, upstream_port = await start_upstream(procs)
         cortex = await start_cortex(procs, upstream_port, kind)
         request = chat_request(HOST, cortex.port, tokens, dialect="ollama")
-        checked((await run_load(HOST, cortex.port, request, 300, 1))[0], "warm-up")
+        await warm_up(cortex.port, request, 300, 1, "Córtex")
         pids = family(cortex.proc.pid)
         before, user_before = cpu_of(pids), user_seconds(pids)
         checked((await run_load(HOST, cortex.port, request, requests, 1))[0], "measured")

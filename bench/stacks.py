@@ -18,45 +18,22 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import (
-    HERE,
-    HOST,
-    Cortex,
-    CpuClock,
-    Pinning,
-    Processes,
-    choose_pinning,
-    cpu_list,
-    cpu_seconds,
-    family,
-    free_port,
-    measured,
-    processes,
-    start_cortex,
-    start_gateway,
-    start_upstream,
-    summary,
-)
-from loadgen import ChatRequest, Result, chat_request, checked, run_load
-from report import (
-    Report,
-    Run,
-    Table,
-    cancel_on_sigterm,
-    ms,
-    parser,
-    quick_or_full,
-    ratio,
-    rounds_of,
-    run_benchmark,
-    write_results,
-)
+from harness.cli import parser, quick_or_full, run_benchmark
+from harness.cpu import family
+from harness.loadgen import ChatRequest, Result, chat_request
+from harness.loads import long_streams, measured_load, warm_up
+from harness.machine import HERE, HOST
+from harness.processes import Gateway, Processes, free_port, processes, start_gateway
+from harness.results import Report, begin_run, write_results
+from harness.rounds import RoundNoise, Run, interleaved, rounds_of
+from harness.servers import start_cortex, start_upstream
+from harness.stats import summary
+from harness.tables import Table, ms, ratio
 from stacks_apps import STACKS
 
 CORTEX = "cortex"
@@ -92,7 +69,7 @@ class Server:
     """A relay (or Córtex) subprocess; granian's worker is its child."""
 
     name: str
-    process: Cortex
+    process: Gateway
 
     @property
     def port(self) -> int:
@@ -130,8 +107,13 @@ class Bench:
         self.c1 = {s.name: [] for s in self.servers}
         self.runs = {s.name: {load: [] for load in LOADS} for s in self.servers}
 
-    def base_pids(self) -> dict[str, int]:
-        return {"upstream": self.upstream_pid, "load generator": os.getpid()}
+    def at(self, server: Server | None) -> tuple[int, dict[str, int], str]:
+        """Where a load goes (a relay, or straight at the upstream), the processes whose
+        CPU it counts, and its name."""
+        pids = {"upstream": self.upstream_pid, "load generator": os.getpid()}
+        if server is None:
+            return self.upstream_port, pids, "direct"
+        return server.port, pids | server.pids(), server.name
 
     async def load(
         self,
@@ -143,21 +125,16 @@ class Bench:
     ) -> tuple[list[Result], Run | None, float]:
         """One load at a relay (or straight at the upstream); the results, the server's
         CPU as a Run, and the wall time."""
-        port = server.port if server else self.upstream_port
-        pids = {**self.base_pids(), **(server.pids() if server else {})}
-        (results, wall), used = await measured(
-            pids, run_load(HOST, port, request, requests, concurrency, stagger)
-        )
-        checked(results, server.name if server else "direct")
+        port, pids, what = self.at(server)
+        load = await measured_load(port, request, requests, concurrency, pids, what, stagger)
         if server is None:
-            return results, None, wall
-        mine = [u for name, u in used.items() if name.startswith("server")]
-        return results, Run.of(results, wall, mine), wall
+            return load.results, None, load.wall_s
+        return load.results, Run.of(load.results, load.wall_s, load.of("server")), load.wall_s
 
     async def sequential(self, server: Server | None) -> None:
-        port = server.port if server else self.upstream_port
+        port, _, what = self.at(server)
         request = chat_request(HOST, port, self.plan.short_tokens)
-        await self.load(server, request, self.plan.warmup, 1)
+        await warm_up(port, request, self.plan.warmup, 1, what)
         results, run, _ = await self.load(server, request, self.plan.sequential, 1)
         if server is None:
             self.direct["c1"] += results
@@ -169,40 +146,35 @@ class Bench:
     async def streams(self, server: Server | None, tokens: int, delay_ms: float) -> None:
         """n streams at once. Paced ones start spread over a stream's length, two per
         connection, so that they do not run in lockstep (n tokens arriving together)."""
-        port, n = server.port if server else self.upstream_port, self.plan.streams
-        await self.load(server, chat_request(HOST, port, tokens // 10, delay_ms), n, n)
+        (port, pids, what), n = self.at(server), self.plan.streams
         requests, stagger = (2 * n, tokens * delay_ms / 1e3 / n) if delay_ms else (n, 0)
-        results, run, wall = await self.load(
-            server, chat_request(HOST, port, tokens, delay_ms), requests, n, stagger
+        load = await long_streams(
+            port, n, tokens, delay_ms, pids, what, "ollama", requests, stagger
         )
         if server is None:
-            self.direct_rates.append(sum(r.messages for r in results) / wall)
+            self.direct_rates.append(sum(r.messages for r in load.results) / load.wall_s)
             return
-        assert run is not None
+        run = Run.of(load.results, load.wall_s, load.of("server"))
         self.runs[server.name]["paced" if delay_ms else "unpaced"].append(run)
 
-    async def round(self, forward: bool) -> None:
+    async def round(self, round_: int) -> None:
         plan = self.plan
-        servers = self.servers if forward else self.servers[::-1]
-        with_direct: list[Server | None] = [None, *servers]
-        for target in with_direct if forward else with_direct[::-1]:
+        servers = interleaved(self.servers, round_)
+        with_direct: list[Server | None] = [None, *self.servers]
+        for target in interleaved(with_direct, round_):
             await self.sequential(target)
         for server in servers:
             await self.streams(server, plan.paced_tokens, plan.paced_delay_ms)
-        for target in with_direct if forward else with_direct[::-1]:
+        for target in interleaved(with_direct, round_):
             await self.streams(target, plan.tokens, 0)
 
-    def all_pids(self) -> list[int]:
-        return [self.upstream_pid, *(pid for s in self.servers for pid in s.pids().values())]
-
     async def measure(self) -> None:
+        noise = RoundNoise(self.plan.rounds)
         for round_ in range(self.plan.rounds):
-            started, clock = time.monotonic(), CpuClock.now()
-            ours = sum(map(cpu_seconds, self.all_pids()))
-            await self.round(forward=round_ % 2 == 0)
-            wall = time.monotonic() - started
-            ours = sum(map(cpu_seconds, self.all_pids())) - ours
-            self.noise.append({"wall_s": wall, **CpuClock.now().others_since(clock, wall, ours)})
+            noise.start()
+            await self.round(round_)
+            noise.end(say=False)
+        self.noise = noise.per_round
 
 
 # ---- summaries and the table --------------------------------------------------------------
@@ -288,13 +260,6 @@ def stacks_table(stats: dict[str, Any], plan: Plan) -> Table:
 # ---- main ---------------------------------------------------------------------------------
 
 
-def print_header(data: dict[str, Any]) -> None:
-    m = data["machine"]
-    print(f"Server and client stacks ({data['mode']}): Córtex {m['cortex_source']}, {m['python']}")
-    print(f"{m['nproc']} of {m['cpu_count']} CPUs, {m['cpu_model']}, load {m['loadavg'][0]:.2f}")
-    print(f"{data['pinning']}\nrunning...", flush=True)
-
-
 def print_footer(report: Report, path: Path) -> None:
     print(
         "TTFC added: relay pXX - direct pXX over pooled samples. A chunk relayed is one upstream "
@@ -313,23 +278,8 @@ def noise_notes(report: Report, noise: list[dict[str, float]]) -> None:
     )
 
 
-def pin_load_generator(pinning: Pinning) -> str:
-    """Move this process to the load CPU; where everything runs."""
-    if pinning.cortex is None or pinning.load is None:
-        return pinning.describe()
-    pinning.pin_load_generator()
-    return (
-        f"servers on CPU {cpu_list(pinning.cortex)}; upstream + load generator on "
-        f"CPU {cpu_list(pinning.load)} ({pinning.how})"
-    )
-
-
 async def main(plan: Plan, mode: str) -> int:
-    cancel_on_sigterm()
-    report = Report.begin(mode, plan)
-    pinning = choose_pinning()
-    report.data["pinning"] = pin_load_generator(pinning)
-    print_header(report.data)
+    report, pinning = begin_run("Server and client stacks", mode, plan, relays="servers")
     async with processes(pinning) as procs:
         upstream, upstream_port = await start_upstream(procs)
         servers = [await start_stack(procs, s, upstream_port) for s in (*STACKS, CORTEX)]

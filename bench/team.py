@@ -20,34 +20,26 @@ ratio to ``bare``, measured in the same run. Writes JSON to bench/results/.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import (
-    HERE,
-    HOST,
-    CpuClock,
-    Processes,
-    choose_pinning,
-    cpu_of,
-    free_port,
-    machine,
-    measured,
-    processes,
-    start_cortex,
-    start_upstream,
-    summary,
-)
-from loadgen import chat_request, checked, run_load
-from report import Table, ms, parser, plus_ms, print_table, ratio, write_results
+from harness.cli import parser, run
+from harness.cpu import Snapshot
+from harness.loadgen import chat_request
+from harness.loads import measured_load, warm_up
+from harness.machine import HERE, HOST, machine
+from harness.pinning import choose_pinning
+from harness.processes import processes
+from harness.results import write_results
+from harness.rounds import interleaved
+from harness.servers import start_cortex, start_redis, start_upstream
+from harness.stats import summary
+from harness.tables import Table, ms, plus_ms, print_table, ratio
 
 from cortex.access.keys import generate_key, hash_key
 
@@ -92,52 +84,28 @@ def variants(key: str, redis_port: int | None, work: Path) -> list[Variant]:
     return out
 
 
-async def start_redis(procs: Processes) -> tuple[int, int] | None:
-    """A throwaway redis-server on the load side's CPU: its port and pid."""
-    server = shutil.which("redis-server")
-    if server is None:
-        return None
-    port = free_port()
-    argv = [server, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    proc = await procs.spawn(argv, procs.pinning.load, procs.log_file())
-    for _ in range(100):
-        try:
-            _, writer = await asyncio.open_connection(HOST, port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return port, proc.pid
-    raise RuntimeError("redis-server did not start")
-
-
-async def run(plan: Plan) -> dict[str, Any]:
+async def measure(plan: Plan) -> dict[str, Any]:
     pinning = choose_pinning()
     key = generate_key()
     with tempfile.TemporaryDirectory(prefix="cortex-team-") as tmp:
         work = Path(tmp)
         async with processes(pinning) as procs:
             upstream, upstream_port = await start_upstream(procs)
-            redis = await start_redis(procs)
+            redis = await start_redis(procs, pinning.load)
             pids = {"upstream": upstream.pid, "load generator": os.getpid()}
             if redis is not None:
-                pids["redis"] = redis[1]
+                pids["redis"] = redis.proc.pid
             started: dict[str, tuple[int, int]] = {}
-            chosen = variants(key, redis[0] if redis else None, work)
+            chosen = variants(key, redis.port if redis else None, work)
             for v in chosen:
                 config = work / f"{v.name.replace(', ', '-')}.toml"
                 config.write_text(v.toml)
                 extra = ["--config", str(config), "--log-level", "info"]
                 cortex = await start_cortex(procs, upstream_port, extra=extra)
                 started[v.name] = (cortex.port, cortex.proc.pid)
-            ours = [pid for pid in pids.values() if pid != os.getpid()]
-            ours += [pid for _, pid in started.values()]
-            clock, wall, children = CpuClock.now(), time.perf_counter(), cpu_of(ours)
+            start = Snapshot.now()
             runs = await rounds(plan, chosen, started, pids, key)
-            wall = time.perf_counter() - wall
-            # the children still run: others_since counts only waited-for ones as ours
-            running = cpu_of(ours) - children
-            noise = CpuClock.now().others_since(clock, wall, running)
+            noise = Snapshot.now().others_since(start)
     return {
         "noise": noise,
         "machine": machine(),
@@ -160,20 +128,21 @@ async def rounds(
         for v in chosen
     }
 
-    async def load(v: Variant, tokens: int, delay: float, n: int, c: int) -> tuple[Any, Any]:
+    async def load(
+        v: Variant, tokens: int, delay: float, n: int, c: int, warmup: int = 0
+    ) -> tuple[Any, Any]:
         port, pid = started[v.name]
         headers = {"Authorization": f"Bearer {key}"} if v.keyed else None
         request = chat_request(HOST, port, tokens, delay, headers=headers)
-        (results, _), used = await measured(
-            {"cortex": pid, **pids}, run_load(HOST, port, request, n, c)
-        )
-        return checked(results, v.name), used
+        if warmup:
+            await warm_up(port, request, warmup, c, v.name)
+        load = await measured_load(port, request, n, c, {"cortex": pid, **pids}, v.name)
+        return load.results, load.used
 
     for round_ in range(plan.rounds):
-        order = chosen if round_ % 2 == 0 else chosen[::-1]
+        order = interleaved(chosen, round_)
         for v in order:
-            await load(v, plan.short_tokens, 0, plan.warmup, 1)
-            results, used = await load(v, plan.short_tokens, 0, plan.sequential, 1)
+            results, used = await load(v, plan.short_tokens, 0, plan.sequential, 1, plan.warmup)
             samples[v.name]["ttfc"] += [r.ttfc for r in results]
             samples[v.name]["per_request"].append(used["cortex"]["cpu_s"] / len(results))
         for v in order:
@@ -232,7 +201,7 @@ def table(stats: dict[str, Any], plan: Plan) -> Table:
 def main() -> None:
     args = parser(__doc__, "one round, smaller samples").parse_args()
     plan = QUICK if args.quick else Plan()
-    stats = asyncio.run(run(plan))
+    stats = run(measure(plan))
     print(f"Córtex {stats['machine']['cortex_source']}; {stats['pinning']}")
     m = stats["machine"]
     print(f"{m['cpu_model']}, {m['nproc']} CPUs, Python {m['python']}")
