@@ -110,7 +110,7 @@ def check_chat(path: str, case: Any, response: Any, where: str) -> None:
     if path == "/api/chat":
         accept = (case.headers or {}).get("Accept", "")
         # No messages only loads the model: Ollama answers that with one JSON object.
-        stream = body.get("stream") is not False and body.get("messages") != []
+        stream = body.get("stream") is not False and bool(body.get("messages"))
         framing = ClientFraming("fuzz", "ollama", stream=stream, sse="event-stream" in accept)
     else:
         framing = ClientFraming("fuzz", "openai", stream=body.get("stream") is True)

@@ -147,7 +147,7 @@ def test_show_for_an_openai_server_describes_its_catalogue_entry(
 
 
 def test_an_unknown_openai_path_is_not_called_a_missing_model(gateway: RunningGateway) -> None:
-    for method, path in (("POST", "/v1/completions"), ("GET", "/v1/nothing")):
+    for method, path in (("POST", "/v1/audio/speech"), ("GET", "/v1/nothing")):
         response = httpx.request(method, gateway.url + path, json={}, timeout=5)
         assert response.status_code == 404
         assert response.json()["error"]["code"] is None

@@ -66,7 +66,7 @@ def dechunk(body: bytes) -> tuple[list[bytes], bool]:
 
 
 def stream(fake: FakeOllama, path: str = "/api/chat", **body: object) -> tuple[list[bytes], bool]:
-    with send(fake.port, path, {"model": "fake-llama:latest", **body}) as sock:
+    with send(fake.port, path, {"model": "fake-llama:latest", "messages": HI, **body}) as sock:
         head, raw, _ = read_all(sock)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     return dechunk(raw)
@@ -100,7 +100,9 @@ def test_stream_is_byte_exact(fake: FakeOllama) -> None:
 
 def test_stream_false_is_one_json_object(fake: FakeOllama) -> None:
     fake.script = Script(tokens=["Hola", " mundo"], created_at=TS)
-    resp = httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama", "stream": False})
+    resp = httpx.post(
+        f"{fake.url}/api/chat", json={"messages": HI, "model": "fake-llama", "stream": False}
+    )
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "application/json; charset=utf-8"
     assert "transfer-encoding" not in resp.headers
@@ -142,22 +144,24 @@ def test_tags_and_version(fake: FakeOllama) -> None:
 
 
 def test_unknown_model_and_path(fake: FakeOllama) -> None:
-    resp = httpx.post(f"{fake.url}/api/chat", json={"model": "x"})
+    resp = httpx.post(f"{fake.url}/api/chat", json={"messages": HI, "model": "x"})
     assert resp.status_code == 404
     assert resp.headers["content-type"] == "application/json; charset=utf-8"
     assert resp.content == b'{"error":"model \\"x\\" not found, try pulling it first"}'
     resp = httpx.get(f"{fake.url}/api/nope")
     assert (resp.status_code, resp.headers["content-type"]) == (404, "text/plain")
     assert resp.content == b"404 page not found"
-    assert httpx.post(f"{fake.url}/api/chat", json={"model": ""}).status_code == 200
+    assert httpx.post(f"{fake.url}/api/chat", json={"messages": HI, "model": ""}).status_code == 200
 
 
 def test_requests_are_recorded(fake: FakeOllama) -> None:
-    httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama", "stream": False})
+    httpx.post(
+        f"{fake.url}/api/chat", json={"messages": HI, "model": "fake-llama", "stream": False}
+    )
     (rec,) = fake.requests
     assert (rec.method, rec.path) == ("POST", "/api/chat")
     assert rec.headers["content-type"] == "application/json"
-    assert rec.json == {"model": "fake-llama", "stream": False}
+    assert rec.json == {"messages": HI, "model": "fake-llama", "stream": False}
     assert rec.disconnected_at is None
     assert rec.bytes_written == fake.bytes_written > 0
     fake.reset()
@@ -180,7 +184,11 @@ def test_keep_alive_two_requests_one_connection(fake: FakeOllama) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
     try:
         for _ in range(2):
-            conn.request("POST", "/api/chat", body=b'{"model":"fake-llama:latest"}')
+            conn.request(
+                "POST",
+                "/api/chat",
+                body=b'{"model":"fake-llama:latest","messages":[{"role":"user","content":"hi"}]}',
+            )
             resp = conn.getresponse()
             assert resp.status == 200
             assert resp.read().count(b"\n") == 4
@@ -194,7 +202,7 @@ def test_split_lines_arrive_in_many_chunks_and_reads(fake: FakeOllama) -> None:
     fake.script = Script(created_at=TS)
     normal, _ = stream(fake)
     fake.script = Script(created_at=TS, fault="split_lines")
-    with send(fake.port, "/api/chat", {"model": "fake-llama:latest"}) as sock:
+    with send(fake.port, "/api/chat", {"model": "fake-llama:latest", "messages": HI}) as sock:
         _, raw, calls = read_all(sock)
     chunks, terminated = dechunk(raw)
     assert terminated
@@ -220,12 +228,12 @@ def test_split_utf8_cuts_inside_characters(fake: FakeOllama) -> None:
 def test_reset_mid_gives_connection_error(fake: FakeOllama) -> None:
     fake.script = Script(fault="reset_mid", fault_after=1, delay=0.01)
     with (
-        send(fake.port, "/api/chat", {"model": "fake-llama:latest"}) as sock,
+        send(fake.port, "/api/chat", {"model": "fake-llama:latest", "messages": HI}) as sock,
         pytest.raises(ConnectionResetError),
     ):
         read_all(sock)
     with pytest.raises(httpx.HTTPError):
-        httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama:latest"})
+        httpx.post(f"{fake.url}/api/chat", json={"messages": HI, "model": "fake-llama:latest"})
     assert fake.requests[-1].disconnected_at is None
 
 
@@ -238,7 +246,7 @@ def test_close_mid_ends_cleanly_without_done(fake: FakeOllama) -> None:
 
 def test_status_fault(fake: FakeOllama) -> None:
     fake.script = Script(fault="status", status=503, error_body=b'{"error":"busy"}')
-    resp = httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama"})
+    resp = httpx.post(f"{fake.url}/api/chat", json={"messages": HI, "model": "fake-llama"})
     assert (resp.status_code, resp.content) == (503, b'{"error":"busy"}')
     assert httpx.get(f"{fake.url}/api/tags").status_code == 200  # only generation endpoints
 
@@ -260,7 +268,7 @@ def test_garbage_error_and_missing_newline(fake: FakeOllama) -> None:
 def test_header_delay_and_stall_before_first(fake: FakeOllama) -> None:
     fake.script = Script(header_delay=0.2, fault="stall_before_first", stall=0.3)
     start = time.monotonic()
-    with send(fake.port, "/api/chat", {"model": "fake-llama:latest"}) as sock:
+    with send(fake.port, "/api/chat", {"model": "fake-llama:latest", "messages": HI}) as sock:
         first = sock.recv(65536)
         got_head = time.monotonic()
         assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"\r\n\r\n")
@@ -274,7 +282,7 @@ def test_header_delay_and_stall_before_first(fake: FakeOllama) -> None:
 
 def test_client_disconnect_is_detected_promptly(fake: FakeOllama) -> None:
     fake.script = Script(delay=0.05, count=1000)
-    with send(fake.port, "/api/chat", {"model": "fake-llama:latest"}) as sock:
+    with send(fake.port, "/api/chat", {"model": "fake-llama:latest", "messages": HI}) as sock:
         assert sock.recv(65536)
         closed_at = time.monotonic()
     seen = fake.wait_disconnect(timeout=5)
@@ -287,7 +295,7 @@ def test_client_disconnect_is_detected_promptly(fake: FakeOllama) -> None:
 
 def test_disconnect_detected_while_stalled(fake: FakeOllama) -> None:
     fake.script = Script(fault="stall_mid", fault_after=1)
-    with send(fake.port, "/api/chat", {"model": "fake-llama:latest"}) as sock:
+    with send(fake.port, "/api/chat", {"model": "fake-llama:latest", "messages": HI}) as sock:
         sock.recv(65536)
     assert fake.wait_disconnect(timeout=5) is not None
 
@@ -299,7 +307,7 @@ def test_no_disconnect_for_complete_response(fake: FakeOllama) -> None:
 
 def test_backpressure_bounds_bytes_written(fake: FakeOllama) -> None:
     fake.script = Script(count=200_000, sndbuf=16 * 1024)
-    with send(fake.port, "/api/chat", {"model": "fake-llama:latest"}) as sock:
+    with send(fake.port, "/api/chat", {"model": "fake-llama:latest", "messages": HI}) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         time.sleep(0.5)  # never read: the fake's drain() must block
         stuck = fake.bytes_written
@@ -311,7 +319,9 @@ def test_backpressure_bounds_bytes_written(fake: FakeOllama) -> None:
 
 def test_large_fast_stream(fake: FakeOllama) -> None:
     fake.script = Script(count=100_000)
-    with httpx.stream("POST", f"{fake.url}/api/chat", json={"model": "fake-llama"}) as resp:
+    with httpx.stream(
+        "POST", f"{fake.url}/api/chat", json={"messages": HI, "model": "fake-llama"}
+    ) as resp:
         body = b"".join(resp.iter_bytes())
     lines = body.splitlines()
     assert len(lines) == 100_001
@@ -382,7 +392,9 @@ def test_thinking_and_tool_call_lines_are_byte_exact(fake: FakeOllama) -> None:
     ]
     final = json.loads(chunks[3])
     assert (final["done"], final["done_reason"], final["eval_count"]) == (True, "stop", 3)
-    whole = httpx.post(f"{fake.url}/api/chat", json={"model": "fake-llama", "stream": False})
+    whole = httpx.post(
+        f"{fake.url}/api/chat", json={"messages": HI, "model": "fake-llama", "stream": False}
+    )
     message = whole.json()["message"]
     assert list(message) == ["role", "content", "thinking", "tool_calls"]
     assert message["thinking"] == "Hmm"

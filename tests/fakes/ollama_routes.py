@@ -29,11 +29,10 @@ async def _bad(out: Out, message: str, status: int = 400) -> bool:
 
 
 def _is_load(body: dict[str, Any], chat: bool) -> bool:
-    """Ollama answers a chat without messages / a generate without prompt by just loading
-    the model. (A chat body lacking "messages" altogether still streams, as this fake
-    always did; ``null``, as Go's client sends it, is a load.)"""
+    """Ollama answers a chat without messages (missing, ``null`` as Go's client sends it, or
+    empty) or a generate without prompt by just loading the model."""
     if chat:
-        return "messages" in body and not body["messages"]
+        return not body.get("messages")
     return not body.get("prompt") and "messages" not in body
 
 

@@ -23,6 +23,7 @@ from ..routing.placement import holders, homes
 from ..stream.pull import read_whole
 from .body import read_body, read_json_object, request_schema, validate
 from .progress import ProgressSource, progress_response
+from .replies import json_reply
 
 router = APIRouter(tags=["Ollama"])
 
@@ -106,7 +107,7 @@ async def has_blob(request: Request, digest: str) -> Response:
     for member in homes(gw.router.members, None, gw.settings.pull_to):
         status = await _send(gw, member, "HEAD", f"/api/blobs/{digest}", None, ctx, missing=True)
         if status == 404:
-            return Response(status_code=404)
+            return json_reply({"error": f"blob {digest} not found"}, status=404)
     return Response(status_code=200)
 
 
