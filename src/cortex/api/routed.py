@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,8 +55,7 @@ class RoutedSource:
             if lease.cold:  # a model being loaded gets its load's time on top
                 first_byte = limits.first_byte + self.gw.settings.load_timeout
                 limits = replace(limits, first_byte=first_byte)
-            async with AsyncExitStack() as opened:
-                upstream = await _opened(opened, lease, call, limits.first_byte, record.id)
+            async with _opened(lease, call, limits.first_byte, record.id) as upstream:
                 driven = drive(upstream, call.translator, limits)
                 try:
                     yield Attempt(
@@ -78,23 +77,36 @@ class RoutedSource:
                     driven.close()
 
 
-async def _opened(
-    stack: AsyncExitStack, lease: Lease, call: Call, first_byte: float, request_id: str
-) -> Any:
-    """The upstream answer to ``call``; again without thinking when the server refuses
-    thinking for a model that has none and the client asked for it only where it can be."""
-    backend = lease.backend
-    try:
-        return await stack.enter_async_context(
-            backend.open("POST", call.path, call.body, first_byte, request_id=request_id)
-        )
-    except UpstreamStatus as exc:
-        if call.unthinking is None or exc.status != 400 or NO_THINKING not in exc.message:
-            raise
-    body = call.unthinking
-    return await stack.enter_async_context(
-        backend.open("POST", call.path, body, first_byte, request_id=request_id)
-    )
+def _opened(
+    lease: Lease, call: Call, first_byte: float, request_id: str
+) -> AbstractAsyncContextManager[Any]:
+    """The upstream answer to ``call``; when the client asked for thinking only where the
+    model can, again without it if the server refuses it for a model that has none."""
+    opened = lease.backend.open("POST", call.path, call.body, first_byte, request_id=request_id)
+    if call.unthinking is None:
+        return opened
+    return _unless_refused(opened, lease, call, first_byte, request_id)
+
+
+@asynccontextmanager
+async def _unless_refused(
+    opened: AbstractAsyncContextManager[Any],
+    lease: Lease,
+    call: Call,
+    first_byte: float,
+    request_id: str,
+) -> AsyncIterator[Any]:
+    async with AsyncExitStack() as stack:
+        try:
+            upstream = await stack.enter_async_context(opened)
+        except UpstreamStatus as exc:
+            if exc.status != 400 or NO_THINKING not in exc.message or call.unthinking is None:
+                raise
+            again = lease.backend.open(
+                "POST", call.path, call.unthinking, first_byte, request_id=request_id
+            )
+            upstream = await stack.enter_async_context(again)
+        yield upstream
 
 
 def _headers(lease: Lease) -> Headers:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from ..errors import CortexError
 from .contract import Translator
@@ -28,7 +28,6 @@ from .core import RelayCore, RelayLimits
 HIGH_WATER = 256 * 1024  # bytes made for the client but not yet handed to it
 
 
-@runtime_checkable
 class Pushing(Protocol):
     """An upstream answer that pushes its chunks (``backends.h1.Connection``)."""
 
