@@ -21,6 +21,7 @@ Model lists keep the names the servers gave; only comparisons use ``canonical``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 DEFAULT_TAG = "latest"
 DEFAULT_HOST = "registry.ollama.ai/"
@@ -31,6 +32,7 @@ def has_tag(name: str) -> bool:
     return name.rfind(":") > name.rfind("/")
 
 
+@lru_cache(maxsize=4096)  # a few names, compared on every request
 def canonical(name: str) -> str:
     """The name as Ollama lists it: its default host and namespace left out, its tag added."""
     if not name:
