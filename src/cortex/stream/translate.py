@@ -66,9 +66,10 @@ class CrossDialect:
         kept = events
         out = b""
         for i, event in enumerate(events):
-            if isinstance(event, Text | Reasoning):
-                self.pieces += bool(event.text)
-            elif isinstance(event, Finish):
+            kind = type(event)
+            if kind is Text or kind is Reasoning:
+                self.pieces += bool(event.text)  # type: ignore[union-attr]
+            elif kind is Finish:
                 self.complete = True
                 self.usage = event.usage
                 kept = events[: i + 1]

@@ -69,7 +69,8 @@ class OllamaReader:
         if thinking:
             events.append(Reasoning(thinking))
         if content:
-            events.append(Text(content, logprobs(line.get("logprobs"))))
+            found = line.get("logprobs")
+            events.append(Text(content, logprobs(found) if found else None))
         for raw in raw_calls:
             try:
                 call = tool_call(raw)
