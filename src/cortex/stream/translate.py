@@ -69,7 +69,7 @@ class CrossDialect:
             kind = type(event)
             if kind is Text or kind is Reasoning:
                 self.pieces += bool(event.text)  # type: ignore[union-attr]
-            elif kind is Finish:
+            elif isinstance(event, Finish):
                 self.complete = True
                 self.usage = event.usage
                 kept = events[: i + 1]
