@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cortex.server import resolve_upstream
 from cortex.sources import ConfigError, load_settings
 from cortex.urls import normalize_upstream, redact_url
 
@@ -129,3 +130,15 @@ def test_sharing_routing_through_redis_needs_a_redis() -> None:
     assert shared.shared_routing_url == "redis://127.0.0.1:6379/0"
     alone = load_settings({"redis_url": "redis://127.0.0.1:6379/0", "routing_share": "none"})
     assert alone.shared_routing_url is None
+
+
+def test_with_backends_configured_the_embedded_model_is_not_chosen_nor_announced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings(environ={}, flags={"backends": [{"url": "http://127.0.0.1:9"}]})
+    assert settings.upstream_kind == "auto"
+    with caplog.at_level("INFO"):
+        resolved = resolve_upstream(settings)
+    assert resolved is settings
+    assert "embedded" not in caplog.text
+    assert [b.kind for b in resolved.backend_list()] == ["ollama"]

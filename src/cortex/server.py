@@ -46,8 +46,9 @@ def listen_socket(settings: Settings) -> socket.socket:
 
 
 def resolve_upstream(settings: Settings) -> Settings:
-    """Settle ``upstream_kind = "auto"``: Ollama if it answers, else the embedded model."""
-    if settings.upstream_kind != "auto":
+    """Settle ``upstream_kind = "auto"``: Ollama if it answers, else the embedded model.
+    Configured ``backends`` are used as they are: there is nothing to settle."""
+    if settings.upstream_kind != "auto" or settings.backends:
         return settings
     parts = urlsplit(settings.upstream)
     try:
