@@ -132,6 +132,19 @@ def test_http11_without_a_host_or_with_two_is_a_400(
     assert generations(fake) == []
 
 
+def test_a_request_line_in_absolute_form_is_judged_by_the_host_it_names(
+    gateway: RunningGateway, fake: FakeOllama
+) -> None:
+    def ask(target: bytes) -> bytes:
+        head = b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        return raw_request(gateway, head)
+
+    foreign = ask(b"http://attacker.example/api/tags")
+    assert foreign.startswith(b"HTTP/1.1 403"), foreign[:80]
+    assert ask(b"http://localhost:4000/api/tags").startswith(b"HTTP/1.1 200")
+    assert ask(b"/api/tags").startswith(b"HTTP/1.1 200")
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [

@@ -108,6 +108,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._stop_head_timer()
+        _host_of_absolute_form(self.url, self.headers)
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:
@@ -157,6 +158,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             % (status, reason.encode(), head, body)
         )
         self.transport.close()
+
+
+def _host_of_absolute_form(target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A request line in absolute form (``GET http://other.host/… HTTP/1.1``) names its host
+    there, and HTTP says the ``Host`` header is then ignored (RFC 9112, 3.2.2): the host guard
+    must judge the one the request really names, so it becomes the only ``Host``."""
+    scheme, separator, rest = target.partition(b"://")
+    if not separator or scheme.lower() not in (b"http", b"https"):
+        return
+    authority = rest.split(b"/", 1)[0].split(b"?", 1)[0].rpartition(b"@")[2]
+    headers[:] = [(name, value) for name, value in headers if name != b"host"]
+    headers.append((b"host", authority))
 
 
 def _conduit_in(scope: Scope) -> ClientConduit | None:
