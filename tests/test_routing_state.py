@@ -458,3 +458,21 @@ def test_a_waiter_is_placed_by_the_rule_when_several_backends_free_up(
             await gateway.close()
 
     assert asyncio.run(scenario()) == expected
+
+
+def test_a_burst_of_two_cold_models_loads_them_on_two_servers() -> None:
+    """/api/ps lags behind: the load Córtex just started on one server counts there at once,
+    so the second cold model goes to the idle server instead of evicting the first."""
+    one, two = member("one", []), member("two", [])
+    first = scorer.choose("a", [one, two], None, 2, 4, 0)
+    assert first.reason == "cold"
+    first.member.residency.loading.add("a")
+    second = scorer.choose("b", [one, two], None, 2, 4, 0)
+    assert second.reason == "cold"
+    assert second.member is not first.member
+
+
+def test_a_model_with_open_streams_counts_as_in_memory_before_ps_says_so() -> None:
+    streaming, idle = member("streaming", []), member("idle", [])
+    streaming.residency.started("x")
+    assert scorer.choose("m", [streaming, idle], None, 2, 4, 0).member is idle

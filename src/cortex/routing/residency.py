@@ -69,18 +69,26 @@ class Residency:
         return entry.expires_at is None or entry.expires_at > now
 
     def evicts_busy(self, model: str) -> int:
-        """How many other models in use here a load of ``model`` could push out."""
+        """How many other models in use here a load of ``model`` could push out: streaming, or
+        being loaded for a request Córtex sent (which ``/api/ps`` may not show yet)."""
         model = canonical(model)
         if self.loaded is None or model in self.remote:
             return 0
-        return sum(1 for name in self.loaded if name != model and self.busy.get(name, 0) > 0)
+        in_use = {name for name, streams in self.busy.items() if streams > 0} | self.loading
+        return sum(1 for name in self._present() if name != model and name in in_use)
 
     def crowd(self, model: str) -> int:
-        """Models other than ``model`` in memory: the more, the likelier a load evicts one."""
+        """Models other than ``model`` in memory, or on their way there because Córtex just
+        sent a request for them: the more, the likelier a load evicts one."""
         model = canonical(model)
         if self.loaded is None or model in self.remote:
             return 0
-        return sum(1 for name in self.loaded if name != model)
+        return sum(1 for name in self._present() if name != model)
+
+    def _present(self) -> set[str]:
+        assert self.loaded is not None
+        streaming = {name for name, streams in self.busy.items() if streams > 0}
+        return (self.loaded.keys() | self.loading | streaming) - self.remote
 
     def view(self) -> list[InMemory] | None:
         """For ``/cortex/backends``: each model in memory, its size and streams, or None."""
