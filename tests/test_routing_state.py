@@ -460,19 +460,33 @@ def test_a_waiter_is_placed_by_the_rule_when_several_backends_free_up(
     assert asyncio.run(scenario()) == expected
 
 
+def same_home(model: str, names: list[str]) -> str:
+    """Another model whose cold load rendezvous hashing sends where ``model``'s goes."""
+    home = rendezvous(model.encode(), names)[0]
+    return next(
+        other
+        for other in (f"model-{i}" for i in range(100))
+        if other != model and rendezvous(other.encode(), names)[0] == home
+    )
+
+
 def test_a_burst_of_two_cold_models_loads_them_on_two_servers() -> None:
     """/api/ps lags behind: the load Córtex just started on one server counts there at once,
-    so the second cold model goes to the idle server instead of evicting the first."""
+    so a second cold model that would hash to the same server goes to the idle one instead
+    of evicting the first."""
     one, two = member("one", []), member("two", [])
+    other = same_home("a", ["one", "two"])
     first = scorer.choose("a", [one, two], None, 2, 4, 0)
     assert first.reason == "cold"
     first.member.residency.loading.add("a")
-    second = scorer.choose("b", [one, two], None, 2, 4, 0)
+    second = scorer.choose(other, [one, two], None, 2, 4, 0)
     assert second.reason == "cold"
     assert second.member is not first.member
 
 
 def test_a_model_with_open_streams_counts_as_in_memory_before_ps_says_so() -> None:
-    streaming, idle = member("streaming", []), member("idle", [])
-    streaming.residency.started("x")
-    assert scorer.choose("m", [streaming, idle], None, 2, 4, 0).member is idle
+    one, two = member("one", []), member("two", [])
+    home = rendezvous(b"m", ["one", "two"])[0]
+    streaming = one if home == "one" else two
+    streaming.residency.started(same_home("m", ["one", "two"]))
+    assert scorer.choose("m", [one, two], None, 2, 4, 0).member is not streaming
