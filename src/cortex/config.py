@@ -164,6 +164,7 @@ class Settings(BaseModel):
     affinity_slack: int = Field(default=2, ge=0)
     routing: RoutingRule = "state"
     cold_slack: int = Field(default=4, ge=0)
+    balance_homes: bool = True  # a new conversation skips a home with its share (homes.py)
     routing_share: Literal["redis", "none"] | None = None  # None: "redis" with redis_url
     keys: list[KeyRecord] = Field(default_factory=list)  # [[keys]] tables; see access/keys.py
     keys_file: Path | None = None  # default: keys.default_keys_file()

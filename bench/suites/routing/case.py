@@ -85,7 +85,8 @@ async def run_case(procs: Processes, plan: Plan, work: Workload, rule: str, dir:
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             listen = [free_port() for _ in range(work.instances)]
-            toml = [config(rule, ports, names, plan, dir, p, redis_url) for p in listen]
+            apart = work.instances > 1 and redis_url is None  # as README advises: no balance
+            toml = [config(rule, ports, names, plan, dir, p, redis_url, apart) for p in listen]
             starting = (
                 start_configured(procs, t, p, dir) for t, p in zip(toml, listen, strict=True)
             )

@@ -23,6 +23,7 @@ def config(
     dir: Path,
     port: int,
     redis_url: str | None = None,
+    apart: bool = False,  # several instances that share no state
 ) -> str:
     lines = [
         f'host = "{HOST}"',
@@ -37,6 +38,8 @@ def config(
     ]
     if redis_url is not None:
         lines += [f'redis_url = "{redis_url}"', "require_keys = false"]
+    if apart:
+        lines.append("balance_homes = false")
     for name, port in zip(names, ports, strict=True):
         lines += ["", "[[backends]]", f'name = "{name}"']
         lines += [f'url = "http://{HOST}:{port}"', 'kind = "ollama"']

@@ -19,6 +19,7 @@ from ..modelname import pick
 from ..urls import redact_url
 from .circuit import Circuit
 from .engine import EngineLoad
+from .homes import Homes
 from .prefix import PrefixIndex
 from .residency import Residency
 
@@ -44,6 +45,7 @@ class Member:
     model_circuits: dict[str, Circuit] = field(default_factory=dict)
     residency: Residency = field(default_factory=Residency)
     prefixes: PrefixIndex = field(default_factory=PrefixIndex)
+    homes: Homes = field(default_factory=Homes)  # conversations it is home to, lately
     engine: EngineLoad | None = None  # the server's own figures, where it reports them
 
     @property

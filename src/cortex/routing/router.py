@@ -158,6 +158,7 @@ class Router:
             member.affinity_hits += 1
         if prompt is not None:
             member.prefixes.add(prompt)
+            member.homes.touch(prompt.conversation, now)
             if self._shared is not None:
                 self._shared.record(prompt, member.name)
         if keys:
@@ -204,7 +205,11 @@ class Router:
 
     def _score(self, model: str, roomy: list[Member], prompt: Prompt | None) -> scorer.Choice:
         s = self._settings
-        return scorer.choose(model, roomy, prompt, s.affinity_slack, s.cold_slack, self._turn)
+        now = time.monotonic()
+        turn = self._turn
+        return scorer.choose(
+            model, roomy, prompt, s.affinity_slack, s.cold_slack, turn, now, s.balance_homes
+        )
 
     def release(self, lease: Lease) -> None:
         member = lease.member

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .homes import bound
 from .member import Member
 from .prefix import Prompt, rendezvous
 
@@ -48,6 +49,8 @@ def choose(
     affinity_slack: float,
     cold_slack: float,
     turn: int,
+    now: float = 0.0,
+    balance: bool = True,
 ) -> Choice:
     pool, reason = _by_residency(model, roomy, cold_slack)
     least = min(m.load() for m in pool)
@@ -55,8 +58,7 @@ def choose(
     if prompt is None:
         tied = [m for m in near if m.load() == least]
         return Choice(tied[turn % len(tied)], "least" if reason == "warm" else reason)
-    by_name = {m.name: m for m in near}
-    home = by_name[rendezvous(prompt.conversation, list(by_name))[0]]
+    home = _home(prompt.conversation, near, now, balance)
     matches = {m.name: m.prefixes.match(prompt) for m in near}
     if prompt.sent is not None and prompt.sent[0] in matches:
         elsewhere, blocks = prompt.sent
@@ -66,6 +68,20 @@ def choose(
         return Choice(best, "prefix", matches[best.name], hit=True)
     hit = matches[home.name] > 0 or home.prefixes.seen(prompt)
     return Choice(home, "home" if reason == "warm" else reason, matches[home.name], hit)
+
+
+def _home(conversation: bytes, near: Sequence[Member], now: float, balance: bool) -> Member:
+    """Where the conversation went before; else its rendezvous home, unless (``balance``)
+    that already has its share of the active conversations (``homes.py``)."""
+    for member in near:
+        if member.homes.has(conversation, now):
+            return member
+    by_name = {m.name: m for m in near}
+    ordered = [by_name[name] for name in rendezvous(conversation, list(by_name))]
+    if not balance:
+        return ordered[0]
+    most = bound([m.homes.active(now) for m in near])
+    return next((m for m in ordered if m.homes.active(now) < most), ordered[0])
 
 
 def _by_residency(
