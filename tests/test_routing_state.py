@@ -490,3 +490,33 @@ def test_a_model_with_open_streams_counts_as_in_memory_before_ps_says_so() -> No
     streaming = one if home == "one" else two
     streaming.residency.started(same_home("m", ["one", "two"]))
     assert scorer.choose("m", [one, two], None, 2, 4, 0).member is not streaming
+
+
+def test_a_cold_burst_of_two_models_loads_each_on_its_own_server_with_no_eviction(
+    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
+) -> None:
+    """Both servers hold one model at a time and have none loaded; two first requests for two
+    models come at once. /api/ps says nothing yet, so only the loads Córtex itself started
+    can tell the second request that the first server is taken."""
+    names = ["one", "two"]
+    first = "burst-a:latest"
+    home = rendezvous(first.encode(), names)[0]
+    other = next(
+        name
+        for name in (f"burst-{i}:latest" for i in range(100))
+        if name != first and rendezvous(name.encode(), names)[0] == home
+    )
+    for server in (fake, second):
+        server.models = [first, other]
+        server.memory.room = 1
+        server.memory.load_delay = 0.3
+    gateway = start_gateway(backends=backends(fake, second), health_interval=60)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = [
+            pool.submit(chat, gateway, [{"role": "user", "content": "hi"}], model)
+            for model in (first, other)
+        ]
+        served = [a.result() for a in answers]
+    assert all(a.status_code == 200 for a in served)
+    assert {a.headers["x-cortex-backend"] for a in served} == {"one", "two"}
+    assert fake.memory.evictions == second.memory.evictions == 0
