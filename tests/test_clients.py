@@ -225,6 +225,16 @@ def test_ollama_embed(oll: ollama.Client, fake: FakeOllama) -> None:
     assert single.embeddings[0] == pytest.approx(answer.embeddings[0], rel=1e-6)
 
 
+def test_ollama_embed_carries_the_timings_and_count_ollama_always_sends(
+    oll: ollama.Client, fake: FakeOllama
+) -> None:
+    """Clients' response schemas (the AI SDK's Ollama provider) require all three."""
+    answer = oll.embed(model=DEFAULT_MODEL, input=["uno dos", "tres"])
+    assert isinstance(answer.total_duration, int) and answer.total_duration > 0
+    assert isinstance(answer.load_duration, int)
+    assert answer.prompt_eval_count == 3
+
+
 def test_ollama_show_and_ps(oll: ollama.Client, fake: FakeOllama) -> None:
     assert oll.show(DEFAULT_MODEL) is not None
     assert oll.show(DEFAULT_MODEL.removesuffix(":latest")) is not None  # the tag is optional

@@ -107,6 +107,42 @@ def test_a_stored_response_is_chained_read_listed_and_deleted(
         sdk.responses.create(model=DEFAULT_MODEL, input="?", previous_response_id=second.id)
 
 
+def test_item_references_to_stored_items_resolve_without_previous_response_id(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    """The AI SDK's default OpenAI provider sends each earlier output item of a stored
+    response as an ``item_reference`` and names no previous response."""
+    mine, theirs = generate_key(), generate_key()
+    keys = [
+        {"name": "mine", "key_hash": hash_key(mine)},
+        {"name": "theirs", "key_hash": hash_key(theirs)},
+    ]
+    gateway = start_gateway(keys=keys)
+    fake.script = Script(thinking=("Pienso",), tokens=["Me llamo", " Ana."])
+    with client(gateway, mine).responses.stream(model=DEFAULT_MODEL, input="Hola") as stream:
+        first = stream.get_final_response()
+    reasoning, message = first.output
+    assert (reasoning.type, message.type) == ("reasoning", "message")
+    fake.script = Script(tokens=["Ana."])
+    turn: Any = [
+        {"role": "user", "content": "Hola"},
+        {"type": "item_reference", "id": reasoning.id},
+        {"type": "item_reference", "id": message.id},
+        {"role": "user", "content": "¿Cómo me llamo?"},
+    ]
+    second = client(gateway, mine).responses.create(model=DEFAULT_MODEL, input=turn)
+    assert second.output_text == "Ana."
+    sent = fake.requests[-1].json["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("user", "Hola"),
+        ("assistant", "Me llamo Ana."),
+        ("user", "¿Cómo me llamo?"),
+    ]
+    assert sent[1]["thinking"] == "Pienso"
+    with pytest.raises(openai.BadRequestError, match="item_reference"):
+        client(gateway, theirs).responses.create(model=DEFAULT_MODEL, input=turn)
+
+
 def test_store_false_keeps_nothing(fake: FakeOllama, gateway: RunningGateway) -> None:
     sdk = client(gateway)
     response = sdk.responses.create(model=DEFAULT_MODEL, input="hola", store=False)

@@ -12,12 +12,12 @@ from starlette.types import Receive, Scope, Send
 from ..context import context
 from ..dialects.responses.codec import ResponsesAsk
 from ..dialects.responses.kept import KeptResponses
-from ..dialects.responses.request import conversation_items
-from ..dialects.responses.response import new_id
+from ..dialects.responses.request import conversation_items, references
+from ..dialects.responses.response import new_id, response_of
 from ..dialects.responses.schema import ResponsesRequest
 from ..dialects.responses.store import StoredResponse
 from ..errors import BadRequest, NotFound
-from ..gateway import gateway
+from ..gateway import Gateway, gateway
 from ..stream.encode import SSE
 from .body import read_request, request_schema
 from .replies import json_reply
@@ -47,6 +47,7 @@ async def create_response(request: Request) -> Response:
         SSE,
         response_id=new_id("resp"),
         history=history,
+        referenced=await _referenced(gw, ctx.owner, payload, history),
         builtin_tools=gw.settings.builtin_tools,
     )
     relayed = relay_response(gw, ask, ctx)
@@ -68,9 +69,25 @@ class Keeping(Response):
         response = self._ask.response
         if response is None or response.get("status") not in KEPT:
             return
-        items = conversation_items(self._ask.payload, self._ask.history, response)
+        ask = self._ask
+        items = conversation_items(ask.payload, ask.history, response, ask.referenced)
         record = StoredResponse(response, [listed(item) for item in items])
         self._kept.keep(self._owner, self._ask.response_id, record)
+
+
+async def _referenced(
+    gw: Gateway, owner: str, payload: dict[str, Any], history: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The stored items, by id, that the input's ``item_reference``s name outside its chain,
+    each read from the record of the response whose output it was (its id names it)."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in references(payload, history):
+        response_id = response_of(name)
+        stored = await gw.responses.get(owner, response_id) if response_id else None
+        for item in stored.items if stored else ():
+            if item.get("id") == name:
+                found[name] = item
+    return found
 
 
 def listed(item: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ embeddings and model details; answers go through the codecs (``Wire.generation``
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import orjson
@@ -36,14 +37,22 @@ class OpenAIWire(Wire):
         if ask.payload.get("dimensions"):
             body["dimensions"] = ask.payload["dimensions"]
 
+        sent = time.monotonic_ns()
+
         def as_ollama(answer: bytes) -> bytes:
             vectors, prompt_tokens = _vectors(upstream_json(answer))
             if legacy:
                 return orjson.dumps({"embedding": vectors[0] if vectors else []})
-            reply: dict[str, Any] = {"model": ask.model, "embeddings": vectors}
-            if prompt_tokens:
-                reply["prompt_eval_count"] = prompt_tokens
-            return orjson.dumps(reply)
+            # Ollama always sends the timings and the count; clients' schemas require them.
+            return orjson.dumps(
+                {
+                    "model": ask.model,
+                    "embeddings": vectors,
+                    "total_duration": time.monotonic_ns() - sent,
+                    "load_duration": 0,
+                    "prompt_eval_count": prompt_tokens,
+                }
+            )
 
         return Exchange("/embeddings", orjson.dumps(body), as_ollama)
 

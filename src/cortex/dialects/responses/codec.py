@@ -24,6 +24,8 @@ class ResponsesAsk(Generation):
 
     response_id: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)  # previous_response_id's items
+    # stored items of other responses that the input's item_references name, by id
+    referenced: dict[str, dict[str, Any]] = field(default_factory=dict)
     builtin_tools: BuiltinPolicy = "refuse"
     writers: list[ResponsesWriter] = field(default_factory=list)  # one an attempt, the last won
 
@@ -60,7 +62,9 @@ class ResponsesCodec:
 
     def read_request(self, ask: Generation) -> ChatRequest:
         if isinstance(ask, ResponsesAsk):
-            return request.chat_request(ask.payload, ask.history, builtin_tools=ask.builtin_tools)
+            return request.chat_request(
+                ask.payload, ask.history, referenced=ask.referenced, builtin_tools=ask.builtin_tools
+            )
         return request.chat_request(ask.payload)
 
     def untranslated(self, ask: Generation) -> tuple[str, ...]:

@@ -2,8 +2,10 @@
 
 Fields read: ``model``, ``instructions`` (a system message first), ``input`` and
 the stored items of ``previous_response_id`` (given as ``history``, before
-them), ``tools``, ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens``,
-``temperature``, ``top_p``, ``reasoning.effort``, ``text.format``, ``stream``.
+them) and of other stored responses that its ``item_reference``s name (given as
+``referenced``), ``tools``, ``tool_choice``, ``parallel_tool_calls``,
+``max_output_tokens``, ``temperature``, ``top_p``, ``reasoning.effort``,
+``text.format``, ``stream``.
 Fields accepted and knowingly left to others or ignored: ``store`` and
 ``prompt_cache_key`` (the API layer's: storage, routing), ``include``,
 ``client_metadata``, ``metadata``, ``user``, ``service_tier``, ``truncation``,
@@ -26,10 +28,12 @@ def chat_request(
     payload: dict[str, Any],
     history: list[dict[str, Any]] | None = None,
     *,
+    referenced: dict[str, dict[str, Any]] | None = None,
     builtin_tools: BuiltinPolicy = "refuse",
 ) -> ChatRequest:
     """A validated Responses body, in no dialect; ``history`` is the stored conversation
-    (input and output items) of its ``previous_response_id``."""
+    (input and output items) of its ``previous_response_id``, ``referenced`` the stored
+    items its ``item_reference``s name from other responses, by id."""
     if payload.get("background") is True:
         raise BadRequest("background responses are not supported; leave background false")
     if payload.get("conversation") is not None:
@@ -40,7 +44,7 @@ def chat_request(
     instructions = payload.get("instructions")
     if isinstance(instructions, str) and instructions:
         conversation.add({"type": "message", "role": "system", "content": instructions})
-    for item in _resolved(input_items(payload.get("input")), history or []):
+    for item in _resolved(input_items(payload.get("input")), history or [], referenced):
         conversation.add(item)
     if not conversation.messages:
         raise BadRequest("invalid request: input is required")
@@ -75,18 +79,41 @@ def input_items(raw: Any) -> list[dict[str, Any]]:
 
 
 def conversation_items(
-    payload: dict[str, Any], history: list[dict[str, Any]] | None, response: dict[str, Any]
+    payload: dict[str, Any],
+    history: list[dict[str, Any]] | None,
+    response: dict[str, Any],
+    referenced: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """What to store with a response: the conversation's items up to and including its
     output, so a later ``previous_response_id`` resolves in one read (instructions are
     not carried over, as OpenAI does not carry them)."""
-    items = _resolved(input_items(payload.get("input")), history or [])
+    items = _resolved(input_items(payload.get("input")), history or [], referenced)
     return items + list(response.get("output") or [])
 
 
-def _resolved(items: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def references(payload: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+    """The ids the input's ``item_reference``s name that neither the history nor an earlier
+    item of the input holds: items of other stored responses."""
+    known = {i.get("id") for i in history}
+    wanted: list[str] = []
+    for item in input_items(payload.get("input")):
+        name = item.get("id")
+        if item.get("type") == "item_reference" and isinstance(name, str):
+            if name not in known and name not in wanted:
+                wanted.append(name)
+        else:
+            known.add(name)
+    return wanted
+
+
+def _resolved(
+    items: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    referenced: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The history, then the items, each ``item_reference`` replaced by the item it names."""
-    known = {i["id"]: i for i in history if isinstance(i.get("id"), str)}
+    known = dict(referenced or {})
+    known.update((i["id"], i) for i in history if isinstance(i.get("id"), str))
     out = list(history)
     for item in items:
         if item.get("type") == "item_reference":

@@ -23,6 +23,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
+def item_id(prefix: str, response_id: str, index: int) -> str:
+    """An output item's id: its response's and its place in the output, so a later request's
+    ``item_reference`` to it (the AI SDK sends one for each earlier item) finds the record."""
+    return f"{prefix}_{response_id.removeprefix('resp_')}_{index}"
+
+
+def response_of(item: str) -> str | None:
+    """The id of the response whose output has the item ``item`` names, if Córtex named it."""
+    head, _, index = item.partition("_")[2].rpartition("_")
+    return f"resp_{head}" if head and index.isdigit() else None
+
+
 def response_object(response_id: str, model: str, echo: dict[str, Any]) -> dict[str, Any]:
     """The response as ``response.created`` shows it: in progress, no output yet."""
     reasoning = echo.get("reasoning") or {}

@@ -142,21 +142,25 @@ class ResponsesWriter:
     def whole(self, answer: Answer) -> bytes:
         finish = answer.finish or Finish("stop")
         status: r.ItemStatus = "incomplete" if finish.reason == "length" else "completed"
-        output = []
+        output: list[dict[str, Any]] = []
         if answer.thinking:
             summary = self._reasoning is SUMMARY
-            output.append(r.reasoning_item(r.new_id("rs"), answer.thinking, summary, "completed"))
+            rs = self._item_id("rs", len(output))
+            output.append(r.reasoning_item(rs, answer.thinking, summary, "completed"))
         if answer.content:
-            output.append(r.message_item(r.new_id("msg"), answer.content, "completed"))
+            msg = self._item_id("msg", len(output))
+            output.append(r.message_item(msg, answer.content, "completed"))
         for _, call in sorted(answer.calls.items()):
             call_id = call.id or r.new_id("call")
             name = self._names.wire_name(call.name)
             arguments = call.arguments or "{}"
             if call.name in self._names.custom:
                 text = custom.input_text(arguments)
-                output.append(custom.call_item(r.new_id("ctc"), call_id, name, text, "completed"))
+                ctc = self._item_id("ctc", len(output))
+                output.append(custom.call_item(ctc, call_id, name, text, "completed"))
             else:
-                output.append(r.call_item(r.new_id("fc"), call_id, name, arguments, "completed"))
+                fc = self._item_id("fc", len(output))
+                output.append(r.call_item(fc, call_id, name, arguments, "completed"))
         if output and status == "incomplete":
             output[-1]["status"] = "incomplete"
         usage = r.usage_object(finish.usage, answer.pieces)
@@ -190,8 +194,12 @@ class ResponsesWriter:
             fields["logprobs"] = []
         return out + self._event(kind.delta, fields)
 
+    def _item_id(self, prefix: str, index: int) -> str:
+        return r.item_id(prefix, self.response_id, index)
+
     def _opened(self, kind: Kind) -> bytes:
-        item = Item(len(self._output), r.new_id("msg" if kind is MESSAGE else "rs"))
+        index = len(self._output)
+        item = Item(index, self._item_id("msg" if kind is MESSAGE else "rs", index))
         self._open = (kind, item)
         shown = self._item(kind, item, None, "in_progress")
         self._output.append(shown)
@@ -229,7 +237,8 @@ class ResponsesWriter:
 
     def _call_added(self, index: int, call_id: str | None, name: str) -> bytes:
         kind = "ctc" if name in self._names.custom else "fc"
-        item = Item(len(self._output), r.new_id(kind), call_id=call_id or r.new_id("call"))
+        place = len(self._output)
+        item = Item(place, self._item_id(kind, place), call_id=call_id or r.new_id("call"))
         item.name, item.custom = self._names.wire_name(name), kind == "ctc"
         self._calls[index] = item
         build = custom.call_item if item.custom else r.call_item
