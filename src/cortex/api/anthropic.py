@@ -10,7 +10,7 @@ from ..context import context
 from ..dialects.anthropic.request import count_request
 from ..dialects.anthropic.schema import CountTokensRequest, MessagesRequest
 from ..stream.encode import SSE
-from .body import read_request, request_schema, validate
+from .body import read_request, request_schema
 from .counting import count_tokens
 from .replies import json_reply
 from .routed import relay_response
@@ -30,7 +30,6 @@ async def messages_count_tokens(request: Request) -> Response:
     """The prompt's tokens by the model server's own tokenizer where it has one (llama.cpp's
     and vLLM's ``/tokenize``), else an estimate; ``X-Cortex-Token-Count`` says which."""
     gw, _, payload = await read_request(request, CountTokensRequest)
-    validate(CountTokensRequest, payload)
     counted, how = await count_tokens(gw, count_request(payload), context(request))
     reply = json_reply({"input_tokens": counted})
     reply.headers["x-cortex-token-count"] = how

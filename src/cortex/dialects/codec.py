@@ -35,9 +35,6 @@ class StreamHead:
     error: Callable[[CortexError], bytes] | None = None
 
 
-SSE_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
-
-
 class Codec(Protocol):
     """One dialect: as the client's (it reads requests and writes answers) and, where
     servers speak it (``upstream``), as the upstream's (it writes requests and reads answers)."""

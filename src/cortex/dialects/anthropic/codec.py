@@ -8,14 +8,15 @@ from ...asks import Call, Generation
 from ...chat import ChatRequest
 from ...errors import Dialect
 from ...stream.contract import Reader, Writer
-from ..codec import SSE_HEADERS, StreamHead
+from ...stream.encode import SSE
+from ..codec import StreamHead
 from . import request, upstream
 from .passthrough import MessagesPassthrough
 from .reader import MessagesReader
 from .tokens import estimate_tokens
 from .writer import PING, MessagesWriter
 
-HEAD = StreamHead("text/event-stream", SSE_HEADERS, PING, "anthropic-sse")
+HEAD = StreamHead(SSE.media_type, SSE.headers, PING, "anthropic-sse")
 
 
 class AnthropicCodec:

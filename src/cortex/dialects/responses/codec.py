@@ -10,12 +10,13 @@ from ...asks import Call, Generation
 from ...chat import ChatRequest
 from ...errors import Dialect
 from ...stream.contract import Reader, Writer
-from ..codec import SSE_HEADERS, StreamHead
+from ...stream.encode import SSE
+from ..codec import StreamHead
 from . import request
 from .tools import BuiltinPolicy
 from .writer import ResponsesWriter
 
-HEAD = StreamHead("text/event-stream", SSE_HEADERS, ResponsesWriter.heartbeat, "responses-sse")
+HEAD = StreamHead(SSE.media_type, SSE.headers, ResponsesWriter.heartbeat, "responses-sse")
 
 
 @dataclass(frozen=True, slots=True)
