@@ -31,6 +31,11 @@ class Usage:
     reasoning_tokens: int | None = None  # of the completion, spent thinking
 
 
+def token_count(value: Any) -> int | None:
+    """A token count as a server reported it, if it is one (else ``None``: not said)."""
+    return value if type(value) is int and value >= 0 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
     text: str

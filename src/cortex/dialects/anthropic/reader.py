@@ -25,6 +25,7 @@ from ...events import (
     ToolEnd,
     ToolStart,
     Usage,
+    token_count,
 )
 from ...stream.sse import SSEDecoder
 
@@ -62,20 +63,16 @@ def _text(value: Any) -> str:
     return value
 
 
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
 def count_usage(usage: dict[str, Any], counts: Usage) -> None:
     """Add the counts an event reported; the prompt is Anthropic's uncached and cached parts."""
     parts = [
-        _count(usage.get(key))
+        token_count(usage.get(key))
         for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
     ]
     if parts[0] is not None:
         counts.prompt_tokens = sum(part or 0 for part in parts)
         counts.cached_tokens = parts[1]
-    output = _count(usage.get("output_tokens"))
+    output = token_count(usage.get("output_tokens"))
     if output is not None:
         counts.completion_tokens = output
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import orjson
 
 from ...errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
-from ...events import Usage
+from ...events import Usage, token_count
 from ...stream.contract import INCOMPLETE, NOT_JSON
 from ...stream.encode import Framing
 
@@ -36,7 +36,9 @@ class OllamaPassthrough:
         good, outcome, done = _check_ollama(lines)
         self.pieces += good - (done is not None)
         if done is not None:
-            self.usage = Usage(done.get("prompt_eval_count"), done.get("eval_count"))
+            self.usage = Usage(
+                token_count(done.get("prompt_eval_count")), token_count(done.get("eval_count"))
+            )
         out = self._framing.lines(lines if good == len(lines) else lines[:good]) if good else b""
         if outcome == "error":
             out += self._framing.upstream_error(lines[good])

@@ -18,6 +18,7 @@ from ...events import (
     ToolEnd,
     ToolStart,
     Usage,
+    token_count,
 )
 from ...stream.contract import NOT_JSON
 from .request import tool_call
@@ -81,7 +82,9 @@ class OllamaReader:
             events.append(ToolArguments(index, orjson.dumps(call.arguments).decode()))
             events.append(ToolEnd(index))
         if line.get("done") is True:
-            usage = Usage(_count(line.get("prompt_eval_count")), _count(line.get("eval_count")))
+            usage = Usage(
+                token_count(line.get("prompt_eval_count")), token_count(line.get("eval_count"))
+            )
             durations = {k: line[k] for k in DURATIONS if isinstance(line.get(k), int)}
             events.append(Finish(self._reason(line.get("done_reason")), usage, durations))
 
@@ -96,8 +99,3 @@ def logprobs(value: Any) -> tuple[dict[str, Any], ...] | None:
     if not isinstance(value, list) or not value:
         return None
     return tuple(entry for entry in value if isinstance(entry, dict)) or None
-
-
-def _count(value: Any) -> int | None:
-    """A token count as reported, if it is one."""
-    return value if type(value) is int and value >= 0 else None

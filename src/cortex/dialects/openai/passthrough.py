@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 
 from ...errors import CortexError, UpstreamProtocolError, in_band
-from ...events import Usage
 from ...stream.contract import NOT_JSON
 from ...stream.encode import SSE
 from ...stream.sse import Event
 from ..sse_passthrough import SSEPassthrough
+from .reader import usage_of
 
 DONE = b"data: [DONE]\n\n"
 
@@ -59,7 +59,7 @@ class OpenAIPassthrough(SSEPassthrough):
     def _count(self, event: dict[str, Any]) -> None:
         usage = event.get("usage")
         if isinstance(usage, dict):
-            self.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            self.usage = usage_of(usage)
         elif _has_piece(event):
             self.pieces += 1
 

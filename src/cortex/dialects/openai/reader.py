@@ -22,6 +22,7 @@ from ...events import (
     ToolEnd,
     ToolStart,
     Usage,
+    token_count,
 )
 from ...stream.sse import Event as SSEEvent
 from ...stream.sse import SSEDecoder
@@ -81,7 +82,7 @@ class OpenAIReader:
     def _read(self, message: dict[str, Any], events: list[Event]) -> None:
         usage = message.get("usage")
         if isinstance(usage, dict):
-            self._usage = _usage(usage)
+            self._usage = usage_of(usage)
         choices = message.get("choices") or []
         if not isinstance(choices, list):
             raise UpstreamProtocolError(UNEXPECTED_SHAPE)
@@ -137,19 +138,17 @@ class OpenAIReader:
             events.append(ToolArguments(self._calls - 1, arguments))
 
 
-def _usage(usage: dict[str, Any]) -> Usage:
+def usage_of(usage: dict[str, Any]) -> Usage:
+    """OpenAI's ``usage`` object, its details included."""
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
     return Usage(
-        _count(usage.get("prompt_tokens")),
-        _count(usage.get("completion_tokens")),
-        _count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None,
-        _count(completion_details.get("reasoning_tokens"))
+        token_count(usage.get("prompt_tokens")),
+        token_count(usage.get("completion_tokens")),
+        token_count(prompt_details.get("cached_tokens"))
+        if isinstance(prompt_details, dict)
+        else None,
+        token_count(completion_details.get("reasoning_tokens"))
         if isinstance(completion_details, dict)
         else None,
     )
-
-
-def _count(value: Any) -> int | None:
-    """A token count as reported, if it is one."""
-    return value if type(value) is int and value >= 0 else None
