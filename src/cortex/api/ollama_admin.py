@@ -57,18 +57,20 @@ class DeleteBody(BaseModel):
 
 @router.post("/api/pull", openapi_extra=request_schema(PullBody))
 async def pull(request: Request) -> Response:
-    gw, ctx, raw, payload, name = await _admin_call(request, PullBody)
-    await gw.router.refresh()
-    targets = homes(gw.router.members, name, gw.settings.pull_to)
-    return _progress(gw, ctx, targets, "/api/pull", raw, payload)
+    return await _placed(request, PullBody, "/api/pull")
 
 
 @router.post("/api/create", openapi_extra=request_schema(CreateBody))
 async def create(request: Request) -> Response:
-    gw, ctx, raw, payload, name = await _admin_call(request, CreateBody)
+    return await _placed(request, CreateBody, "/api/create")
+
+
+async def _placed(request: Request, schema: type[BaseModel], path: str) -> Response:
+    """A call that puts a model somewhere: relayed where ``pull_to`` places it."""
+    gw, ctx, raw, payload, name = await _admin_call(request, schema)
     await gw.router.refresh()
     targets = homes(gw.router.members, name, gw.settings.pull_to)
-    return _progress(gw, ctx, targets, "/api/create", raw, payload)
+    return _progress(gw, ctx, targets, path, raw, payload)
 
 
 @router.post("/api/push", openapi_extra=request_schema(PullBody))

@@ -30,9 +30,7 @@ class KeptResponses:
         task.add_done_callback(lambda _: self._writing.pop(key, None))
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
-        writing = self._writing.get((owner, response_id))
-        if writing is not None:
-            await asyncio.wait([writing])
+        writing = await self._written(owner, response_id)
         found = await self.store.get(owner, response_id)
         if found is None and writing is None:
             await asyncio.sleep(RECHECK)
@@ -40,15 +38,20 @@ class KeptResponses:
         return found
 
     async def delete(self, owner: str, response_id: str) -> bool:
-        writing = self._writing.get((owner, response_id))
-        if writing is not None:
-            await asyncio.wait([writing])
+        await self._written(owner, response_id)
         return await self.store.delete(owner, response_id)
 
     async def close(self) -> None:
         if self._writing:
             await asyncio.wait(list(self._writing.values()), timeout=5)
         await self.store.close()
+
+    async def _written(self, owner: str, response_id: str) -> asyncio.Task[None] | None:
+        """This process's write of the record, once it is done (None: there was none)."""
+        writing = self._writing.get((owner, response_id))
+        if writing is not None:
+            await asyncio.wait([writing])
+        return writing
 
     async def _put(self, owner: str, response_id: str, record: StoredResponse) -> None:
         try:
