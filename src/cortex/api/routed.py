@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -82,30 +82,26 @@ def _opened(
 ) -> AbstractAsyncContextManager[Any]:
     """The upstream answer to ``call``; when the client asked for thinking only where the
     model can, again without it if the server refuses it for a model that has none."""
-    opened = lease.backend.open("POST", call.path, call.body, first_byte, request_id=request_id)
+
+    def sent(body: bytes) -> AbstractAsyncContextManager[Any]:
+        return lease.backend.open("POST", call.path, body, first_byte, request_id=request_id)
+
     if call.unthinking is None:
-        return opened
-    return _unless_refused(opened, lease, call, first_byte, request_id)
+        return sent(call.body)
+    return _unless_refused(sent, call.body, call.unthinking)
 
 
 @asynccontextmanager
 async def _unless_refused(
-    opened: AbstractAsyncContextManager[Any],
-    lease: Lease,
-    call: Call,
-    first_byte: float,
-    request_id: str,
+    sent: Callable[[bytes], AbstractAsyncContextManager[Any]], body: bytes, unthinking: bytes
 ) -> AsyncIterator[Any]:
     async with AsyncExitStack() as stack:
         try:
-            upstream = await stack.enter_async_context(opened)
+            upstream = await stack.enter_async_context(sent(body))
         except UpstreamStatus as exc:
-            if exc.status != 400 or NO_THINKING not in exc.message or call.unthinking is None:
+            if exc.status != 400 or NO_THINKING not in exc.message:
                 raise
-            again = lease.backend.open(
-                "POST", call.path, call.unthinking, first_byte, request_id=request_id
-            )
-            upstream = await stack.enter_async_context(again)
+            upstream = await stack.enter_async_context(sent(unthinking))
         yield upstream
 
 
