@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 
 from ...errors import BadRequest
-from .response import ItemStatus
 
 INPUT = "input"
 
@@ -69,20 +68,3 @@ def arguments(item: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(text, str):
         raise BadRequest("invalid request: a custom_tool_call item needs its input as a string")
     return {INPUT: text}
-
-
-def call_item(
-    item_id: str, call_id: str, name: tuple[str | None, str], text: str, status: ItemStatus
-) -> dict[str, Any]:
-    namespace, tool = name
-    item = {
-        "id": item_id,
-        "type": "custom_tool_call",
-        "status": status,
-        "call_id": call_id,
-        "name": tool,
-        "input": text,
-    }
-    if namespace is not None:
-        item["namespace"] = namespace
-    return item

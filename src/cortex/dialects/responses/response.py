@@ -140,15 +140,19 @@ def call_item(
     name: tuple[str | None, str],
     arguments: str,
     status: ItemStatus,
+    *,
+    custom: bool = False,
 ) -> dict[str, Any]:
-    namespace, function = name
+    """A ``function_call`` item (its ``arguments``), or with ``custom`` a
+    ``custom_tool_call`` (its ``input``): the tool's name, and its namespace if it has one."""
+    namespace, tool = name
     item = {
         "id": item_id,
-        "type": "function_call",
+        "type": "custom_tool_call" if custom else "function_call",
         "status": status,
         "call_id": call_id,
-        "name": function,
-        "arguments": arguments,
+        "name": tool,
+        "input" if custom else "arguments": arguments,
     }
     if namespace is not None:
         item["namespace"] = namespace

@@ -157,7 +157,7 @@ class ResponsesWriter:
             if call.name in self._names.custom:
                 text = custom.input_text(arguments)
                 ctc = self._item_id("ctc", len(output))
-                output.append(custom.call_item(ctc, call_id, name, text, "completed"))
+                output.append(r.call_item(ctc, call_id, name, text, "completed", custom=True))
             else:
                 fc = self._item_id("fc", len(output))
                 output.append(r.call_item(fc, call_id, name, arguments, "completed"))
@@ -241,8 +241,7 @@ class ResponsesWriter:
         item = Item(place, self._item_id(kind, place), call_id=call_id or r.new_id("call"))
         item.name, item.custom = self._names.wire_name(name), kind == "ctc"
         self._calls[index] = item
-        build = custom.call_item if item.custom else r.call_item
-        shown = build(item.id, item.call_id, item.name, "", "in_progress")
+        shown = r.call_item(item.id, item.call_id, item.name, "", "in_progress", custom=item.custom)
         self._output.append(shown)
         return self._event(
             "response.output_item.added", {"output_index": item.index, "item": shown}
@@ -260,7 +259,7 @@ class ResponsesWriter:
         where = {"item_id": item.id, "output_index": item.index}
         if item.custom:
             text = custom.input_text(arguments)
-            shown = custom.call_item(item.id, item.call_id, item.name, text, status)
+            shown = r.call_item(item.id, item.call_id, item.name, text, status, custom=True)
             out = self._event("response.custom_tool_call_input.delta", {**where, "delta": text})
             out += self._event("response.custom_tool_call_input.done", {**where, "input": text})
         else:
