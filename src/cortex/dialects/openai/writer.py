@@ -23,16 +23,43 @@ from ...events import (
 from ...stream.encode import SSE
 
 DONE = b"data: [DONE]\n\n"
+CHUNK = "chat.completion.chunk"
+
+
+class Envelope:
+    """What every object of one OpenAI answer repeats (its id, time, model), and the server-
+    sent event around a streamed chunk; ``usage`` rides on every chunk when it was asked for."""
+
+    def __init__(self, prefix: str, model: str, include_usage: bool) -> None:
+        self.id = prefix + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+
+    def whole(self, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+
+    def event(
+        self, kind: str, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None
+    ) -> bytes:
+        chunk = self.whole(kind, choices)
+        if self.include_usage:
+            chunk["usage"] = usage
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
 class OpenAIWriter:
     heartbeat = SSE.heartbeat
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self._model = model
-        self._include_usage = include_usage
-        self._id = "chatcmpl-" + secrets.token_hex(12)
-        self._created = int(time.time())
+        self._envelope = Envelope("chatcmpl-", model, include_usage)
         self._sent_role = False
         self._pieces = 0
 
@@ -84,22 +111,14 @@ class OpenAIWriter:
             ]
             message["content"] = content or None
         self._pieces = answer.pieces or int(bool(content))
-        completion = {
-            "id": self._id,
-            "object": "chat.completion",
-            "created": self._created,
-            "model": self._model,
-            "system_fingerprint": None,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": {"content": answer.logprobs} if answer.logprobs else None,
-                    "finish_reason": finish.reason,
-                }
-            ],
-            "usage": self._usage(finish.usage),
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": {"content": answer.logprobs} if answer.logprobs else None,
+            "finish_reason": finish.reason,
         }
+        completion = self._envelope.whole("chat.completion", [choice])
+        completion["usage"] = self._usage(finish.usage)
         return orjson.dumps(completion)
 
     def error(self, exc: CortexError) -> bytes:
@@ -113,31 +132,12 @@ class OpenAIWriter:
     ) -> bytes:
         probabilities = {"content": list(logprobs)} if logprobs else None
         choice = {"index": 0, "delta": delta, "logprobs": probabilities, "finish_reason": finish}
-        chunk: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "system_fingerprint": None,
-            "choices": [choice],
-        }
-        if self._include_usage:
-            chunk["usage"] = None
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return self._envelope.event(CHUNK, [choice])
 
     def _final(self, finish: Finish) -> bytes:
         out = self._chunk({}, finish.reason)
-        if self._include_usage:
-            chunk = {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "system_fingerprint": None,
-                "choices": [],
-                "usage": self._usage(finish.usage),
-            }
-            out += b"data: " + orjson.dumps(chunk) + b"\n\n"
+        if self._envelope.include_usage:
+            out += self._envelope.event(CHUNK, [], self._usage(finish.usage))
         return out + DONE
 
     def _usage(self, usage: Usage) -> dict[str, Any]:
