@@ -49,7 +49,14 @@ class Envelope:
     def event(
         self, kind: str, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None
     ) -> bytes:
-        chunk = self.whole(kind, choices)
+        chunk = {  # built here, not through whole(): this is the translated stream's hot path
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
         if self.include_usage:
             chunk["usage"] = usage
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
