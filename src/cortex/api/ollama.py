@@ -17,6 +17,7 @@ from ..asks import Embedding, Generation
 from ..context import context
 from ..dialects.ollama.writer import created_at
 from ..gateway import Gateway
+from ..keepalive import requested
 from ..stream.encode import NDJSON, SSE, wants_sse
 from . import ollama_admin, ollama_models
 from .body import read_request, request_schema
@@ -102,18 +103,10 @@ def _generation(
     framing = SSE if wants_sse(request.headers.get("accept")) else NDJSON
     empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
     if empty and not any(m.backend.wire.speaks("ollama") for m in gw.router.members):
-        return _loaded(payload["model"], shape, unload=_zero(payload.get("keep_alive")))
+        return _loaded(payload["model"], shape, unload=requested(payload.get("keep_alive")) == 0)
     stream = payload.get("stream") is not False and not empty  # a load's answer is one object
     ask = Generation(payload, raw, "ollama", shape, stream, framing)
     return relay_response(gw, ask, context(request))
-
-
-def _zero(keep_alive: Any) -> bool:
-    """A ``keep_alive`` of no time at all (``0``, ``"0"``, ``"0s"``, ``"0m"``…): unload."""
-    if isinstance(keep_alive, str):
-        number = keep_alive.strip().rstrip("smh")
-        return number.replace(".", "", 1).isdigit() and float(number) == 0
-    return type(keep_alive) in (int, float) and keep_alive == 0
 
 
 def _loaded(model: str, shape: Shape, *, unload: bool) -> Response:
