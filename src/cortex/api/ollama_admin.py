@@ -19,7 +19,7 @@ from ..context import RequestContext, context
 from ..errors import BadRequest, CortexError, ModelNotFound
 from ..gateway import Gateway, gateway
 from ..routing import Member
-from ..routing.placement import holders, homes
+from ..routing.placement import destinations, holders
 from ..stream.pull import read_whole
 from .body import read_body, read_json_object, request_schema, validate
 from .progress import ProgressSource, progress_response
@@ -69,7 +69,7 @@ async def _placed(request: Request, schema: type[BaseModel], path: str) -> Respo
     """A call that puts a model somewhere: relayed where ``pull_to`` places it."""
     gw, ctx, raw, payload, name = await _admin_call(request, schema)
     await gw.router.refresh()
-    targets = homes(gw.router.members, name, gw.settings.pull_to)
+    targets = destinations(gw.router.members, name, gw.settings.pull_to)
     return _progress(gw, ctx, targets, path, raw, payload)
 
 
@@ -106,7 +106,7 @@ async def has_blob(request: Request, digest: str) -> Response:
     create may go to has the blob."""
     gw, ctx = gateway(request), context(request)
     _allow(ctx)
-    for member in homes(gw.router.members, None, gw.settings.pull_to):
+    for member in destinations(gw.router.members, None, gw.settings.pull_to):
         status = await _send(gw, member, "HEAD", f"/api/blobs/{digest}", None, ctx, missing=True)
         if status == 404:
             return json_reply({"error": f"blob {digest} not found"}, status=404)
@@ -120,7 +120,7 @@ async def create_blob(request: Request, digest: str) -> Response:
     _allow(ctx)
     blob = await read_body(request, gw.settings)
     created = False
-    for member in homes(gw.router.members, None, gw.settings.pull_to):
+    for member in destinations(gw.router.members, None, gw.settings.pull_to):
         created |= await _send(gw, member, "POST", f"/api/blobs/{digest}", blob, ctx) == 201
     return Response(status_code=201 if created else 200)
 

@@ -29,7 +29,7 @@ def holders(members: list[Member], model: str) -> list[Member]:
     ]
 
 
-def homes(members: list[Member], model: str | None, pull_to: str) -> list[Member]:
+def destinations(members: list[Member], model: str | None, pull_to: str) -> list[Member]:
     """Where a new ``model`` goes by ``pull_to`` (None: a blob, for whichever model)."""
     servers = managers(members)
     if not servers:
