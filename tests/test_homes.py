@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from cortex.config import BackendSettings
 from cortex.routing import scorer
-from cortex.routing.circuit import Circuit
 from cortex.routing.homes import Homes, bound
 from cortex.routing.member import Member
 from cortex.routing.prefix import prompt_of, rendezvous
-
-
-def member(name: str) -> Member:
-    return Member(
-        BackendSettings(name=name, url="http://127.0.0.1:1"),
-        backend=None,  # type: ignore[arg-type]  # the scorer never calls it
-        circuit=Circuit(3, 10),
-    )
+from tests.test_routing_state import member
 
 
 def place(members: list[Member], opening: str, now: float) -> Member:
