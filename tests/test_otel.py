@@ -213,7 +213,7 @@ def test_with_otel_unset_no_exporter_starts_and_nothing_is_sent(
         assert response.status_code == 200
         assert "traceparent" not in fake.requests[-1].headers
         names = {t.name for t in threading.enumerate()}
-        assert not any(n.startswith(("OtelBatch", "OtelPeriodic")) for n in names)
+        assert "cortex-otlp" not in names
         assert otlp.posts == []
 
 

@@ -171,6 +171,8 @@ def create_app(settings: Settings) -> Pipeline:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = await Gateway.start(settings)
         app.state.gateway = gw
+        if telemetry is not None:
+            telemetry.open()
         logger.info(
             "Córtex %s listening on http://%s:%s, %s",
             __version__,
@@ -232,6 +234,7 @@ def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
             "X-Cortex-Backend",
             "X-Cortex-Queue-Ms",
             "X-Cortex-Queue-Position",
+            "X-Cortex-Overhead-Ms",
             "Retry-After",
         ],
         max_age=600,

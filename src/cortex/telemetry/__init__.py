@@ -73,27 +73,25 @@ class RequestTrace(Protocol):
 
 
 class Telemetry(Protocol):
-    """The app's OpenTelemetry (``sdk.SDKTelemetry``): a trace for each request."""
+    """The app's OpenTelemetry (``otlp.OTLPTelemetry``): a trace for each request."""
 
     def start(self, scope: Mapping[str, Any], route: str | None) -> RequestTrace: ...
 
-    def shutdown(self) -> None: ...
+    def open(self) -> None:
+        """Start exporting (in the serving process, once it runs)."""
+
+    def shutdown(self) -> None:
+        """Export what is left and stop (blocks: call it from a thread)."""
 
 
 def telemetry_from_env(environ: Mapping[str, str]) -> Telemetry | None:
-    """The SDK, set up, when the ``OTEL_*`` variables turn a signal on; else None."""
+    """Córtex's telemetry, set up, when the ``OTEL_*`` variables turn a signal on; else None."""
     on = signals(environ)
     if not (on.traces or on.metrics):
         return None
-    try:
-        from .sdk import SDKTelemetry
-    except ImportError:
-        logger.warning(
-            "OTEL_* variables ask for telemetry, but OpenTelemetry is not installed "
-            "(pip install 'cortex-gateway[otel]'): running without it"
-        )
-        return None
-    return SDKTelemetry(on, environ)
+    from .otlp import OTLPTelemetry
+
+    return OTLPTelemetry(on, environ)
 
 
 class _Unwatched:

@@ -1,129 +1,160 @@
-"""One request's SERVER span and its upstream attempts' CLIENT spans, with the metrics
-recorded as each ends (the SDK's side of ``telemetry.RequestTrace``).
+"""One request's SERVER span and its upstream attempts' CLIENT spans, with the GenAI
+histograms recorded as each ends (``telemetry.RequestTrace``).
 
 Timings and token counts are the ones the access log and Prometheus already use
-(``RequestRecord``, the relay's usage): nothing is measured twice.
+(``RequestRecord``, the relay's usage): nothing is measured twice. A span that is
+not sampled is never built, but its context still goes upstream (flags ``00``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from functools import partial
 from typing import TYPE_CHECKING, Any
-
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 
 from ..asks import Generation
 from ..events import Usage
 from ..observe import RequestRecord
 from . import AttemptTrace
 from .genai import error_type, operation, provider, request_parameters
+from .histograms import Histogram
+from .protobuf import CLIENT, SERVER, span
 
 if TYPE_CHECKING:
-    from .sdk import SDKTelemetry
+    from .otlp import OTLPTelemetry, Parent
 
 
 @dataclass(frozen=True, slots=True)
 class Instruments:
-    operation_duration: Any
-    token_usage: Any
-    request_duration: Any
-    time_to_first_token: Any
-    time_per_output_token: Any
+    operation_duration: Histogram
+    token_usage: Histogram
+    request_duration: Histogram
+    time_to_first_token: Histogram
+    time_per_output_token: Histogram
+
+    def all(self) -> Iterator[Histogram]:
+        for field in fields(self):
+            yield getattr(self, field.name)
 
 
 class ServerTrace:
-    """A request's SERVER span (when traces are on) and its server-side GenAI metrics."""
+    """A request's SERVER span (when sampled) and its server-side GenAI histograms."""
 
     def __init__(
         self,
-        telemetry: SDKTelemetry,
+        telemetry: OTLPTelemetry,
         scope: Mapping[str, Any],
         route: str | None,
-        parent: Context | None,
+        parent: Parent | None,
     ) -> None:
         self.telemetry = telemetry
-        self._scope = scope if route is None else None  # FastAPI names its route later
-        self.span: Span | None = None
-        self._genai: dict[str, Any] | None = None  # the last attempt's, for the metrics
+        self._scope, self._route = scope, route
+        self._genai: dict[str, Any] | None = None  # the last attempt's, for the histograms
+        self._genai_key: tuple[str, ...] = ()  # the same, as a histogram's series
         self._streamed = False
-        tracer = telemetry.tracer
-        if tracer is None:
-            return
-        method = scope["method"]
-        attributes = _http_attributes(scope, route, telemetry.conventions.old_http)
-        name = f"{method} {route}" if route else method
-        self.span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+        self.parent_id = parent.span_id if parent is not None else None
+        self.state = parent.state if parent is not None else ""
+        ids = telemetry.ids
+        self.trace_id = parent.trace_id if parent is not None else ids.getrandbits(128)
+        self.span_id = ids.getrandbits(64).to_bytes(8, "big")
+        sampled = parent.sampled if parent is not None else None
+        self.sampled = telemetry.traces and telemetry.settings.sampler.sampled(
+            sampled, self.trace_id
+        )
+        self._start_ns = time.time_ns()
 
     def attempt(self, ask: Generation, backend: Any, sent_model: str) -> AttemptTrace:
-        conventions = self.telemetry.conventions
+        # an HTTP backend names its host; the embedded model has none
         kind = backend.wire.kind if hasattr(backend, "host") else None
         genai: dict[str, Any] = {
             "gen_ai.operation.name": operation(ask),
-            conventions.provider_key: provider(kind),
+            self.telemetry.conventions.provider_key: provider(kind),
             "gen_ai.request.model": sent_model,
         }
         self._genai, self._streamed = genai, ask.stream
+        self._genai_key = (genai["gen_ai.operation.name"], provider(kind), sent_model)
         return ClientTrace(self, ask, backend, genai)
 
     def end(self, record: RequestRecord, ended: float) -> None:
         failed = _failure(record)
-        span = self.span
-        if span is not None:
-            route = getattr(self._scope.get("route"), "path", None) if self._scope else None
-            if isinstance(route, str):
-                span.set_attribute("http.route", route)
-                span.update_name(f"{record.method} {route}")
-            span.set_attribute("http.response.status_code", record.status)
-            if self.telemetry.conventions.old_http:
-                span.set_attribute("http.status_code", record.status)
-            if failed is not None:
-                span.set_attribute("error.type", failed)
-                if record.status >= 500 or record.status < 400:  # a 4xx is the client's fault
-                    span.set_status(Status(StatusCode.ERROR))
-            span.end()
+        if self.sampled:
+            self._export(record, failed)
         instruments, genai = self.telemetry.instruments, self._genai
         if instruments is None or genai is None:
             return
+        key = (self._genai_key, failed)
         attributes = genai if failed is None else {**genai, "error.type": failed}
-        instruments.request_duration.record(ended - record.started, attributes)
+        instruments.request_duration.record(ended - record.started, key, lambda: attributes)
         first = record.first_token
         if failed is not None or first is None or not self._streamed:
             return
-        instruments.time_to_first_token.record(first - record.started, genai)
+        instruments.time_to_first_token.record(first - record.started, key, lambda: genai)
         tokens = record.completion_tokens
         if tokens is not None and tokens > 1 and ended > first:
-            instruments.time_per_output_token.record((ended - first) / (tokens - 1), genai)
+            per_token = (ended - first) / (tokens - 1)
+            instruments.time_per_output_token.record(per_token, key, lambda: genai)
+
+    def _export(self, record: RequestRecord, failed: str | None) -> None:
+        old = self.telemetry.conventions.old_http
+        route, scope = self._route, self._scope
+        if route is None:  # FastAPI matched its route while handling the request
+            route = getattr(scope.get("route"), "path", None)
+        client = scope.get("client")
+        key = (record.method, record.path, route, scope.get("server"), client and client[0], old)
+        fixed = self.telemetry.encoder.block(key, lambda: _http_attributes(scope, route, old))
+        pairs: dict[str, Any] = {"http.response.status_code": record.status}
+        if old:
+            pairs["http.status_code"] = record.status
+        if failed is not None:
+            pairs["error.type"] = failed
+        name = f"{record.method} {route}" if route else record.method
+        error = failed is not None and not 400 <= record.status < 500  # a 4xx is the client's
+        encoded = span(
+            self.telemetry.encoder,
+            self.trace_id.to_bytes(16, "big"),
+            self.span_id,
+            self.parent_id,
+            self.state,
+            name,
+            SERVER,
+            self._start_ns,
+            time.time_ns(),
+            fixed,
+            pairs,
+            error,
+        )
+        self.telemetry.exporter.add(encoded)
 
 
 class ClientTrace:
     """One upstream attempt: its CLIENT span, the ``traceparent`` sent with it, and the
-    client-side GenAI metrics (duration, token usage) recorded when it ends."""
+    client-side GenAI histograms (duration, token usage) recorded when it ends."""
 
     def __init__(
         self, server: ServerTrace, ask: Generation, backend: Any, genai: dict[str, Any]
     ) -> None:
         self._server = server
+        self._ask = ask
         self._genai = genai
         self._usage: Callable[[], Usage] | None = None
         self._translator: object = None
-        self._address: dict[str, Any] = {}
         host = getattr(backend, "host", None)
-        if host is not None:
-            self._address = {"server.address": host, "server.port": backend.port}
-        self.span: Span | None = None
-        self.traceparent = b""
+        self._address = (
+            {} if host is None else {"server.address": host, "server.port": backend.port}
+        )
+        self.span_id = server.telemetry.ids.getrandbits(64).to_bytes(8, "big")
+        flags = b"01" if server.sampled else b"00"
+        self.traceparent = b"traceparent: 00-%032x-%s-%s\r\n" % (
+            server.trace_id,
+            self.span_id.hex().encode(),
+            flags,
+        )
+        if server.state:
+            self.traceparent += b"tracestate: %s\r\n" % server.state.encode("latin-1")
         self._started = time.monotonic()
-        tracer = server.telemetry.tracer
-        if tracer is None:
-            return
-        attributes = {**genai, **self._address, **request_parameters(ask.payload)}
-        name = f"{genai['gen_ai.operation.name']} {genai['gen_ai.request.model']}"
-        parent = set_span_in_context(server.span) if server.span is not None else None
-        self.span = span = tracer.start_span(name, parent, SpanKind.CLIENT, attributes)
-        self.traceparent = _traceparent(span)
+        self._start_ns = time.time_ns()
 
     def __enter__(self) -> ClientTrace:
         return self
@@ -136,50 +167,62 @@ class ClientTrace:
     ) -> None:
         failed = None if exc is None else error_type(exc)
         usage = self._usage() if self._usage is not None else Usage()
-        span = self.span
-        if span is not None:
-            if failed is not None:
-                span.set_attribute("error.type", failed)
-                span.set_status(Status(StatusCode.ERROR))
-            _usage_attributes(span, usage, getattr(self._translator, "finish_reason", None))
-            span.end()
-        instruments = self._server.telemetry.instruments
+        server = self._server
+        if server.sampled:
+            self._export(usage, failed)
+        instruments = server.telemetry.instruments
         if instruments is None:
             return
-        attributes = {**self._genai, **self._address}
-        if failed is not None:
-            attributes["error.type"] = failed
-        instruments.operation_duration.record(time.monotonic() - self._started, attributes)
+        key = (server._genai_key, *self._address.values(), failed)
+
+        def attributes(**more: str) -> dict[str, Any]:
+            found = {**self._genai, **self._address, **more}
+            if failed is not None:
+                found["error.type"] = failed
+            return found
+
+        took = time.monotonic() - self._started
+        instruments.operation_duration.record(took, key, attributes)
         if failed is None:
-            for kind_, count in (
-                ("input", usage.prompt_tokens),
-                ("output", usage.completion_tokens),
-            ):
+            counts = (("input", usage.prompt_tokens), ("output", usage.completion_tokens))
+            for token_type, count in counts:
                 if count is not None:
-                    instruments.token_usage.record(
-                        count, {**attributes, "gen_ai.token.type": kind_}
-                    )
+                    typed = partial(attributes, **{"gen_ai.token.type": token_type})
+                    instruments.token_usage.record(count, (key, token_type), typed)
 
-
-def _usage_attributes(span: Span, usage: Usage, finish: str | None) -> None:
-    if usage.prompt_tokens is not None:
-        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
-    if usage.completion_tokens is not None:
-        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
-    if finish:
-        span.set_attribute("gen_ai.response.finish_reasons", (finish,))
-
-
-def _traceparent(span: Span) -> bytes:
-    """The W3C headers that make the upstream's work a child of ``span``."""
-    context = span.get_span_context()
-    line = b"traceparent: 00-%032x-%016x-%02x\r\n" % (
-        context.trace_id,
-        context.span_id,
-        context.trace_flags,
-    )
-    state = context.trace_state.to_header() if context.trace_state else ""
-    return line + b"tracestate: %s\r\n" % state.encode() if state else line
+    def _export(self, usage: Usage, failed: str | None) -> None:
+        genai, address = self._genai, self._address
+        parameters = request_parameters(self._ask.payload)
+        key = (*genai.values(), *address.values(), *parameters.items())
+        fixed = self._server.telemetry.encoder.block(
+            key, lambda: {**genai, **address, **parameters}
+        )
+        pairs: dict[str, Any] = {}
+        if usage.prompt_tokens is not None:
+            pairs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        if usage.completion_tokens is not None:
+            pairs["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        finish = getattr(self._translator, "finish_reason", None)
+        if finish:
+            pairs["gen_ai.response.finish_reasons"] = (finish,)
+        if failed is not None:
+            pairs["error.type"] = failed
+        server = self._server
+        encoded = span(
+            server.telemetry.encoder,
+            server.trace_id.to_bytes(16, "big"),
+            self.span_id,
+            server.span_id,
+            server.state,
+            f"{genai['gen_ai.operation.name']} {genai['gen_ai.request.model']}",
+            CLIENT,
+            self._start_ns,
+            time.time_ns(),
+            fixed,
+            pairs,
+            failed is not None,
+        )
+        server.telemetry.exporter.add(encoded)
 
 
 def _http_attributes(scope: Mapping[str, Any], route: str | None, old: bool) -> dict[str, Any]:
@@ -196,7 +239,7 @@ def _http_attributes(scope: Mapping[str, Any], route: str | None, old: bool) -> 
         found["server.address"], found["server.port"] = server[0], server[1]
     if client:
         found["client.address"] = client[0]
-    if old:  # the names before HTTP's conventions were stable (1.20), for http/dup
+    if old:  # the names from before HTTP's conventions were stable, for http/dup
         found.update({"http.method": scope["method"], "http.target": scope["path"]})
         found["http.scheme"] = found["url.scheme"]
         found["http.flavor"] = found["network.protocol.version"]
