@@ -228,3 +228,22 @@ def test_otel_sdk_disabled_wins_over_an_endpoint(
     assert httpx.post(gateway.url + "/api/chat", json=HELLO, timeout=10).status_code == 200
     assert "traceparent" not in fake.requests[-1].headers
     assert otlp.posts == []
+
+
+def test_an_unsampled_trace_sends_no_span_but_carries_its_context_upstream(
+    otlp: OTLPReceiver,
+    fake: FakeOllama,
+    start_gateway: StartGateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    gateway = start_gateway()
+    headers = {"traceparent": TRACEPARENT, "tracestate": "vendor=opaque"}
+    assert httpx.post(gateway.url + "/api/chat", json=HELLO, headers=headers).status_code == 200
+    sent = fake.requests[-1].headers
+    assert sent["traceparent"].startswith(f"00-{CLIENT_TRACE}-")
+    assert sent["traceparent"].endswith("-00")  # not sampled: the flag says so
+    assert sent["tracestate"] == "vendor=opaque"
+    gateway.__exit__()  # Córtex exports what is left as it stops
+    assert otlp.posts == []
