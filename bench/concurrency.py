@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from harness.cli import parser, quick_or_full, run_benchmark
 from harness.cpu import Snapshot
 from harness.machine import ROOT
@@ -45,6 +46,7 @@ from suites.concurrency.targets import Target, direct, gateway_targets, start_co
 from suites.concurrency.tools import tool_calls
 
 T = TypeVar("T")
+PLOT_TITLE = "Córtex under concurrency: added over direct (answers of 20 tokens, 5 ms apart)"
 
 
 async def phase(report: Report, name: str, work: Awaitable[T]) -> T:
@@ -135,7 +137,7 @@ async def main(plan: Plan, mode: str, plot_path: Path) -> int:
     json_path = write_results("concurrency", report.data)
     if mode != "full":
         plot_path = json_path.with_name(f"{json_path.stem}.png")
-    plot(report.data["sweep"], plot_path, "Córtex under concurrency: p99 added over direct")
+    plot(report.data["sweep"], plot_path, PLOT_TITLE)
     report.print_tables()
     report.print_end(json_path)
     print(f"plot in {plot_path.relative_to(ROOT) if plot_path.is_relative_to(ROOT) else plot_path}")
@@ -145,7 +147,13 @@ async def main(plan: Plan, mode: str, plot_path: Path) -> int:
 def cli(argv: list[str] | None = None) -> None:
     command = parser(__doc__, "one small round, under two minutes")
     command.add_argument("--plot", type=Path, default=PLOT, help="where a full run puts the plot")
+    command.add_argument("--replot", type=Path, help="draw the plot of a results JSON, and stop")
     args = command.parse_args(argv)
+    if args.replot:
+        sweep = orjson.loads(args.replot.read_bytes())["sweep"]
+        figs = {name: {int(c): f for c, f in levels.items()} for name, levels in sweep.items()}
+        plot(figs, args.plot, PLOT_TITLE)
+        return
     plan, mode = quick_or_full(args.quick, Plan(), QUICK)
     run_benchmark(main(plan, mode, args.plot), "the upstream and Córtex")
 

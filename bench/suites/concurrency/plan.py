@@ -50,9 +50,9 @@ class Plan:
 
 QUICK = Plan(
     rounds=1,
-    requests_c1=40,
+    requests_c1=30,
     requests_per_stream=2,
-    warmup=10,
+    warmup=5,
     prompt_requests=15,
     tool_deltas=100,
     tool_requests=16,
