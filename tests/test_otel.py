@@ -13,7 +13,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from cortex.telemetry.genai import DURATION_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS
 from tests.conftest import StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
-from tests.helpers import stream_lines
+from tests.helpers import open_raw_stream, read_until, stream_lines
 from tests.otlp_receiver import OTLPReceiver, attributes
 
 HELLO = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "un secreto"}]}
@@ -247,3 +247,18 @@ def test_an_unsampled_trace_sends_no_span_but_carries_its_context_upstream(
     assert sent["tracestate"] == "vendor=opaque"
     gateway.__exit__()  # Córtex exports what is left as it stops
     assert otlp.posts == []
+
+
+def test_a_client_that_leaves_ends_the_attempt_cancelled_not_failed(
+    otlp: OTLPReceiver, fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    fake.script = Script(count=10_000, delay=0.02)
+    gateway = start_gateway()
+    sock = open_raw_stream(gateway.host, gateway.port, HELLO)
+    read_until(sock, b"tok1 ")
+    sock.close()
+    assert fake.wait_disconnect(5) is not None
+
+    client = otlp.wait_span(lambda s: s.kind == Span.SPAN_KIND_CLIENT)
+    assert attributes(client.attributes)["error.type"] == "cancelled"
+    assert client.status.code != Status.STATUS_CODE_ERROR

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cortex.errors import FirstByteTimeout, UpstreamStatus, UpstreamUnreachable
@@ -88,6 +90,7 @@ def test_error_types_are_few_and_named() -> None:
     assert error_type(UpstreamStatus("boom", status=502)) == "502"
     assert error_type(FirstByteTimeout("slow")) == "timeout"
     assert error_type(UpstreamUnreachable("gone")) == "upstream-error"
+    assert error_type(asyncio.CancelledError()) == "cancelled"
     assert error_type(ValueError()) == "ValueError"
 
 

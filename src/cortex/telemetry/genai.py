@@ -11,6 +11,7 @@ answer or a key: only names, counts and parameters.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,9 +80,15 @@ def request_parameters(payload: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
+CANCELLED = "cancelled"  # the client went away: the attempt was stopped, not failed
+
+
 def error_type(exc: BaseException) -> str:
-    """A low-cardinality name for why an attempt failed: the upstream's status, else the
-    kind of fault (``timeout``, ``upstream-error``…), else the exception's class."""
+    """A low-cardinality name for why an attempt ended early: the upstream's status, else
+    the kind of fault (``timeout``, ``upstream-error``…), ``cancelled`` when the client
+    left, else the exception's class."""
+    if isinstance(exc, asyncio.CancelledError):
+        return CANCELLED
     if isinstance(exc, UpstreamStatus):
         return str(exc.status)
     if isinstance(exc, CortexError):

@@ -18,7 +18,7 @@ from ..asks import Generation
 from ..events import Usage
 from ..observe import RequestRecord
 from . import AttemptTrace
-from .genai import error_type, operation, provider, request_parameters
+from .genai import CANCELLED, error_type, operation, provider, request_parameters
 from .histograms import Histogram
 from .protobuf import CLIENT, SERVER, span
 
@@ -220,7 +220,7 @@ class ClientTrace:
             time.time_ns(),
             fixed,
             pairs,
-            failed is not None,
+            failed is not None and failed != CANCELLED,
         )
         server.telemetry.exporter.add(encoded)
 
