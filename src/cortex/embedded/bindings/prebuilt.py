@@ -106,7 +106,7 @@ class Prebuilt:
             self._server = xllamacpp.Server(params)
         finally:
             shutil.rmtree(home, ignore_errors=True)  # the listener stays, its path is gone
-            for sig, handler in handlers.items():  # the engine installs its own; ours stay
+            for sig, handler in handlers.items():  # releases of the engine that set their own
                 signal.signal(sig, handler)
         self.system_info = str(xllamacpp.get_system_info()).strip()
 
