@@ -29,6 +29,10 @@ from ..events import Finish, Usage
 from . import bindings, frames, transcript
 
 DEFAULT_MAX_TOKENS = 512
+# The repeat penalty looks back over the whole answer (a 64-token window let a paragraph
+# come back again and again) and is mild, so common words stay usable: bench/answers.py.
+REPEAT_WINDOW = DEFAULT_MAX_TOKENS
+TRANSCRIPT_REPEAT_PENALTY = 1.15
 SAMPLING_KEYS = (
     "temperature",
     "top_p",
@@ -112,7 +116,10 @@ class Worker:
         began = time.monotonic()
         self._llm = bindings.load(
             bindings.LoadSettings(
-                str(self._model_path()), self.settings.context, self.settings.threads
+                str(self._model_path()),
+                self.settings.context,
+                self.settings.threads,
+                repeat_window=REPEAT_WINDOW,
             )
         )
         for _ in self._llm.complete("Hello", {"max_tokens": 1}):
@@ -196,7 +203,7 @@ class Worker:
             prompt, stops = request.raw_prompt, list[str]()
         else:
             prompt, stops = transcript.render(request.messages)
-            params.setdefault("repeat_penalty", 1.3)
+            params.setdefault("repeat_penalty", TRANSCRIPT_REPEAT_PENALTY)
         params["stop"] = list(params.get("stop") or []) + stops
         return llm.complete(prompt, params)
 

@@ -51,6 +51,7 @@ class LoadSettings:
     model_path: str
     context: int
     threads: int | None  # None: half the CPUs, as llama-cpp-python's default
+    repeat_window: int = 64  # tokens the repeat penalty looks back over (llama.cpp's default)
 
 
 def default_threads() -> int:

@@ -41,6 +41,7 @@ class Compiled:
             model_path=settings.model_path,
             n_ctx=settings.context,
             n_threads=settings.threads or default_threads(),
+            last_n_tokens_size=settings.repeat_window,
             verbose=False,
         )
         self.system_info = llama_print_system_info().decode(errors="replace").strip()

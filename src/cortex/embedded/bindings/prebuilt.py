@@ -93,6 +93,7 @@ class Prebuilt:
         threads = settings.threads or default_threads()
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
+        params.sampling.penalty_last_n = settings.repeat_window
         params.cache_ram_mib = 0  # no prompt cache in RAM beyond the context itself
         params.cache_idle_slots = False
         params.warmup = False  # the worker's own self-test generates a token
@@ -109,19 +110,21 @@ class Prebuilt:
             for sig, handler in handlers.items():  # releases of the engine that set their own
                 signal.signal(sig, handler)
         self.system_info = str(xllamacpp.get_system_info()).strip()
+        self._repeat_window = settings.repeat_window
 
     def complete(self, prompt: str, params: dict[str, Any]) -> PrebuiltGeneration:
-        body = request(params, prompt=prompt)
+        body = request(params, self._repeat_window, prompt=prompt)
         return PrebuiltGeneration(lambda take: self._server.handle_completions(body, take))
 
     def chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> PrebuiltGeneration:
-        body = request(params, messages=messages)
+        body = request(params, self._repeat_window, messages=messages)
         return PrebuiltGeneration(lambda take: self._server.handle_chat_completions(body, take))
 
 
-def request(params: dict[str, Any], **fields: Any) -> dict[str, Any]:
+def request(params: dict[str, Any], repeat_window: int, **fields: Any) -> dict[str, Any]:
     """An OpenAI-style request body, as llama.cpp's server reads it (the sampling names match)."""
     return {
+        "repeat_last_n": repeat_window,
         **params,
         **fields,
         "stream": True,
