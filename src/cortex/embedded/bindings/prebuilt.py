@@ -33,6 +33,7 @@ class EngineError(RuntimeError):
 class PrebuiltGeneration:
     def __init__(self, run: Callable[[Callable[[dict[str, Any]], bool]], None]) -> None:
         self.prompt_tokens = 0
+        self.cached_tokens = 0  # of the prompt's, taken from the context's shared prefix
         self._chunks: queue.Queue[object] = queue.Queue(QUEUE_SIZE)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._produce, args=(run,), daemon=True)
@@ -70,6 +71,8 @@ class PrebuiltGeneration:
             assert isinstance(item, dict)
             if usage := item.get("usage"):
                 self.prompt_tokens = int(usage.get("prompt_tokens", 0))
+                details = usage.get("prompt_tokens_details") or {}
+                self.cached_tokens = int(details.get("cached_tokens", 0))
             for choice in item.get("choices") or ():
                 text = choice["delta"].get("content") if "delta" in choice else choice["text"]
                 yield text or "", choice.get("finish_reason")
@@ -90,12 +93,13 @@ class Prebuilt:
         params.model.path = settings.model_path
         params.n_ctx = settings.context
         params.n_parallel = 1  # the worker runs one answer at a time
-        threads = settings.threads or default_threads()
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
+        # As llama-cpp-python: generation on half the CPUs, the prompt on all of them.
+        params.cpuparams.n_threads = settings.threads or default_threads()
+        params.cpuparams_batch.n_threads = settings.threads or os.cpu_count() or 1
         params.sampling.penalty_last_n = settings.repeat_window
         params.cache_ram_mib = 0  # no prompt cache in RAM beyond the context itself
         params.cache_idle_slots = False
+        params.swa_full = True  # a shared prefix stays reusable past the sliding window
         params.warmup = False  # the worker's own self-test generates a token
         params.ui = False
         params.verbosity = LOG_WARNINGS
