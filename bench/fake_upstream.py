@@ -12,10 +12,13 @@ it pushes back. The status line travels with the first token, as Go's net/http
 The knobs ride in the model name, which Córtex keeps when it translates a
 request from one dialect to the other (it rebuilds the body, dropping fields it
 does not know): ``bench-t2000-d5`` asks for 2000 tokens, sleeping 5 ms before
-each. Without them the token count comes from ``options.num_predict`` or
-``max_tokens`` / ``max_completion_tokens`` (default 10) and the delay from a
-``bench_delay_ms`` field (default 0). Without a delay the server still yields to
-its event loop between tokens, as a real model server does between forward passes.
+each; ``-a200`` instead answers with one tool call whose arguments come in 200 pieces
+(OpenAI: one event per piece, as servers stream them; Ollama: the whole call in one
+line once the last piece is made, as Ollama sends calls). Without them the token count
+comes from ``options.num_predict`` or ``max_tokens`` / ``max_completion_tokens``
+(default 10) and the delay from a ``bench_delay_ms`` field (default 0). Without a delay
+the server still yields to its event loop between tokens, as a real model server does
+between forward passes.
 
 Run as a script it serves on 127.0.0.1 and prints its URL. The benchmark also
 runs it inside its own event loop, with ``on_hangup``, to see exactly when a
@@ -49,7 +52,7 @@ _MAX_REQUEST = 1024 * 1024
 _CREATED_AT = b"2025-01-01T12:00:00.123456789Z"
 _CREATED = 1735732800
 _PROMPT_TOKENS = 26
-_KNOBS = re.compile(r"-(t|d)(\d+(?:\.\d+)?)")
+_KNOBS = re.compile(r"-(t|d|a)(\d+(?:\.\d+)?)")
 
 
 def _whole(status: bytes, content_type: bytes, body: bytes) -> bytes:
@@ -96,6 +99,27 @@ def _usage_event(model: bytes, count: int) -> bytes:
     )
 
 
+def tool_pieces(count: int) -> list[str]:
+    """A tool call's arguments, a JSON object, cut into ``count`` (at least 2) pieces."""
+    return ['{"query":"', *(f"p{i} " for i in range(max(count, 2) - 2)), '"}']
+
+
+def _tool_line(model: bytes, pieces: list[str]) -> bytes:
+    call = {"function": {"name": "lookup", "arguments": orjson.loads("".join(pieces))}}
+    message = {"role": "assistant", "content": "", "tool_calls": [call]}
+    line = {"model": model.decode(), "created_at": _CREATED_AT.decode(), "message": message}
+    return orjson.dumps(line | {"done": False}) + b"\n"
+
+
+def _tool_delta(index: int, piece: str) -> bytes:
+    call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+    if index == 0:
+        call |= {"id": "call_bench", "type": "function"}
+        call["function"]["name"] = "lookup"
+    delta: dict[str, Any] = {"tool_calls": [call]}
+    return orjson.dumps({"role": "assistant"} | delta if index == 0 else delta)
+
+
 def knobs(request: dict[str, Any]) -> tuple[bytes, int, float]:
     """The model name, the token count and the delay before each token (seconds)."""
     model = str(request.get("model") or "bench")
@@ -106,6 +130,8 @@ def knobs(request: dict[str, Any]) -> tuple[bytes, int, float]:
     for knob, value in _KNOBS.findall(model):
         if knob == "t":
             count = int(float(value))
+        elif knob == "a":
+            continue
         else:
             delay_ms = float(value)
     return model.encode(), int(count), float(delay_ms) / 1000
@@ -200,7 +226,11 @@ class _Connection(asyncio.Protocol):
     async def _stream(self, request: dict[str, Any]) -> None:
         model, count, delay = knobs(request)
         pending = _HEAD
-        for index in range(count):
+        if pieces := _tool_call(model):
+            await asyncio.sleep(delay * len(pieces))
+            await self._send(pending + _chunk(_tool_line(model, pieces)))
+            pending, count = b"", 1
+        for index in range(0 if pieces else count):
             await asyncio.sleep(delay)
             await self._send(pending + _chunk(_token_line(model, index)))
             pending = b""
@@ -211,13 +241,21 @@ class _Connection(asyncio.Protocol):
         with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         usage = b',"usage":null' if with_usage else b""
         pending = _SSE_HEAD
-        for index in range(count):
+        pieces = _tool_call(model)
+        for index, piece in enumerate(pieces):
+            await asyncio.sleep(delay)
+            await self._send(
+                pending + _chunk(_event(model, _tool_delta(index, piece), b"null", usage))
+            )
+            pending = b""
+        for index in range(0 if pieces else count):
             await asyncio.sleep(delay)
             role = b'"role":"assistant",' if index == 0 else b""
             delta = b'{%b"content":"tok%d "}' % (role, index)
             await self._send(pending + _chunk(_event(model, delta, b"null", usage)))
             pending = b""
-        await self._send(pending + _chunk(_event(model, b"{}", b'"stop"', usage)))
+        finish = b'"tool_calls"' if pieces else b'"stop"'
+        await self._send(pending + _chunk(_event(model, b"{}", finish, usage)))
         if with_usage:
             await self._send(_chunk(_usage_event(model, count)))
         await self._send(_chunk(b"data: [DONE]\n\n") + _LAST_CHUNK)
@@ -231,6 +269,12 @@ class _Connection(asyncio.Protocol):
         if self._transport is None or self._transport.is_closing():
             raise ConnectionResetError("client went away")
         self._transport.write(data)
+
+
+def _tool_call(model: bytes) -> list[str]:
+    """The pieces of the tool call the model name asks for (``-a200``), or none."""
+    asked = [int(float(v)) for k, v in _KNOBS.findall(model.decode()) if k == "a"]
+    return tool_pieces(asked[0]) if asked else []
 
 
 def _content_length(header_lines: list[str]) -> int:

@@ -7,6 +7,7 @@
 - ``cpu``: CPU seconds of processes and of the whole machine (others' share, steal);
 - ``memory``: RSS, PSS, USS and open files of processes;
 - ``loadgen``: the load generator (hand-written HTTP/1.1, both client dialects);
+- ``chats``: the requests it sends, and the fake upstream's knobs in them;
 - ``loads``: a load measured with the CPU of the processes serving it, and its warm-up;
 - ``rounds``: interleaved rounds, a run's figures, and the figures of runs over rounds;
 - ``stats``: percentiles and summaries;

@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
-import orjson
+# the requests it sends, from where the benchmarks have always imported them
+from harness.chats import DIALECTS as DIALECTS
+from harness.chats import ChatRequest as ChatRequest
+from harness.chats import Dialect as Dialect
+from harness.chats import chat_request as chat_request
 
 State = Literal["head", "size", "data", "data_end", "trailer", "idle"]
-Dialect = Literal["ollama", "openai"]
-DIALECTS: tuple[Dialect, ...] = ("ollama", "openai")
 # How messages end, the media type they come in, and whether the last one ends the answer.
 _SEPARATOR = {"ollama": b"\n", "openai": b"\n\n"}
 _MEDIA_TYPE = {"ollama": b"application/x-ndjson", "openai": b"text/event-stream"}
@@ -45,53 +46,15 @@ class Result:
     messages: int  # NDJSON lines or SSE events
     chunks: int  # HTTP chunks with data: more messages than chunks means they were batched
     error: str = ""
+    # seconds from writing the request to each token message, when the request asked (timed)
+    arrivals: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.error
 
 
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    raw: bytes  # the whole HTTP request
-    dialect: Dialect  # how its answer is framed
-
-
-def chat_request(
-    host: str,
-    port: int,
-    tokens: int,
-    delay_ms: float = 0,
-    dialect: Dialect = "ollama",
-    headers: Mapping[str, str] | None = None,
-) -> ChatRequest:
-    """A streamed chat request in ``dialect`` asking the fake upstream for ``tokens`` tokens,
-    each after ``delay_ms``. The knobs ride in the model name (see fake_upstream.py), which
-    survives Córtex's translation between dialects; the token count is also asked for the
-    ordinary way."""
-    model = f"bench-t{tokens}-d{delay_ms:g}"
-    messages = [{"role": "user", "content": "Say something."}]
-    payload: dict[str, Any]
-    if dialect == "ollama":
-        path = "/api/chat"
-        payload = {"model": model, "messages": messages, "options": {"num_predict": tokens}}
-    else:
-        path = "/v1/chat/completions"
-        payload = {
-            "model": model,
-            "messages": messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "max_tokens": tokens,
-        }
-    body = orjson.dumps(payload)
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: cortex-bench\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        + "\r\n"
-    )
-    return ChatRequest(head.encode() + body, dialect)
+_TOKEN = b'"content":"tok'  # how each of the fake upstream's tokens reads, in either dialect
 
 
 class StreamConnection(asyncio.Protocol):
@@ -113,6 +76,8 @@ class StreamConnection(asyncio.Protocol):
         self._result: asyncio.Future[Result] | None = None
         self._want = 0
         self._enough: asyncio.Future[None] | None = None
+        self._timed = False
+        self._arrivals: list[float] = []
 
     @classmethod
     async def open(cls, host: str, port: int) -> StreamConnection:
@@ -148,6 +113,7 @@ class StreamConnection(asyncio.Protocol):
         self._state, self._messages, self._chunks, self._first = "head", 0, 0, 0.0
         self._tail, self._last = b"", b""
         self._dialect, self._separator = request.dialect, _SEPARATOR[request.dialect]
+        self._timed, self._arrivals = request.timed, []
         self._started = time.perf_counter()
         self._transport.write(request.raw)
         return self._result
@@ -230,6 +196,8 @@ class StreamConnection(asyncio.Protocol):
         if not self._first:
             self._first_content(text[:end], now)
         self._messages += count
+        if self._timed:
+            self._arrivals += [now - self._started] * text.count(_TOKEN, 0, end)
         start = text.rfind(sep, 0, end)
         self._last = text[start + len(sep) if start >= 0 else 0 : end]
         self._tail = text[end + len(sep) :]
@@ -256,7 +224,9 @@ class StreamConnection(asyncio.Protocol):
         elif not error and not self._first:
             error = "no message carried content or a role"
         ttfc = self._first - self._started if self._first else float("nan")
-        result.set_result(Result(ttfc, now - self._started, self._messages, self._chunks, error))
+        arrivals = tuple(self._arrivals)
+        total = now - self._started
+        result.set_result(Result(ttfc, total, self._messages, self._chunks, error, arrivals))
 
 
 async def run_load(

@@ -90,5 +90,5 @@ def write_results(name: str, payload: Any) -> Path:
     """``payload`` as indented JSON in bench/results/<name>-<timestamp>.json; its path."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
+    path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     return path

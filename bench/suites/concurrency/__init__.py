@@ -1,0 +1,1 @@
+"""bench/concurrency.py's parts: plan, added figures, targets, scenarios, report, plot."""

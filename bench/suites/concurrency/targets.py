@@ -1,0 +1,92 @@
+"""The targets: the fake upstream straight in each dialect, and Córtex in front of it with
+one worker (pinned to the relays' CPU, as the harness pins relays) or two (on both CPUs:
+the only way two workers get two cores here, so they share one with the load side)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+from harness.cpu import family
+from harness.loadgen import DIALECTS, Dialect
+from harness.processes import Gateway, Processes
+from harness.servers import start_cortex
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a client of ``client`` dialect sends its requests; ``upstream`` is the dialect
+    the fake speaks behind it (the direct baseline is a client of that dialect)."""
+
+    name: str
+    port: int
+    client: Dialect
+    upstream: Dialect
+    workers: int = 0  # 0: the fake upstream straight
+    server: Gateway | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.client}→{self.upstream}"
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return () if self.server is None else tuple(family(self.server.proc.pid))
+
+    def log_lines(self) -> list[str]:
+        lines = [] if self.server is None else self.server.log_lines()
+        return [f"{self.name}: {line}" for line in lines]
+
+
+def direct(upstream_port: int, dialect: Dialect) -> Target:
+    return Target(f"direct {dialect}", upstream_port, dialect, dialect)
+
+
+async def start_cortexes(
+    procs: Processes, upstream_port: int, extra: tuple[str, ...] = ()
+) -> dict[tuple[Dialect, int], Gateway]:
+    """Córtex in front of the fake as Ollama and as OpenAI, with 1 and with 2 workers."""
+    out: dict[tuple[Dialect, int], Gateway] = {}
+    both = (procs.pinning.cortex or set()) | (procs.pinning.load or set()) or None
+    for upstream in DIALECTS:
+        out[upstream, 1] = await start_cortex(procs, upstream_port, upstream, extra)
+        two = [*extra, "--workers", "2"]
+        # started pinned like any relay, then let onto both CPUs with its workers
+        gateway = await start_cortex(procs, upstream_port, upstream, two)
+        await widen(gateway, 2, both)
+        out[upstream, 2] = gateway
+    return out
+
+
+async def widen(gateway: Gateway, workers: int, cpus: set[int] | None) -> None:
+    """Wait for the workers of a Córtex started pinned, then let them all onto ``cpus``."""
+    for _ in range(200):
+        if len(family(gateway.proc.pid)) > workers:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError(f"Córtex did not start {workers} workers")
+    if cpus is not None:
+        for pid in family(gateway.proc.pid):
+            os.sched_setaffinity(pid, cpus)
+
+
+def gateway_targets(cortexes: dict[tuple[Dialect, int], Gateway]) -> list[Target]:
+    """The sweep's gateway targets: both same-dialect paths with 1 and 2 workers, and the
+    translated pair (an OpenAI client in front of an Ollama upstream) with 1."""
+    out = []
+    for client, upstream, workers in SWEPT:
+        gateway = cortexes[upstream, workers]
+        name = f"{client}→{upstream}, {workers} worker{'s' if workers > 1 else ''}"
+        out.append(Target(name, gateway.port, client, upstream, workers, gateway))
+    return out
+
+
+SWEPT: tuple[tuple[Dialect, Dialect, int], ...] = (
+    ("ollama", "ollama", 1),
+    ("ollama", "ollama", 2),
+    ("openai", "openai", 1),
+    ("openai", "openai", 2),
+    ("openai", "ollama", 1),
+)
