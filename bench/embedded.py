@@ -1,8 +1,9 @@
-"""What the embedded model's process boundary costs: Córtex vs llama-cpp-python called directly.
+"""What the embedded model's process boundary costs: Córtex vs its llama.cpp binding, direct.
 
-The same model, prompts and settings, in interleaved rounds: llama-cpp-python in
-this process (the baseline), then Córtex's ``/api/generate`` served by its
-supervised child, streamed over HTTP. Each request counts from a different
+The same model, prompts and settings, in interleaved rounds: the binding the worker
+chooses on this machine (src/cortex/embedded/bindings/; ``CORTEX_LLAMA`` picks another,
+for both sides) in this process (the baseline), then Córtex's ``/api/generate`` served
+by its supervised child, streamed over HTTP. Each request counts from a different
 number, so neither side's prompt cache can skip the prompt. Prints time to first
 token and tokens per second for both, and their ratios (aim: at most 3% apart).
 
@@ -43,8 +44,8 @@ def prompt(start: int) -> str:
 def direct(llm: Any, text: str, tokens: int) -> Run:
     began = time.perf_counter()
     stamps = []
-    for chunk in llm.create_completion(text, max_tokens=tokens, temperature=0, stream=True):
-        if chunk["choices"][0]["text"]:
+    for piece, _ in llm.complete(text, {"max_tokens": tokens, "temperature": 0}):
+        if piece:
             stamps.append(time.perf_counter())
     return _run(began, stamps)
 
@@ -109,9 +110,9 @@ async def main() -> None:
     args = parser(__doc__, "2 rounds of 2 answers of 48 tokens").parse_args()
     rounds, per_round, tokens = (2, 2, 48) if args.quick else (5, 4, 128)
 
-    from llama_cpp import Llama
+    from cortex.embedded import bindings
 
-    llm = Llama(model_path=str(bundled_model()), n_ctx=2048, verbose=False)
+    llm = bindings.load(bindings.LoadSettings(str(bundled_model()), 2048, None))
     port = free_port()
     cortex = await start_cortex(port)
     url = f"http://{HOST}:{port}"

@@ -21,12 +21,14 @@ import orjson
 import pytest
 
 from cortex.backends.local import BUNDLED_NAME, LocalBackend
-from cortex.embedded import frames
+from cortex.embedded import bindings, frames
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeOllama
 from tests.helpers import read_until
 
-pytest.importorskip("llama_cpp", reason="the embedded model needs the 'local' extra")
+pytestmark = pytest.mark.skipif(
+    not bindings.installed(), reason="the embedded model needs the 'local' extra"
+)
 
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 LONG_ANSWER = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import socket
 import time
 
@@ -12,10 +13,13 @@ import orjson
 import pytest
 
 from cortex.backends.local import BUNDLED_NAME, LocalBackend
+from cortex.embedded import bindings
 from tests.conftest import RunningGateway, StartGateway
 from tests.helpers import read_until, stream_lines
 
-pytest.importorskip("llama_cpp", reason="the embedded model needs the 'local' extra")
+pytestmark = pytest.mark.skipif(
+    not bindings.installed(), reason="the embedded model needs the 'local' extra"
+)
 
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 
@@ -130,3 +134,10 @@ def test_unknown_model_on_the_embedded_backend_is_a_404(local: RunningGateway) -
     )
     assert response.status_code == 404
     assert BUNDLED_NAME in response.json()["error"]
+
+
+def test_the_model_runs_on_the_binding_chosen_for_this_machine(local: RunningGateway) -> None:
+    expected = bindings.choose(
+        os.environ.get("CORTEX_LLAMA"), bindings.installed(), bindings.cpu_flags()
+    )
+    assert backend_of(local).process.system_info.endswith(f"({expected} binding)")

@@ -43,8 +43,8 @@ MAX_FRAME = 16 * 1024 * 1024
 
 SIGNAL_CAUSES: dict[int, str] = {
     signal.SIGILL: "an illegal instruction: this llama.cpp build uses CPU instructions the "
-    "machine cannot run; rebuild it for a portable baseline with scripts/llama-wheel "
-    "(README, 'The embedded model')",
+    "machine cannot run; build one for this CPU with CORTEX_LLAMA=compile ./scripts/install "
+    "local (README, 'The embedded model')",
     signal.SIGKILL: "killed, often by the kernel when memory runs out",
     signal.SIGSEGV: "a crash in llama.cpp's native code",
     signal.SIGBUS: "a crash in llama.cpp's native code",

