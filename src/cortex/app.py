@@ -143,11 +143,16 @@ def _headers_only(send: Send) -> Send:
     return send_head
 
 
-def create_app(settings: Settings) -> Pipeline:
+def create_app(settings: Settings, started: Callable[[], None] | None = None) -> Pipeline:
+    """The app; ``started`` runs once its gateway has started (the serving process's
+    garbage-collector policy, ``gcpolicy.py``)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = await Gateway.start(settings)
         app.state.gateway = gw
+        if started is not None:
+            started()
         logger.info(
             "Córtex %s listening on http://%s:%s, %s",
             __version__,
