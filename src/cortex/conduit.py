@@ -45,11 +45,22 @@ class Connection(Protocol):
 class ClientConduit:
     """One response's way to its client below ASGI."""
 
-    __slots__ = ("_cycle", "_on_lost", "_plain", "_protocol", "_sender", "_watcher", "_wrote")
+    __slots__ = (
+        "_cycle",
+        "_on_lost",
+        "_plain",
+        "_protocol",
+        "_sender",
+        "_transport",
+        "_watcher",
+        "_wrote",
+    )
 
     def __init__(self, protocol: Connection, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self._cycle = cycle
+        # the connection's own: body messages pass the cycle's first, which sends the head
+        self._transport = cycle.transport
         self._watcher: Watcher | None = None
         self._on_lost: Callable[[], None] | None = None
         self._plain = False  # the head went out with no encoding; no body was emptied
@@ -78,7 +89,7 @@ class ClientConduit:
         cycle = self._cycle
         if data and not cycle.disconnected and not cycle.response_complete:
             self._wrote = True
-            cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self._transport.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def watch(self, watcher: Watcher | None) -> None:
         self._watcher = watcher
