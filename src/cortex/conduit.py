@@ -39,6 +39,7 @@ class Connection(Protocol):
     """What a conduit needs of the client's connection (``protocol.BoundedHttpToolsProtocol``)."""
 
     flow: FlowControl
+    loop: asyncio.AbstractEventLoop
     conduits: list[ClientConduit]  # those that want to hear when writing pauses or the client goes
 
 
@@ -75,7 +76,7 @@ class ClientConduit:
         ended = cycle.response_complete or cycle.disconnected
         if cycle.chunked_encoding is not True or ended or not self._plain:
             return False
-        return self._sender is not None and self._sender is asyncio.current_task()
+        return self._sender is not None and self._sender is self._task()
 
     @property
     def gone(self) -> bool:
@@ -122,7 +123,11 @@ class ClientConduit:
                     raise RuntimeError(HELD_BACK)
                 if not message.get("body", b""):
                     self._plain = False
-            self._sender = asyncio.current_task()
+            self._sender = self._task()
+
+    def _task(self) -> asyncio.Task[object] | None:
+        # given the loop, current_task need not ask for the running one (a getpid call)
+        return asyncio.current_task(self._protocol.loop)
 
     def pause_writing(self) -> None:
         if self._watcher is not None:
