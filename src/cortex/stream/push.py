@@ -220,21 +220,22 @@ class Push:
     # inside
 
     def _after(self, out: bytes) -> None:
+        finished = self._core.finished
         if out:
-            if self._core.finished and self._conduit is not None:
+            conduit = self._conduit
+            if conduit is None:
+                self._emit(out)
+            elif finished:
                 self._tail += out  # written with the end of the body (or before the failure)
             else:
-                self._emit(out)
-        if self._core.finished:
+                conduit.write(out)
+        if finished:
             self.close()
             self._upstream.pause()  # read no more; the attempt closes or keeps the connection
             self._wake()
 
     def _emit(self, out: bytes) -> None:
-        conduit = self._conduit
-        if conduit is not None:
-            conduit.write(out)
-            return
+        """Keep ``out`` for the ASGI side."""
         self._pending.append(out)
         self._held += len(out)
         if self._held > HIGH_WATER:
