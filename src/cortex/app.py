@@ -164,7 +164,9 @@ def _headers_only(send: Send) -> Send:
     return send_head
 
 
-def create_app(settings: Settings) -> Pipeline:
+def create_app(settings: Settings, started: Callable[[], None] | None = None) -> Pipeline:
+    """The app; ``started`` runs once its gateway has started (the serving process's
+    garbage-collector policy, ``gcpolicy.py``)."""
     telemetry = telemetry_from_env(os.environ)
 
     @asynccontextmanager
@@ -173,6 +175,8 @@ def create_app(settings: Settings) -> Pipeline:
         app.state.gateway = gw
         if telemetry is not None:
             telemetry.open()
+        if started is not None:
+            started()
         logger.info(
             "Córtex %s listening on http://%s:%s, %s",
             __version__,

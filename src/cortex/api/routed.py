@@ -82,6 +82,7 @@ class RoutedSource:
                                 on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
                                 usage=driven.usage,
                                 direct=driven.direct,
+                                ended=driven.ended,
                             )
                         except asyncio.CancelledError:
                             # The client left (the OpenAI SDK hangs up right after [DONE]): the
