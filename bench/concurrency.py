@@ -59,6 +59,20 @@ async def phase(report: Report, name: str, work: Awaitable[T]) -> T:
     return value
 
 
+async def scaling_only(plan: Plan, report: Report, pinning: Any) -> list[str]:
+    """Only the workers' part (``--only scaling``): one worker against two."""
+    async with processes(pinning) as procs:
+        upstream, upstream_port = await start_upstream(procs)
+        by_name = {t.name: t for t in gateway_targets(await start_cortexes(procs, upstream_port))}
+        one, two = by_name["ollama→ollama, 1 worker"], by_name["ollama→ollama, 2 workers"]
+        load_side = [upstream.pid, os.getpid()]
+        scaled = await phase(report, "workers", scaling(one, two, plan, load_side))
+        report.data["scaling"] = scaled
+        logs = [line for t in (one, two) for line in t.log_lines()]
+    report.tables.append(tables.scaling_table(scaled))
+    return logs
+
+
 async def measure(plan: Plan, report: Report, pinning: Any) -> list[str]:
     data = report.data
     with tempfile.TemporaryDirectory(prefix="cortex-concurrency-") as tmp:
@@ -129,18 +143,23 @@ async def measure(plan: Plan, report: Report, pinning: Any) -> list[str]:
     return logs
 
 
-async def main(plan: Plan, mode: str, plot_path: Path) -> int:
+async def main(plan: Plan, mode: str, plot_path: Path, only: str | None = None) -> int:
     title = "What Córtex adds under concurrency (added = through Córtex − direct)"
+    if only is not None:
+        mode = f"{mode}, only {only}"
     report, pinning = begin_run(title, mode, plan)
-    logs = await measure(plan, report, pinning)
+    logs = await (scaling_only if only == "scaling" else measure)(plan, report, pinning)
     report.finish(logs)
     json_path = write_results("concurrency", report.data)
-    if mode != "full":
-        plot_path = json_path.with_name(f"{json_path.stem}.png")
-    plot(report.data["sweep"], plot_path, PLOT_TITLE)
+    if only is None:
+        if mode != "full":
+            plot_path = json_path.with_name(f"{json_path.stem}.png")
+        plot(report.data["sweep"], plot_path, PLOT_TITLE)
     report.print_tables()
     report.print_end(json_path)
-    print(f"plot in {plot_path.relative_to(ROOT) if plot_path.is_relative_to(ROOT) else plot_path}")
+    if only is None:
+        shown = plot_path.relative_to(ROOT) if plot_path.is_relative_to(ROOT) else plot_path
+        print(f"plot in {shown}")
     return 0
 
 
@@ -148,6 +167,7 @@ def cli(argv: list[str] | None = None) -> None:
     command = parser(__doc__, "one small round, under two minutes")
     command.add_argument("--plot", type=Path, default=PLOT, help="where a full run puts the plot")
     command.add_argument("--replot", type=Path, help="draw the plot of a results JSON, and stop")
+    command.add_argument("--only", choices=["scaling"], help="run this part alone")
     args = command.parse_args(argv)
     if args.replot:
         sweep = orjson.loads(args.replot.read_bytes())["sweep"]
@@ -155,7 +175,7 @@ def cli(argv: list[str] | None = None) -> None:
         plot(figs, args.plot, PLOT_TITLE)
         return
     plan, mode = quick_or_full(args.quick, Plan(), QUICK)
-    run_benchmark(main(plan, mode, args.plot), "the upstream and Córtex")
+    run_benchmark(main(plan, mode, args.plot, args.only), "the upstream and Córtex")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from cortex.config import Settings
-from cortex.server import build_server, listen_socket
+from cortex.listening import listen_socket
+from cortex.server import build_server
 from cortex.stream import push
 from cortex.stream.push import Conduit, Push
 from tests.fakes import FakeOllama

@@ -9,6 +9,7 @@ import os
 import resource
 import socket
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -21,30 +22,12 @@ from uvicorn.supervisors import Multiprocess
 from .app import create_app
 from .config import Settings
 from .gcpolicy import settle_after_start
+from .listening import BACKLOG, Address, address_of, serving_mode, worker_socket
+from .observe import logs
 from .protocol import protocol_factory
+from .workers import Supervisor
 
 logger = logging.getLogger("cortex")
-
-
-def listen_socket(settings: Settings) -> socket.socket:
-    """Bind the listening socket.
-
-    Accepted connections inherit its fixed send buffer, so the kernel cannot
-    grow megabytes of queued answer for a client that reads slowly (Linux
-    autotuning would); Córtex's own reads stop once that buffer is full.
-    """
-    family, type_, proto, _, address = socket.getaddrinfo(
-        settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, type_, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.client_socket_buffer)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind(address)
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def resolve_upstream(settings: Settings) -> Settings:
@@ -71,6 +54,7 @@ def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
         http=cast("type[asyncio.Protocol]", protocol),  # uvicorn only calls it, with keywords
         factory=isinstance(app, str),
         workers=workers,
+        backlog=BACKLOG,
         # uvicorn answers 503 to a request read while this many connections are open,
         # counting the request's own: + 1 lets max_connections streams run.
         limit_concurrency=settings.max_connections + 1,
@@ -109,16 +93,50 @@ FILES_IN_RESERVE = 256  # the listening socket, logs, health checks, Redis, the 
 
 
 def serve(settings: Settings, sock: socket.socket) -> bool:
-    """Run until stopped, on ``settings.workers`` processes; False if it could not start."""
+    """Run until stopped, on ``settings.workers`` processes; False if it could not start.
+    ``sock`` is the listening socket (``listening.listen_socket``), or with a socket per
+    worker the address held for them (``listening.reserve``)."""
     raise_file_limit(settings)
-    if settings.workers == 1:
+    mode = serving_mode(settings.workers)
+    if mode == "one process":
         server = build_server(settings, settle_after_start)
         server.run(sockets=[sock])
         return server.started
+    address = address_of(sock)
+    logger.info(
+        "Córtex runs %d worker processes on http://%s:%d, %s",
+        settings.workers,
+        settings.host,
+        address.port,
+        "each with its own socket (SO_REUSEPORT: the kernel spreads new connections)"
+        if mode == "a socket per worker"
+        else "on one shared socket (no SO_REUSEPORT here: one may take most connections)",
+    )
+    if mode == "a socket per worker":
+        settings = settings.model_copy(update={"port": address.port})
+        supervisor = Supervisor(
+            settings.workers, serve_worker, (settings, address), settings.drain_timeout
+        )
+        return supervisor.run()
     os.environ[SETTINGS_VARIABLE] = orjson.dumps(_revealed(settings)).decode()
     config = _config(settings, "cortex.server:app_from_environment", settings.workers)
     Multiprocess(config, sockets=[sock]).run()
     return True
+
+
+def serve_worker(settings: Settings, address: Address, started: Connection) -> None:
+    """One worker process with its own socket on ``address``; it says on ``started`` when
+    its app has started, and drains on SIGTERM as a single process does."""
+    logs.configure(settings.log_level)
+    sock = worker_socket(settings, address)
+
+    def after_start() -> None:
+        settle_after_start()
+        started.send_bytes(b"started")
+        started.close()
+
+    server = build_server(settings, after_start)
+    server.run(sockets=[sock])
 
 
 SETTINGS_VARIABLE = "CORTEX_WORKER_SETTINGS"

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from ..backends.local import LocalBackend
+from ..listening import listen_socket, reserve, serving_mode
 from ..observe import logs
-from ..server import listen_socket, resolve_upstream
+from ..server import resolve_upstream
 from ..server import serve as serve_until_stopped
 from ..sources import ConfigError, load_settings
 from . import chat as terminal_chat
@@ -68,7 +69,8 @@ def serve(
     logs.configure(settings.log_level)
     settings = resolve_upstream(settings)
     try:
-        sock = listen_socket(settings)
+        per_worker = serving_mode(settings.workers) == "a socket per worker"
+        sock = reserve(settings) if per_worker else listen_socket(settings)
     except OSError as exc:
         typer.echo(
             f"cortex: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", err=True
