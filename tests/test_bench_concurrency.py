@@ -19,7 +19,7 @@ from fake_upstream import tool_pieces
 from harness.loadgen import StreamConnection, chat_request
 from suites.concurrency.added import added, gaps, paired, pooled_gaps
 from suites.concurrency.hotspots import leaves
-from suites.concurrency.scaling import estimate
+from suites.concurrency.scaling import FIGURES, estimate, over_rounds
 
 
 def test_gaps_are_between_consecutive_tokens_not_before_the_first() -> None:
@@ -67,6 +67,18 @@ def test_workers_estimate_counts_cpu_per_request_and_the_busiest_worker() -> Non
     got = estimate(one, uneven)
     assert got["spread"] == pytest.approx(2 / 3)
     assert got["estimated"] == pytest.approx(2 * 0.75 * 2 / 3)
+
+
+def test_workers_spread_is_the_busiest_worker_of_each_round_not_a_mean_by_worker() -> None:
+    def run(shares: list[float]) -> dict[str, Any]:
+        return {k: 1.0 for k in FIGURES} | {"worker_cpu_share": shares}
+
+    found = over_rounds([run([0.7, 0.3]), run([0.3, 0.7]), run([0.6, 0.4])])
+    assert found["worker_cpu_share"] == pytest.approx([8 / 15, 7 / 15])
+    assert found["busiest_per_round"] == [0.7, 0.7, 0.6]
+    assert found["busiest_share"] == 0.7
+    one = {"requests_per_s": 1.0, "cpu_ms_per_request": 1.0, "worker_cpu_share": [1.0]}
+    assert estimate(one, found)["spread"] == pytest.approx(1 / 1.4)
 
 
 def test_leaves_charge_each_sample_to_its_innermost_frame() -> None:

@@ -52,7 +52,8 @@ def estimate(one: dict[str, Any], two: dict[str, Any]) -> dict[str, float]:
     would carry on two free cores from the CPU per request and the spread (the busiest
     worker bounds it)."""
     cpu_ratio = one["cpu_ms_per_request"] / two["cpu_ms_per_request"]
-    spread = 1 / (len(two["worker_cpu_share"]) * max(two["worker_cpu_share"]))
+    busiest = two.get("busiest_share") or max(two["worker_cpu_share"])
+    spread = 1 / (len(two["worker_cpu_share"]) * busiest)
     return {
         "wall": two["requests_per_s"] / one["requests_per_s"],
         "cpu_per_request_ratio": cpu_ratio,
@@ -62,7 +63,9 @@ def estimate(one: dict[str, Any], two: dict[str, Any]) -> dict[str, float]:
 
 
 def over_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median of each figure over the rounds; the workers' shares over all of them."""
+    """The median of each figure over the rounds, the busiest worker's share in each round
+    (a mean of the shares by worker would hide a different worker being the busy one in
+    each round) and its median."""
     out: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in FIGURES}
     shares = [
         r["worker_cpu_share"]
@@ -70,6 +73,8 @@ def over_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if len(r["worker_cpu_share"]) == len(runs[0]["worker_cpu_share"])
     ]
     out["worker_cpu_share"] = [statistics.mean(s) for s in zip(*shares, strict=True)]
+    out["busiest_per_round"] = [max(s) for s in shares]
+    out["busiest_share"] = statistics.median(out["busiest_per_round"])
     out["rounds"] = runs
     return out
 
