@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -132,8 +133,8 @@ def serve_worker(settings: Settings, address: Address, started: Connection) -> N
 
     def after_start() -> None:
         settle_after_start()
-        started.send_bytes(b"started")
-        started.close()
+        with contextlib.suppress(OSError), started:  # a supervisor gone is no reason to stop
+            started.send_bytes(b"started")
 
     server = build_server(settings, after_start)
     server.run(sockets=[sock])

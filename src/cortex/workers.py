@@ -1,14 +1,14 @@
 """``--workers N`` on Linux: N processes, each listening on its own socket.
 
-uvicorn's supervisor hands every worker the parent's one listening socket, and under a
-burst of connections one worker took 85–95% of them: whichever woke first accepted
-them all. Here each worker binds its own socket to the address with SO_REUSEPORT, and
-the kernel spreads new connections across the sockets (by a hash of each connection's
-addresses and ports). The supervisor holds the address bound but never listens (see
-``listening.reserve``); it forwards SIGTERM and SIGINT to the workers, each of which
-drains as a single process does, starts another worker when one dies unexpectedly
-(after a pause that doubles while they keep dying), and returns once every worker has
-exited after a stop.
+uvicorn's supervisor hands every worker the parent's one listening socket, and which
+worker accepts a connection is a race: under load one worker took 85–95% of a burst of
+64 kept-alive connections. Here each worker binds its own socket to the address with
+SO_REUSEPORT, and the kernel spreads new connections across the sockets (by a hash of
+each connection's addresses and ports). The supervisor holds the address bound but
+never listens (see ``listening.reserve``); it forwards SIGTERM and SIGINT to the
+workers, each of which drains as a single process does, starts another worker when one
+dies unexpectedly (after a pause that doubles while they keep dying), and returns once
+every worker has exited after a stop.
 """
 
 from __future__ import annotations
