@@ -98,9 +98,9 @@ def direct_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     calls: list[str] = []
     original = Push.direct
 
-    async def counted(self: Push, conduit: Conduit) -> None:
+    async def counted(self: Push, conduit: Conduit) -> bytes:
         calls.append(type(conduit).__name__)
-        await original(self, conduit)
+        return await original(self, conduit)
 
     monkeypatch.setattr(push.Push, "direct", counted)
     yield calls

@@ -152,3 +152,42 @@ def test_the_client_going_away_marks_the_cycle_and_ends_a_paused_write() -> None
         await finished(protocol)
 
     run(scenario)
+
+
+def test_a_response_head_goes_out_with_the_first_bytes_of_its_body() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"uno\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"dos\n", "more_body": False})
+
+    async def scenario() -> None:
+        protocol, transport = connect(protocol_factory(2048, 1.0), app)
+        protocol.data_received(request())
+        await finished(protocol)
+        assert transport.writes == 2  # head with uno, then dos with the end
+        answer = Answer(bytes(transport.written))
+        assert answer.complete and answer.body == b"uno\ndos\n"
+
+    run(scenario)
+
+
+def test_a_head_whose_body_is_late_still_goes_out_in_the_same_turn() -> None:
+    written_before_the_body: list[bytes] = []
+    transports: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.05)  # a stream whose first part takes a while
+        written_before_the_body.append(bytes(transports[0].written))
+        await send({"type": "http.response.body", "body": b"uno\n", "more_body": False})
+
+    async def scenario() -> None:
+        protocol, transport = connect(protocol_factory(2048, 1.0), app)
+        transports.append(transport)
+        protocol.data_received(request())
+        await finished(protocol)
+        assert written_before_the_body[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert written_before_the_body[0].endswith(b"\r\n\r\n")
+        assert Answer(bytes(transport.written)).body == b"uno\n"
+
+    run(scenario)

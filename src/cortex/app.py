@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -27,6 +29,7 @@ from .context import RequestContext, attach
 from .errors import CortexError, Overloaded, error_response
 from .gateway import Gateway
 from .observe import RequestRecord, request_id
+from .telemetry import Telemetry, telemetry_from_env
 
 logger = logging.getLogger("cortex")
 
@@ -47,9 +50,16 @@ class Pipeline:
     which also runs the lifespan.
     """
 
-    def __init__(self, app: FastAPI, routes: Mapping[str, Handler], settings: Settings) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        routes: Mapping[str, Handler],
+        settings: Settings,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.app = app
         self._routes = routes
+        self._telemetry = telemetry
         self._access_log = settings.access_log
         entry: ASGIApp = self._dispatch
         if settings.cors_origins:
@@ -72,6 +82,8 @@ class Pipeline:
             send = _headers_only(send)
         record = RequestRecord(request_id(scope["headers"]), scope["method"], scope["path"])
         made = RequestContext(record)
+        if self._telemetry is not None:
+            made.trace = self._telemetry.start(scope, _route(scope, self._routes))
         attach(scope, made)
         echo_id = (b"x-request-id", record.id.encode())
 
@@ -105,6 +117,8 @@ class Pipeline:
                 metrics.observe(record, ended)
             if self._access_log:
                 observe.log_access(record, ended)
+            if made.trace is not None:
+                made.trace.end(record, ended)
 
     async def _admit(
         self, gw: Gateway | None, scope: Scope, made: RequestContext
@@ -134,6 +148,13 @@ class Pipeline:
         await response(scope, receive, send)
 
 
+def _route(scope: Scope, routes: Mapping[str, Handler]) -> str | None:
+    """The route template for the server span, where it is known before the handler runs:
+    the answering routes are their own paths; FastAPI's others are not matched yet."""
+    path: str = scope["path"]
+    return path if path in routes else None
+
+
 def _headers_only(send: Send) -> Send:
     async def send_head(message: Message) -> None:
         if message["type"] == "http.response.body":
@@ -143,11 +164,19 @@ def _headers_only(send: Send) -> Send:
     return send_head
 
 
-def create_app(settings: Settings) -> Pipeline:
+def create_app(settings: Settings, started: Callable[[], None] | None = None) -> Pipeline:
+    """The app; ``started`` runs once its gateway has started (the serving process's
+    garbage-collector policy, ``gcpolicy.py``)."""
+    telemetry = telemetry_from_env(os.environ)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = await Gateway.start(settings)
         app.state.gateway = gw
+        if telemetry is not None:
+            telemetry.open()
+        if started is not None:
+            started()
         logger.info(
             "Córtex %s listening on http://%s:%s, %s",
             __version__,
@@ -159,6 +188,8 @@ def create_app(settings: Settings) -> Pipeline:
             yield
         finally:
             await gw.close()
+            if telemetry is not None:
+                await asyncio.to_thread(telemetry.shutdown)  # flushes over HTTP
 
     app = FastAPI(
         title="Córtex",
@@ -186,7 +217,7 @@ def create_app(settings: Settings) -> Pipeline:
         "/v1/messages": anthropic_api.messages,
         "/v1/responses": responses_api.create_response,
     }
-    return Pipeline(app, streaming, settings)
+    return Pipeline(app, streaming, settings, telemetry)
 
 
 def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
@@ -207,6 +238,7 @@ def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
             "X-Cortex-Backend",
             "X-Cortex-Queue-Ms",
             "X-Cortex-Queue-Position",
+            "X-Cortex-Overhead-Ms",
             "Retry-After",
         ],
         max_age=600,

@@ -39,17 +39,29 @@ class Connection(Protocol):
     """What a conduit needs of the client's connection (``protocol.BoundedHttpToolsProtocol``)."""
 
     flow: FlowControl
+    loop: asyncio.AbstractEventLoop
     conduits: list[ClientConduit]  # those that want to hear when writing pauses or the client goes
 
 
 class ClientConduit:
     """One response's way to its client below ASGI."""
 
-    __slots__ = ("_cycle", "_on_lost", "_plain", "_protocol", "_sender", "_watcher", "_wrote")
+    __slots__ = (
+        "_cycle",
+        "_on_lost",
+        "_plain",
+        "_protocol",
+        "_sender",
+        "_transport",
+        "_watcher",
+        "_wrote",
+    )
 
     def __init__(self, protocol: Connection, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self._cycle = cycle
+        # the connection's own: body messages pass the cycle's first, which sends the head
+        self._transport = cycle.transport
         self._watcher: Watcher | None = None
         self._on_lost: Callable[[], None] | None = None
         self._plain = False  # the head went out with no encoding; no body was emptied
@@ -64,7 +76,7 @@ class ClientConduit:
         ended = cycle.response_complete or cycle.disconnected
         if cycle.chunked_encoding is not True or ended or not self._plain:
             return False
-        return self._sender is not None and self._sender is asyncio.current_task()
+        return self._sender is not None and self._sender is self._task()
 
     @property
     def gone(self) -> bool:
@@ -78,7 +90,7 @@ class ClientConduit:
         cycle = self._cycle
         if data and not cycle.disconnected and not cycle.response_complete:
             self._wrote = True
-            cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self._transport.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def watch(self, watcher: Watcher | None) -> None:
         self._watcher = watcher
@@ -111,7 +123,11 @@ class ClientConduit:
                     raise RuntimeError(HELD_BACK)
                 if not message.get("body", b""):
                     self._plain = False
-            self._sender = asyncio.current_task()
+            self._sender = self._task()
+
+    def _task(self) -> asyncio.Task[object] | None:
+        # given the loop, current_task need not ask for the running one (a getpid call)
+        return asyncio.current_task(self._protocol.loop)
 
     def pause_writing(self) -> None:
         if self._watcher is not None:

@@ -2,7 +2,8 @@
 
 The pipeline (``app.py``) makes it for each HTTP request: the ``record`` the
 access log and metrics report, filled in along the way, and once the request is
-admitted its ``ticket``: the API key and what that key may use and see.
+admitted its ``ticket``: the API key and what that key may use and see; with
+OpenTelemetry on, its ``trace``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from .access.ticket import Ticket
 from .errors import ModelNotAllowed
 from .observe import RequestRecord
+from .telemetry import RequestTrace
 
 NO_KEY = "-"  # the owner of what a request makes with keys off
 
@@ -25,6 +27,7 @@ class RequestContext:
     record: RequestRecord
     ticket: Ticket | None = None
     alias: str | None = None  # the name the client asked for, when it was an alias
+    trace: RequestTrace | None = None  # its OpenTelemetry spans, when telemetry is on
 
     def allow_model(self, model: str) -> None:
         """Refuse a model the request's key may not use (a no-op without keys); a key that

@@ -15,19 +15,24 @@ through it, and is told when the client's socket buffer fills or empties and whe
 the client goes. Every message the app sends passes the conduit first, so it opens
 only when the wrappers of ``send`` left the body as it was.
 
+A response's head waits for the first bytes of its body (or the end of the event
+loop's turn, when they do not follow at once), so that both reach the client in one
+write rather than two (``HeadWithBody``).
+
 Beyond uvicorn's public interface this reads (pinned in ``pyproject.toml``, checked
 by ``tests/test_protocol_internals.py``): the protocol's ``app``, ``loop``,
 ``transport``, ``flow``, ``scope`` and ``cycle``, the cycle made in
 ``on_headers_complete`` before its app runs, the cycle's ``transport``,
 ``chunked_encoding``, ``response_complete`` and ``disconnected``, its chunked
-framing, and ``FlowControl.write_paused``.
+framing, that the cycle writes to its ``transport`` (replaced here) with ``write``,
+``close`` and ``is_closing`` only and the head first, and ``FlowControl.write_paused``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from uvicorn.config import Config
@@ -114,6 +119,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.scope is self.scope:
             conduit: dict[object, object] = {"conduit": ClientConduit(self, cycle)}
             self.scope.setdefault("extensions", {})["cortex.conduit"] = conduit
+            cycle.transport = cast(asyncio.Transport, HeadWithBody(cycle.transport, self.loop))
 
     async def _run_app(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -158,6 +164,46 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             % (status, reason.encode(), head, body)
         )
         self.transport.close()
+
+
+class HeadWithBody:
+    """A response cycle's transport: the first write (the head, or a ``100 Continue``)
+    is held until the next one, which carries it, or until the end of the event loop's
+    turn; closing sends what is held first."""
+
+    __slots__ = ("_held", "_loop", "_transport", "_wrote")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._wrote = False
+
+    def write(self, data: bytes) -> None:
+        if not self._wrote:
+            self._wrote = True
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        held = self._held
+        if held is not None:
+            self._held = None
+            data = held + data
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 def _host_of_absolute_form(target: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -8,6 +8,7 @@ import math
 import os
 import resource
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from uvicorn.supervisors import Multiprocess
 
 from .app import create_app
 from .config import Settings
+from .gcpolicy import settle_after_start
 from .protocol import protocol_factory
 
 logger = logging.getLogger("cortex")
@@ -80,8 +82,8 @@ def _config(settings: Settings, app: Any, workers: int = 1) -> uvicorn.Config:
     )
 
 
-def build_server(settings: Settings) -> uvicorn.Server:
-    return uvicorn.Server(_config(settings, create_app(settings)))
+def build_server(settings: Settings, started: Callable[[], None] | None = None) -> uvicorn.Server:
+    return uvicorn.Server(_config(settings, create_app(settings, started)))
 
 
 def raise_file_limit(settings: Settings) -> int:
@@ -110,7 +112,7 @@ def serve(settings: Settings, sock: socket.socket) -> bool:
     """Run until stopped, on ``settings.workers`` processes; False if it could not start."""
     raise_file_limit(settings)
     if settings.workers == 1:
-        server = build_server(settings)
+        server = build_server(settings, settle_after_start)
         server.run(sockets=[sock])
         return server.started
     os.environ[SETTINGS_VARIABLE] = orjson.dumps(_revealed(settings)).decode()
@@ -124,7 +126,8 @@ SETTINGS_VARIABLE = "CORTEX_WORKER_SETTINGS"
 
 def app_from_environment() -> Any:
     """The app of one worker process, from the settings its parent resolved."""
-    return create_app(Settings.model_validate_json(os.environ[SETTINGS_VARIABLE]))
+    settings = Settings.model_validate_json(os.environ[SETTINGS_VARIABLE])
+    return create_app(settings, settle_after_start)
 
 
 def _revealed(settings: Settings) -> Any:

@@ -19,6 +19,7 @@ class MemoryTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = bytearray()
+        self.writes = 0  # how many writes (system calls, on a real socket) it took
         self.closed = False
         self.lost = False
         self.protocol: asyncio.Protocol | None = None
@@ -26,6 +27,7 @@ class MemoryTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed, "written after close"
         self.written += data
+        self.writes += 1
 
     def is_closing(self) -> bool:
         return self.closed

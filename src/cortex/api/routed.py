@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from ..gateway import Gateway
 from ..routing import Failover, Lease
 from ..stream.drivers import drive
 from ..stream.response import Attempt, Headers, RelayResponse
+from ..telemetry import UNWATCHED
 from .replies import JSON_MEDIA_TYPE, raw_json_reply
 
 NO_THINKING = "does not support thinking"  # Ollama's refusal of a think for such a model
@@ -34,6 +36,10 @@ class RoutedSource:
     ctx: RequestContext
 
     failover: Failover = field(init=False)
+    # Córtex's own time before the upstream's, over the attempts so far (x-cortex-overhead-ms),
+    # and when the next attempt began (after a failed one; the first begins with the request).
+    overhead: float = field(init=False, default=0.0)
+    began: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.failover = Failover(self.gw.router, self.ask.model, self.gw.settings.max_attempts)
@@ -45,6 +51,7 @@ class RoutedSource:
     async def attempt(self) -> AsyncIterator[Attempt]:
         record = self.ctx.record
         record.model, record.relayed = self.ask.model, True
+        began = record.started if self.began is None else self.began
         async with self.failover.lease(self.ask.prompt, self.ctx.party) as lease:
             record.backend, record.queue_wait = lease.member.name, lease.waited
             loop = asyncio.get_running_loop()
@@ -55,36 +62,52 @@ class RoutedSource:
             if lease.cold:  # a model being loaded gets its load's time on top
                 first_byte = limits.first_byte + self.gw.settings.load_timeout
                 limits = replace(limits, first_byte=first_byte)
-            async with _opened(lease, call, limits.first_byte, record.id) as upstream:
-                driven = drive(upstream, call.translator, limits)
+            trace = self.ctx.trace
+            watch = (
+                UNWATCHED if trace is None else trace.attempt(self.ask, lease.backend, ask.model)
+            )
+            self.overhead += time.monotonic() - began - lease.waited
+            headers = _headers(lease, self.overhead)
+            with watch:
                 try:
-                    yield Attempt(
-                        parts=driven.parts,
-                        error_frame=call.translator.error if call.translator else None,
-                        headers=_headers(lease),
-                        on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
-                        usage=driven.usage,
-                        direct=driven.direct,
-                    )
-                except asyncio.CancelledError:
-                    # The client left (the OpenAI SDK hangs up right after [DONE]): the
-                    # tokens it got still count, for per-key limits and usage.
-                    usage = driven.usage()
-                    record.prompt_tokens = usage.prompt_tokens
-                    record.completion_tokens = usage.completion_tokens
+                    opened = _opened(lease, call, limits.first_byte, record.id, watch.traceparent)
+                    async with opened as upstream:
+                        driven = drive(upstream, call.translator, limits)
+                        watch.reading(driven.usage, call.translator)
+                        try:
+                            yield Attempt(
+                                parts=driven.parts,
+                                error_frame=call.translator.error if call.translator else None,
+                                headers=headers,
+                                on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
+                                usage=driven.usage,
+                                direct=driven.direct,
+                                ended=driven.ended,
+                            )
+                        except asyncio.CancelledError:
+                            # The client left (the OpenAI SDK hangs up right after [DONE]): the
+                            # tokens it got still count, for per-key limits and usage.
+                            usage = driven.usage()
+                            record.prompt_tokens = usage.prompt_tokens
+                            record.completion_tokens = usage.completion_tokens
+                            raise
+                        finally:
+                            driven.close()
+                except CortexError:
+                    self.began = time.monotonic()  # the upstream's time ends; a retry's begins
                     raise
-                finally:
-                    driven.close()
 
 
 def _opened(
-    lease: Lease, call: Call, first_byte: float, request_id: str
+    lease: Lease, call: Call, first_byte: float, request_id: str, trace: bytes
 ) -> AbstractAsyncContextManager[Any]:
     """The upstream answer to ``call``; when the client asked for thinking only where the
     model can, again without it if the server refuses it for a model that has none."""
 
     def sent(body: bytes) -> AbstractAsyncContextManager[Any]:
-        return lease.backend.open("POST", call.path, body, first_byte, request_id=request_id)
+        return lease.backend.open(
+            "POST", call.path, body, first_byte, request_id=request_id, trace=trace
+        )
 
     if call.unthinking is None:
         return sent(call.body)
@@ -105,8 +128,11 @@ async def _unless_refused(
         yield upstream
 
 
-def _headers(lease: Lease) -> Headers:
-    headers = [(b"x-cortex-backend", lease.member.name.encode())]
+def _headers(lease: Lease, overhead: float) -> Headers:
+    headers = [
+        (b"x-cortex-backend", lease.member.name.encode()),
+        (b"x-cortex-overhead-ms", b"%.2f" % (max(overhead, 0.0) * 1000)),
+    ]
     if lease.waited:
         headers.append((b"x-cortex-queue-ms", f"{lease.waited * 1000:.0f}".encode()))
     if lease.queue_position:

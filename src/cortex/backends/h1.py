@@ -6,9 +6,10 @@ The body of an answer reaches its reader in one of two ways:
 
 - ``read()``: chunks awaited one by one; at most ``HIGH_WATER`` bytes are held
   before the socket stops being read, so a slow reader slows the upstream;
-- ``push(sink)``: each chunk handed to a sink as soon as it is parsed, inside
-  the network callback, with no task switch per chunk (``stream/push.py``);
-  the sink slows the upstream with ``pause()`` and ``resume()``.
+- ``push(sink)``: the body bytes of each socket read handed to a sink at once,
+  joined, inside the network callback, with no task switch per chunk
+  (``stream/push.py``), so that what one read brought reaches the client in one
+  write; the sink slows the upstream with ``pause()`` and ``resume()``.
 
 A reused connection that the server closed while it sat idle fails before a
 single byte of the answer arrives; that exchange is sent again once on a new
@@ -37,7 +38,9 @@ class Sink(Protocol):
 
     def data(self, chunk: bytes) -> None: ...
 
-    def end(self) -> None: ...
+    def end(self, last: bytes = b"") -> None:
+        """The body ended; ``last`` is its final chunk when it came in the same read."""
+        ...
 
     def fail(self, exc: CortexError) -> None: ...
 
@@ -64,6 +67,8 @@ class Connection(asyncio.Protocol):
         self.lost = False
         self.idle_since = 0.0
         self._paused = False
+        self._fed: list[bytes] = []  # a pushed body's chunks from the read being parsed
+        self._feeding = False  # a read is being parsed for a sink: its chunks go to _fed
         self._reset()
 
     def _reset(self) -> None:
@@ -89,16 +94,26 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
+        self._feeding = self._sink is not None
+        error: CortexError | None = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError:
             logger.exception("relaying an upstream answer failed")
-            self._fail(CortexError("internal error in the gateway"))
+            error = CortexError("internal error in the gateway")
         except httptools.HttpParserUpgrade:
-            self._fail(UpstreamProtocolError("the model server switched protocols"))
+            error = UpstreamProtocolError("the model server switched protocols")
         except httptools.HttpParserError as exc:
             message = f"the model server sent an invalid HTTP response ({exc})"
-            self._fail(UpstreamProtocolError(message))
+            error = UpstreamProtocolError(message)
+        self._feeding = False
+        fed = self._fed
+        if fed and self._sink is not None:
+            chunk = fed[0] if len(fed) == 1 else b"".join(fed)
+            fed.clear()
+            self._sink.data(chunk)
+        if error is not None:
+            self._fail(error)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost tells the exchange
@@ -152,6 +167,9 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.status < 200:
             return
+        if self._feeding:
+            self._fed.append(body)
+            return
         sink = self._sink
         if sink is not None:
             sink.data(body)
@@ -169,7 +187,10 @@ class Connection(asyncio.Protocol):
         if not self._parser.should_keep_alive() and self._transport is not None:
             self._transport.close()
         if self._sink is not None:
-            self._sink.end()
+            fed = self._fed
+            last = fed[0] if len(fed) == 1 else b"".join(fed)
+            fed.clear()
+            self._sink.end(last)
         self._wake()
 
     # the exchange

@@ -65,8 +65,8 @@ class HTTPBackend:
         self.root_url = f"{parts.scheme}://{parts.netloc}"  # /metrics and /slots live here
         self._prefix = parts.path.rstrip("/")
         tls = ssl.create_default_context() if parts.scheme == "https" else None
-        port = parts.port or (443 if tls else 80)
-        self._pool = Pool(parts.hostname or "localhost", port, tls, receive_buffer)
+        self.host, self.port = parts.hostname or "localhost", parts.port or (443 if tls else 80)
+        self._pool = Pool(self.host, self.port, tls, receive_buffer)
         self._timeouts = timeouts
         headers = [
             f"Host: {parts.netloc.rpartition('@')[2]}",
@@ -90,15 +90,17 @@ class HTTPBackend:
         *,
         from_root: bool = False,
         request_id: str | None = None,
+        trace: bytes = b"",
     ) -> AsyncIterator[Connection]:
         """Send a request; yield the connection, whose body reads the answer, once the
         upstream answered with a success status.
 
         Leaving the block before the answer ended (a client went away, a timeout)
         closes the upstream connection at once, which makes Ollama stop generating.
+        ``trace`` is header lines of W3C trace context (``cortex/telemetry``).
         """
         target = path if from_root else self._prefix + path
-        request = self._request(method, target, body, request_id)
+        request = self._request(method, target, body, request_id, trace)
         connection = await self._send(request, first_byte or self._timeouts.first_byte)
         try:
             if connection.status >= 300:
@@ -129,9 +131,9 @@ class HTTPBackend:
         self._pool.close()
 
     def _request(
-        self, method: str, target: str, body: bytes | None, request_id: str | None
+        self, method: str, target: str, body: bytes | None, request_id: str | None, trace: bytes
     ) -> bytes:
-        head = b"%s %s HTTP/1.1\r\n%s" % (method.encode(), target.encode(), self._headers)
+        head = b"%s %s HTTP/1.1\r\n%s%s" % (method.encode(), target.encode(), self._headers, trace)
         if request_id is not None:
             head += b"X-Request-ID: %s\r\n" % request_id.encode()
         if body is None:

@@ -124,6 +124,7 @@ class LocalBackend:
         *,
         from_root: bool = False,
         request_id: str | None = None,
+        trace: bytes = b"",  # a process of our own: no trace context to carry
     ) -> AsyncIterator[Answer | StaticBody]:
         if method == "POST" and path in ("/api/chat", "/api/generate"):
             answer = await self._submit(path, body or b"{}")

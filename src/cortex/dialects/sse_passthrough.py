@@ -23,6 +23,7 @@ class SSEPassthrough:
         self.complete = False
         self.usage = Usage()
         self.pieces = 0
+        self.finish_reason: str | None = None  # why the answer ended, as the upstream said
         self._events = SSEDecoder()
 
     def feed(self, lines: list[bytes]) -> bytes:

@@ -28,8 +28,9 @@ class Driven:
 
     parts: AsyncGenerator[bytes, None]
     usage: Callable[[], Usage]  # the token counts, read once the answer ended
-    direct: Callable[[Conduit], Awaitable[None]] | None = None
+    direct: Callable[[Conduit], Awaitable[bytes]] | None = None  # the answer's last bytes
     close: Callable[[], None] = field(default=lambda: None)
+    ended: Callable[[], bool] = field(default=lambda: False)  # no part will follow
 
 
 def drive(upstream: UpstreamBody, translator: Translator | None, limits: RelayLimits) -> Driven:
@@ -39,7 +40,7 @@ def drive(upstream: UpstreamBody, translator: Translator | None, limits: RelayLi
     usage = _counted(translator)
     if hasattr(upstream, "push"):  # a Protocol's isinstance costs 10 µs a request (measured)
         pushed = Push(cast(Pushing, upstream), translator, limits)
-        return Driven(pushed.parts(), usage, pushed.direct, pushed.close)
+        return Driven(pushed.parts(), usage, pushed.direct, pushed.close, pushed.ended)
     return Driven(pull(upstream, translator, limits), usage)
 
 

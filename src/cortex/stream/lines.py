@@ -29,7 +29,11 @@ class LineDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add a chunk; return the complete lines it finished (without ``\\n``)."""
-        if b"\n" not in chunk:
+        newline = chunk.find(b"\n")
+        if 0 <= newline == len(chunk) - 1 and not self._pieces and newline <= self._max:
+            line = chunk[:newline].rstrip(b"\r")  # one whole line, a token's usual chunk
+            return [line] if self._keep_blank or line.strip() else []
+        if newline < 0:
             if chunk:
                 self._pieces.append(chunk)
                 self._pending += len(chunk)

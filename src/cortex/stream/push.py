@@ -11,6 +11,8 @@ in the same callback. What is particular to pushing lives here:
   (and the idle clock); before the response has started, or without a conduit,
   at most ``HIGH_WATER`` bytes wait for the ASGI side before reading pauses;
 - one timer, at the core's ``due()`` time, moved when it fires and when data comes;
+- what the answer's last read made is not written below ASGI but handed back by
+  ``direct``, for the ASGI side to send with the end of the body: one write;
 - a client that hangs up closes the upstream in the callback that saw it go;
 - a failure is raised where the ASGI side awaits, which frames it in-band.
 """
@@ -45,7 +47,7 @@ class Pushing(Protocol):
 class Sink(Protocol):
     def data(self, chunk: bytes) -> None: ...
 
-    def end(self) -> None: ...
+    def end(self, last: bytes = b"") -> None: ...
 
     def fail(self, exc: CortexError) -> None: ...
 
@@ -95,6 +97,7 @@ class Push:
         self._loop = asyncio.get_running_loop()
         self._core = RelayCore(translator, limits, upstream.started_at)
         self._pending: list[bytes] = []
+        self._tail = b""  # the last output, once the answer ended, for the body's end
         self._held = 0
         self._conduit: Conduit | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -123,12 +126,18 @@ class Push:
                 return
             await self._wait()
 
-    async def direct(self, conduit: Conduit) -> None:
-        """Write the rest of the answer to ``conduit`` from the network callbacks;
-        return at its end, raise its failure."""
+    async def direct(self, conduit: Conduit) -> bytes:
+        """Write the rest of the answer to ``conduit`` from the network callbacks; at its
+        end, return its last output (to be sent with the end of the body), or raise its
+        failure once that output is written."""
+        core = self._core
         if self._pending:
-            conduit.write(b"".join(self._pending))
+            out = b"".join(self._pending)
             self._pending.clear()
+            if core.finished and core.failure is None:
+                self._tail = out
+            else:
+                conduit.write(out)
         if self._held > HIGH_WATER:
             self._upstream.resume()
         self._held = 0
@@ -137,13 +146,25 @@ class Push:
         if conduit.paused:
             self.pause_writing()
         try:
-            while not self._core.finished:
+            while not core.finished:
                 await self._wait()
+        except asyncio.CancelledError:
+            conduit.write(self._tail)  # cut short after the end: what was made goes first
+            self._tail = b""
+            raise
         finally:
             conduit.watch(None)
             self._conduit = None
-        if self._core.failure is not None:
-            raise self._core.failure
+        tail, self._tail = self._tail, b""
+        if core.failure is not None:
+            conduit.write(tail)
+            raise core.failure
+        return tail
+
+    def ended(self) -> bool:
+        """The answer ended well with what ``parts`` gave: no more will come."""
+        core = self._core
+        return core.finished and core.failure is None and not self._pending
 
     def close(self) -> None:
         if self._timer is not None:
@@ -169,8 +190,10 @@ class Push:
             self._timer.cancel()  # the idle deadline may come before the first-byte one
             self._arm()
 
-    def end(self) -> None:
-        self._after(self._core.end())
+    def end(self, last: bytes = b"") -> None:
+        core = self._core
+        out = core.data(last, self._loop.time()) if last else b""
+        self._after(out + core.end())  # after a failure in data, end() gives nothing
 
     def fail(self, exc: CortexError) -> None:
         core = self._core
@@ -197,18 +220,22 @@ class Push:
     # inside
 
     def _after(self, out: bytes) -> None:
+        finished = self._core.finished
         if out:
-            self._emit(out)
-        if self._core.finished:
+            conduit = self._conduit
+            if conduit is None:
+                self._emit(out)
+            elif finished:
+                self._tail += out  # written with the end of the body (or before the failure)
+            else:
+                conduit.write(out)
+        if finished:
             self.close()
             self._upstream.pause()  # read no more; the attempt closes or keeps the connection
             self._wake()
 
     def _emit(self, out: bytes) -> None:
-        conduit = self._conduit
-        if conduit is not None:
-            conduit.write(out)
-            return
+        """Keep ``out`` for the ASGI side."""
         self._pending.append(out)
         self._held += len(out)
         if self._held > HIGH_WATER:

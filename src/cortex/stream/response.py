@@ -43,8 +43,11 @@ class Attempt:
     headers: Headers = ()
     on_first_part: Callable[[], None] = lambda: None
     usage: Callable[[], Usage] = Usage  # the token counts, read once the answer ended
-    # Relays the rest below ASGI once the response started (stream/push.py), if it can.
-    direct: Callable[[Conduit], Awaitable[None]] | None = None
+    # Relays the rest below ASGI once the response started (stream/push.py), if it can;
+    # returns the answer's last bytes, which go with the end of the body (one write).
+    direct: Callable[[Conduit], Awaitable[bytes]] | None = None
+    # The answer ended well with the parts given so far: the first can go with the end.
+    ended: Callable[[], bool] = lambda: False
 
 
 class Source(Protocol):
@@ -144,6 +147,7 @@ class RelayResponse(Response):
 
     async def _send_body(self, send: Send) -> None:
         current: Attempt | None = None
+        last = b""  # what the relay below ASGI left to send with the end
         while True:
             try:
                 async with (
@@ -156,16 +160,17 @@ class RelayResponse(Response):
                             attempt.on_first_part()
                             if self._record is not None:
                                 self._record.first_token = time.monotonic()
-                            await self._start(send, part, attempt.headers)
+                            whole = not self._streaming or attempt.ended()
+                            await self._start(send, part, attempt.headers, not whole)
                             self._started = True
-                            if not self._streaming:
+                            if whole:
                                 self._note_usage(attempt)
                                 if self._record is not None:
                                     self._record.outcome = "done"
                                 return
                             conduit = self._conduit
                             if attempt.direct is not None and conduit is not None and conduit.open:
-                                await attempt.direct(conduit)
+                                last = await attempt.direct(conduit)
                                 break
                             continue
                         await send({"type": "http.response.body", "body": part, "more_body": True})
@@ -188,8 +193,8 @@ class RelayResponse(Response):
         if self._record is not None:
             self._record.outcome = "done"
         if not self._started:
-            await self._start(send, b"", ())
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._start(send, b"", (), self._streaming)
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
     def _note_usage(self, attempt: Attempt) -> None:
         if self._record is not None:
@@ -207,12 +212,12 @@ class RelayResponse(Response):
             all_headers.append((b"content-length", str(length).encode()))
         return {"type": "http.response.start", "status": 200, "headers": all_headers}
 
-    async def _start(self, send: Send, first: bytes, headers: Headers) -> None:
+    async def _start(self, send: Send, first: bytes, headers: Headers, more: bool) -> None:
         async with self._sending:
             if not self._committed:  # else a heartbeat sent the headers, without these
                 await send(self._head(headers, None if self._streaming else len(first)))
                 self._committed = True
-            await send({"type": "http.response.body", "body": first, "more_body": self._streaming})
+            await send({"type": "http.response.body", "body": first, "more_body": more})
             self._started = True
 
     async def _fail(

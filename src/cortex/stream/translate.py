@@ -28,6 +28,7 @@ class CrossDialect:
         self.complete = False
         self.usage = Usage()
         self.pieces = 0
+        self.finish_reason: str | None = None
         self._whole = b""
 
     def feed(self, lines: list[bytes]) -> bytes:
@@ -72,6 +73,7 @@ class CrossDialect:
             elif isinstance(event, Finish):
                 self.complete = True
                 self.usage = event.usage
+                self.finish_reason = event.reason
                 kept = events[: i + 1]
                 break
             elif isinstance(event, Failure):

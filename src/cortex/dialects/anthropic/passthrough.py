@@ -48,6 +48,9 @@ class MessagesPassthrough(SSEPassthrough):
                 self._count(message_.get("usage") if isinstance(message_, dict) else None)
             elif kind == "message_delta":
                 self._count(message.get("usage"))
+                delta = message.get("delta")
+                if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                    self.finish_reason = delta["stop_reason"]
         return b"".join(out)
 
     def _count(self, usage: Any) -> None:

@@ -31,6 +31,7 @@ class OllamaPassthrough:
         self.complete = False
         self.usage = Usage()
         self.pieces = 0
+        self.finish_reason: str | None = None  # Ollama's done_reason
 
     def feed(self, lines: list[bytes]) -> bytes:
         good, outcome, done = _check_ollama(lines)
@@ -39,6 +40,8 @@ class OllamaPassthrough:
             self.usage = Usage(
                 token_count(done.get("prompt_eval_count")), token_count(done.get("eval_count"))
             )
+            reason = done.get("done_reason")
+            self.finish_reason = reason if isinstance(reason, str) else None
         out = self._framing.lines(lines if good == len(lines) else lines[:good]) if good else b""
         if outcome == "error":
             out += self._framing.upstream_error(lines[good])

@@ -49,7 +49,9 @@ class OpenAIPassthrough(SSEPassthrough):
             if "error" in message or event.name == b"error":
                 self.ended = True
                 break
-            self._finished = self._finished or _has_finish_reason(message)
+            if not self._finished:
+                self.finish_reason = _finish_reason(message)
+                self._finished = self.finish_reason is not None
             self._count(message)
         return b"".join(out)
 
@@ -79,8 +81,10 @@ def _has_piece(event: dict[str, Any]) -> bool:
     return False
 
 
-def _has_finish_reason(event: dict[str, object]) -> bool:
+def _finish_reason(event: dict[str, object]) -> str | None:
     choices = event.get("choices")
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") for c in choices
-    )
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                return str(choice["finish_reason"])
+    return None
