@@ -205,6 +205,7 @@ def test_a_wrong_upstream_key_is_the_servers_own_refusal(
         json={"model": ALIAS, "messages": [{"role": "user", "content": "Hola"}]},
     )
     assert answer.status_code == 401
+    assert "www-authenticate" not in answer.headers  # the client's own key is not in question
     assert answer.json()["error"]["type"] == "authentication_error"
     assert "Invalid API Key" in answer.json()["error"]["message"]
     assert "not-the-key" not in answer.text and llama_server.url not in answer.text
