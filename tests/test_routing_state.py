@@ -357,6 +357,39 @@ def test_an_engine_busy_with_other_clients_gets_fewer_requests(
     assert [r.path for r in fake.requests if r.path in ("/metrics", "/slots")][:1] == ["/metrics"]
 
 
+def test_an_engines_load_is_read_again_after_an_answer(
+    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
+) -> None:
+    """From its /metrics, as on the health check: an OpenAI-compatible server has no /api/ps."""
+    fake.models = second.models = [MODEL]
+    fake.engine_metrics = second.engine_metrics = LLAMA_METRICS  # 2 running, 1 deferred
+    gateway = start_gateway(
+        backends=[
+            {"name": "one", "url": "openai+" + fake.url},
+            {"name": "two", "url": "openai+" + second.url},
+        ],
+        health_interval=3600,  # only the first check: any later reading follows the answer
+    )
+
+    def engines() -> dict[str, object]:
+        backends = httpx.get(gateway.url + "/cortex/backends").json()["backends"]
+        return {b["name"]: b["engine"] for b in backends}
+
+    deadline = time.monotonic() + 5
+    while None in engines().values():
+        assert time.monotonic() < deadline, "the engines' load was never read"
+        time.sleep(0.02)
+    fake.engine_metrics = second.engine_metrics = b"llamacpp:requests_processing 0\n"
+    answer = chat(gateway, [{"role": "user", "content": "hello"}])
+    assert answer.status_code == 200, answer.text
+    served_by = answer.headers["x-cortex-backend"]
+    idle = {"running": 0, "waiting": 0, "kv_cache": None, "source": "metrics"}
+    while engines()[served_by] != idle:
+        assert time.monotonic() < deadline + 5, engines()
+        time.sleep(0.02)
+    assert not [r.path for r in fake.requests + second.requests if r.path.endswith("/api/ps")]
+
+
 def test_a_cold_model_has_its_load_time_on_top_of_the_first_byte_budget(
     fake: FakeOllama, start_gateway: StartGateway
 ) -> None:

@@ -70,3 +70,27 @@ def test_a_failure_after_direct_writes_is_the_last_line_in_band(
     assert [m["message"]["content"] for m in lines[:-1]] == TOKENS[:3]
     assert "error" in lines[-1]
     assert direct_calls == ["ClientConduit"]
+
+
+def test_a_long_answer_sent_without_pause_arrives_whole_in_slices(
+    fake: FakeOllama, gateway: RunningGateway
+) -> None:
+    # Hundreds of kilobytes at once: reads far bigger than a slice (stream/slices.py), so
+    # the relay hands them on over many turns; nothing may be lost, doubled or reordered.
+    tokens = [f" {i}ñ" for i in range(6000)]
+    fake.script = Script(tokens=tokens)
+    relayed = post_chat(gateway.url, HELLO)
+    assert len(relayed.content) > 4 * 16 * 1024
+    lines = [orjson.loads(line) for line in relayed.content.splitlines()]
+    assert [m["message"]["content"] for m in lines[:-1]] == tokens
+    assert lines[-1]["done"] is True
+
+    openai = httpx.post(
+        f"{gateway.url}/v1/chat/completions", json={**HELLO, "stream": True}, timeout=30
+    )
+    events = [e for e in openai.text.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    chunks = [orjson.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    pieces = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert [p for p in pieces if p] == tokens
+    assert chunks[-1]["choices"] == [] or chunks[-1]["choices"][0]["finish_reason"] == "stop"

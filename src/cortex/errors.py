@@ -252,7 +252,7 @@ def reply(exc: CortexError, dialect: Dialect) -> tuple[int, RawHeaders, bytes]:
         headers.append((b"retry-after", str(exc.retry_after).encode()))
     if isinstance(exc, Overloaded) and exc.queue_position is not None:
         headers.append((b"x-cortex-queue-position", str(exc.queue_position).encode()))
-    if exc.status == 401:
+    if isinstance(exc, Unauthorized):  # not a model server's 401: Córtex's key is not asked
         headers.append((b"www-authenticate", b'Bearer realm="cortex"'))
     return exc.status, headers, body
 

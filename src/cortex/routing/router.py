@@ -51,7 +51,7 @@ class Router:
         self._refreshed = False
         self._refresh_lock = asyncio.Lock()
         self._checker: asyncio.Task[None] | None = None
-        self._lookups: dict[str, asyncio.Task[None]] = {}  # /api/ps reads after answers
+        self._lookups: dict[str, asyncio.Task[None]] = {}  # /api/ps or engine reads after answers
         url = settings.shared_routing_url
         self._shared = SharedPrefixes(url) if url and settings.routing == "state" else None
 
@@ -225,7 +225,7 @@ class Router:
         may have loaded or evicted a model, or freed a slot."""
         running = self._lookups.get(member.name)
         if running is None or running.done():
-            self._lookups[member.name] = asyncio.create_task(health.residency(member, self._limits))
+            self._lookups[member.name] = asyncio.create_task(health.state(member, self._limits))
 
     def _dispatch(self) -> None:
         """Hand free slots to the oldest waiters whose model a free backend serves."""

@@ -20,6 +20,7 @@ from .contract import Translator
 from .core import RelayLimits
 from .pull import UpstreamBody, pull, read_whole
 from .push import Conduit, Push, Pushing
+from .slices import Sliced
 
 
 @dataclass
@@ -39,7 +40,7 @@ def drive(upstream: UpstreamBody, translator: Translator | None, limits: RelayLi
         return Driven(whole.parts(upstream, limits), whole.usage)
     usage = _counted(translator)
     if hasattr(upstream, "push"):  # a Protocol's isinstance costs 10 µs a request (measured)
-        pushed = Push(cast(Pushing, upstream), translator, limits)
+        pushed = Push(Sliced(cast(Pushing, upstream)), translator, limits)
         return Driven(pushed.parts(), usage, pushed.direct, pushed.close, pushed.ended)
     return Driven(pull(upstream, translator, limits), usage)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,16 +36,15 @@ class Compiled:
     kind: Kind = "compiled"
 
     def __init__(self, settings: LoadSettings) -> None:
-        from llama_cpp import Llama, llama_print_system_info
-
-        self._llm: Any = Llama(
+        llama_cpp: Any = importlib.import_module("llama_cpp")  # installed where it is chosen
+        self._llm: Any = llama_cpp.Llama(
             model_path=settings.model_path,
             n_ctx=settings.context,
             n_threads=settings.threads or default_threads(),
             last_n_tokens_size=settings.repeat_window,
             verbose=False,
         )
-        self.system_info = llama_print_system_info().decode(errors="replace").strip()
+        self.system_info = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
 
     def complete(self, prompt: str, params: dict[str, Any]) -> CompiledGeneration:
         prompt_tokens = len(self._llm.tokenize(prompt.encode(), add_bos=True))
