@@ -103,7 +103,12 @@ async def measure(plan: Plan, report: Report, pinning: Any) -> list[str]:
                 directs["openai"],
                 by_name["openai→openai, 1 worker"],
                 Target(
-                    "ollama→openai, 1 worker", openai_one.port, "ollama", "openai", 1, openai_one
+                    name="ollama→openai, 1 worker",
+                    port=openai_one.port,
+                    server=openai_one,
+                    client="ollama",
+                    upstream="openai",
+                    workers=1,
                 ),
             ]
             tools = await phase(report, "tool calls", tool_calls(tool_targets, plan))

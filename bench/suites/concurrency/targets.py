@@ -13,34 +13,25 @@ from harness.loadgen import DIALECTS, Dialect
 from harness.processes import Gateway, Processes
 from harness.servers import start_cortex
 
+from suites.compare.targets import Target as Relay
 
-@dataclass(frozen=True)
-class Target:
+
+@dataclass(frozen=True, kw_only=True)
+class Target(Relay):
     """Where a client of ``client`` dialect sends its requests; ``upstream`` is the dialect
     the fake speaks behind it (the direct baseline is a client of that dialect)."""
 
-    name: str
-    port: int
     client: Dialect
     upstream: Dialect
     workers: int = 0  # 0: the fake upstream straight
-    server: Gateway | None = None
 
     @property
     def path(self) -> str:
         return f"{self.client}→{self.upstream}"
 
-    @property
-    def pids(self) -> tuple[int, ...]:
-        return () if self.server is None else tuple(family(self.server.proc.pid))
-
-    def log_lines(self) -> list[str]:
-        lines = [] if self.server is None else self.server.log_lines()
-        return [f"{self.name}: {line}" for line in lines]
-
 
 def direct(upstream_port: int, dialect: Dialect) -> Target:
-    return Target(f"direct {dialect}", upstream_port, dialect, dialect)
+    return Target(name=f"direct {dialect}", port=upstream_port, client=dialect, upstream=dialect)
 
 
 async def start_cortexes(
@@ -79,7 +70,16 @@ def gateway_targets(cortexes: dict[tuple[Dialect, int], Gateway]) -> list[Target
     for client, upstream, workers in SWEPT:
         gateway = cortexes[upstream, workers]
         name = f"{client}→{upstream}, {workers} worker{'s' if workers > 1 else ''}"
-        out.append(Target(name, gateway.port, client, upstream, workers, gateway))
+        out.append(
+            Target(
+                name=name,
+                port=gateway.port,
+                server=gateway,
+                client=client,
+                upstream=upstream,
+                workers=workers,
+            )
+        )
     return out
 
 
