@@ -20,8 +20,9 @@ from typing import TypeVar
 
 import pytest
 
+from cortex.backoff import Backoff
 from cortex.listening import serving_mode
-from cortex.workers import Backoff, Supervisor
+from cortex.workers import Supervisor
 from tests.fakes import FakeOllama, Script
 from tests.helpers import open_raw_stream, read_until
 from tests.test_drain import HELLO, _child_of, body_of

@@ -26,6 +26,8 @@ from multiprocessing.context import SpawnProcess
 from types import FrameType
 from typing import Any
 
+from .backoff import Backoff
+
 logger = logging.getLogger("cortex")
 spawn = multiprocessing.get_context("spawn")
 
@@ -35,25 +37,6 @@ WorkerMain = Callable[..., None]
 
 KILL_AFTER_DRAIN = 10.0  # a worker still running this long after its drain is killed
 LONGEST_WAIT = 1.0  # the supervisor looks at its workers at least this often
-
-
-@dataclass
-class Backoff:
-    """The pause before a worker that died is started again: ``first``, doubled for each
-    death in a row up to ``longest``; a worker that ran for ``steady`` seconds before it
-    died starts the count over."""
-
-    first: float = 0.5
-    longest: float = 30.0
-    steady: float = 60.0
-    deaths: int = 0
-
-    def after(self, lived: float) -> float:
-        if lived >= self.steady:
-            self.deaths = 0
-        pause = min(self.longest, self.first * 2.0**self.deaths)
-        self.deaths += 1
-        return pause
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import orjson
 
+from ..backoff import LONGEST_PAUSE, Backoff
 from ..errors import CortexError, ModelProcessDied, Overloaded
 from . import frames
 from .answer import Answer
@@ -33,9 +34,6 @@ logger = logging.getLogger("cortex.embedded")
 State = Literal["starting", "ready", "restarting", "down", "stopped"]
 
 QUEUE_LIMIT = 32  # answers running or waiting in the child
-FIRST_PAUSE = 0.5  # seconds before the first restart, doubling after each crash in a row
-LONGEST_PAUSE = 30.0
-STABLE_AFTER = 60.0  # a child that served this long resets the doubling
 CRASH_WINDOW = 60.0
 DOWN_AFTER = 3
 READY_WAIT = 60.0  # how long a request waits for a (re)starting child
@@ -113,7 +111,7 @@ class ModelProcess:
             child.stdin.write(data)  # a dead child's pipe: its answers fail from the reader
 
     async def _supervise(self) -> None:
-        streak = 0
+        backoff = Backoff()
         while True:
             began = time.monotonic()
             reason = await self._run_child()
@@ -122,14 +120,11 @@ class ModelProcess:
             self._fail_answers(ModelProcessDied(f"{reason}; the answer was cut short"))
             now = time.monotonic()
             was_ready = self.state == "ready"
-            if was_ready and now - self._ready_since >= STABLE_AFTER:
-                streak = 0
-            streak += 1
+            pause = backoff.after(now - self._ready_since if was_ready else 0.0)
             self.restarts += 1
             self._crashes.append(now)
             while self._crashes and now - self._crashes[0] > CRASH_WINDOW:
                 self._crashes.popleft()
-            pause = min(FIRST_PAUSE * 2 ** (streak - 1), LONGEST_PAUSE)
             if not was_ready or len(self._crashes) >= DOWN_AFTER:
                 self.state, self.reason = "down", reason
                 self._settled.set()
