@@ -1,9 +1,9 @@
 """What the rest of Córtex knows of OpenTelemetry: when it is on, and two small contracts.
 
-The SDK is imported only when the standard ``OTEL_*`` variables turn telemetry on
-(``telemetry_from_env``): with it off, a request carries ``trace = None`` and an
-upstream attempt the do-nothing ``UNWATCHED``, so it creates no span and pays one
-branch. The rule, after the specification's variables:
+The exporter (``otlp.py``, Córtex's own: no SDK) is imported only when the standard
+``OTEL_*`` variables turn telemetry on (``telemetry_from_env``): with it off, a request
+carries ``trace = None`` and an upstream attempt the do-nothing ``UNWATCHED``, so it
+creates no span and pays one branch. The rule, after the specification's variables:
 
 - ``OTEL_SDK_DISABLED=true`` turns everything off;
 - traces are on when an OTLP endpoint for them is set (``OTEL_EXPORTER_OTLP_ENDPOINT``
