@@ -68,6 +68,12 @@ class Hostile:
         ]
         return self.send(kind, ("\r\n".join(head) + "\r\n\r\n").encode() + body)
 
+    def send_quickly(self, kind: str, path: str, body: bytes) -> Reply:
+        """``post``, with a timeout far below the gateway's: a hang is a failure, not a wait."""
+        head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        return self.send(kind, head.encode() + body, timeout=3)
+
     def upstream_posts(self) -> int:
         return sum(1 for r in self.fake.requests if r.method == "POST")
 
@@ -419,6 +425,25 @@ def test_an_upstream_line_or_answer_over_the_bound_is_an_explicit_error(
     verdict = judge(framing, reply, None)
     assert verdict.outcome == "error"
     assert "longer than" in verdict.error or "exceeded" in verdict.error, verdict.error
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_after_an_answer_over_the_bound_the_pooled_connection_still_carries_answers(
+    hostile: Hostile, kind: str
+) -> None:
+    """The over-long answer arrives whole, so its connection goes back to the pool while
+    the rest of it still waits to be handed on; the next answer on that connection must
+    be read (it once hung there until the client gave up)."""
+    path = "/api/chat" if kind == "ollama" else "/v1/chat/completions"
+    for _ in range(12):
+        hostile.fake.script = Script(tokens=("x" * (8 * LIMIT),))
+        failed = hostile.post(kind, path, json.dumps({**HELLO, "stream": True}).encode())
+        framing = ClientFraming("bound", "ollama" if kind == "ollama" else "openai", stream=True)
+        assert judge(framing, failed, None).outcome == "error"
+        hostile.fake.script = Script(tokens=("hola",))
+        reply = hostile.send_quickly(kind, path, json.dumps({**HELLO, "stream": False}).encode())
+        assert reply.status == 200, reply.raw[:300]
+        assert b"hola" in reply.body
 
 
 def test_max_connections_streams_run_and_the_next_connection_gets_a_503(

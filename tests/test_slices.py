@@ -35,6 +35,9 @@ class Upstream:
     def close(self) -> None:
         self.calls.append("close")
 
+    def release(self) -> None:
+        self.calls.append("release")
+
 
 class Sink:
     def __init__(self) -> None:
@@ -157,6 +160,21 @@ async def test_closing_drops_the_backlog() -> None:
     await turns(4)
     assert sink.got == [("data", b"f" * SLICE)]
     assert upstream.calls[-1] == "close"
+
+
+@on_a_loop
+async def test_a_released_answer_leaves_the_connection_alone() -> None:
+    """The answer failed on a slice (a line over the bound) with the rest of a whole
+    upstream answer still in the backlog; the connection went back to its pool. No
+    slice may then pause it: the next answer on it would never be read."""
+    answer, upstream, sink = sliced()
+    answer.end(b"h" * (4 * SLICE))
+    await turns(1)
+    answer.release()
+    upstream.calls.clear()
+    await turns(5)
+    assert upstream.calls == []
+    assert sink.got == [("data", b"h" * SLICE)]
 
 
 @on_a_loop

@@ -251,6 +251,10 @@ class Connection(asyncio.Protocol):
         elif self._paused:
             self.resume()
 
+    def release(self) -> None:
+        """The pushed answer's reader is done: what more comes is held, not pushed."""
+        self._sink = None
+
     def pause(self) -> None:
         transport = self._transport
         if not self._paused and transport is not None and not transport.is_closing():

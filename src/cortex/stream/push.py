@@ -43,6 +43,11 @@ class Pushing(Protocol):
 
     def close(self) -> None: ...
 
+    def release(self) -> None:
+        """The answer is done with: push nothing more, and touch the connection no more
+        (it may go back to its pool and carry another answer)."""
+        ...
+
 
 class Sink(Protocol):
     def data(self, chunk: bytes) -> None: ...
@@ -167,9 +172,9 @@ class Push:
         return core.finished and core.failure is None and not self._pending
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """The attempt is over: no timer, and the upstream is let go."""
+        self._stop_timer()
+        self._upstream.release()
 
     async def _wait(self) -> None:
         self._waiter = self._loop.create_future()
@@ -230,7 +235,7 @@ class Push:
             else:
                 conduit.write(out)
         if finished:
-            self.close()
+            self._stop_timer()
             self._upstream.pause()  # read no more; the attempt closes or keeps the connection
             self._wake()
 
@@ -246,6 +251,11 @@ class Push:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _arm(self) -> None:
         self._timer = self._loop.call_at(self._core.due(), self._on_timer)

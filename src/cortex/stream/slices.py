@@ -52,6 +52,12 @@ class Sliced:
         self._drop()
         self._upstream.close()
 
+    def release(self) -> None:
+        # A backlog's next turn would pause the connection after it went back to its
+        # pool, and the next answer on it would never be read.
+        self._drop()
+        self._upstream.release()
+
     # Sink, for the connection
 
     def data(self, chunk: bytes) -> None:
