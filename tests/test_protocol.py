@@ -18,6 +18,7 @@ from cortex.protocol import BoundedHttpToolsProtocol, protocol_factory
 from cortex.server import build_server
 from tests.conftest import StartGateway
 from tests.fakes.connection import connect, finished, request
+from tests.helpers import read_until
 
 
 def status_of(host: str, port: int, *parts: bytes) -> bytes:
@@ -38,6 +39,26 @@ def test_the_head_bounds_are_the_settings_of_each_server(start_gateway: StartGat
     assert status_of(lenient.host, lenient.port, head) == b"HTTP/1.1 200 OK"
     slow = (b"GET /api/version HTTP/1.1\r\n", b"Host: local")
     assert status_of(strict.host, strict.port, *slow) == b"HTTP/1.1 408 Request Timeout"
+
+
+def test_the_head_bounds_hold_for_every_request_on_a_kept_alive_connection(
+    start_gateway: StartGateway,
+) -> None:
+    """The second request's head is bounded as the first's: its bytes once went uncounted
+    (the count restarted at its first parsed byte, after its packet was counted), so a
+    kept-alive connection took a head of any size, and a head sent in one packet that
+    then stalled was dropped without its 408."""
+    strict = start_gateway(max_head_bytes=2048, head_timeout=0.3)
+    small = b"GET /api/version HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    big = b"GET /api/version HTTP/1.1\r\nHost: localhost\r\nX-Pad: %s\r\n\r\n" % (b"a" * 8192)
+    with socket.create_connection((strict.host, strict.port), timeout=10) as sock:
+        sock.sendall(small)
+        assert read_until(sock, b"}").startswith(b"HTTP/1.1 200 OK")
+        sock.sendall(big)
+        status = read_until(sock, b"\r\n").split(b"\r\n", 1)[0]
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+    one_packet = (b"GET /api/version HTTP/1.1\r\nHost: localhost\r\n",)
+    assert status_of(strict.host, strict.port, *one_packet) == b"HTTP/1.1 408 Request Timeout"
 
 
 def test_the_protocol_factory_pickles_with_its_bounds_for_worker_processes() -> None:

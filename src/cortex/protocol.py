@@ -108,7 +108,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._start_head()
+        self._arm_head_timer()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # What comes next on a kept-alive connection is the next request's head: counted
+        # from here, not from its first parsed byte, which comes after its packet was counted.
+        self._reading_head = True
+        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -138,6 +145,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _start_head(self) -> None:
         self._reading_head = True
         self._head_bytes = 0
+        self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
