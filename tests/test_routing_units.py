@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from cortex.config import Settings
 from cortex.errors import (
     IdleTimeout,
     ModelNotFound,
@@ -15,6 +16,7 @@ from cortex.errors import (
     UpstreamStatus,
     UpstreamUnreachable,
 )
+from cortex.gateway import Gateway
 from cortex.routing.affinity import Affinity, prefix_keys
 from cortex.routing.circuit import Circuit
 from cortex.routing.failover import Failover
@@ -199,6 +201,52 @@ def test_a_cancelled_waiter_leaves_the_queue() -> None:
         assert len(queue) == 0
 
     asyncio.run(scenario())
+
+
+def test_a_backend_handed_to_a_waiter_that_left_in_the_same_turn_is_given_back() -> None:
+    """The slot is reserved when it is handed over; a waiter cancelled (its client left) or
+    timed out before it woke would otherwise hold it forever, and with ``max_concurrent``
+    every later request would queue until its 503."""
+
+    async def scenario() -> list[str]:
+        queue = AdmissionQueue[str](size=5, timeout=5)
+        given_back: list[str] = []
+        waiting = asyncio.create_task(queue.wait("m", frozenset(), give_back=given_back.append))
+        await asyncio.sleep(0)
+        queue.dispatch(lambda waiter: "slot")
+        waiting.cancel()  # before the waiter woke to take the slot
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert len(queue) == 0
+        return given_back
+
+    assert asyncio.run(scenario()) == ["slot"]
+
+
+def test_a_slot_handed_to_a_request_that_left_is_free_for_the_next() -> None:
+    """End to end through the router: one backend with ``max_concurrent`` 1, a request
+    queued behind another, handed the slot and cancelled (its client left) before it woke.
+    The next request must get the slot at once, not queue until its 503."""
+
+    async def scenario() -> tuple[int, int]:
+        settings = Settings(backends=[{"url": "http://127.0.0.1:9", "max_concurrent": 1}])
+        router = Gateway(settings).router
+        [member] = router.members
+        first = await router.acquire("m")
+        queued = asyncio.create_task(router.acquire("m"))
+        await asyncio.sleep(0)
+        first.release()  # hands the slot to the queued request
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        left = member.in_flight
+        nxt = asyncio.create_task(router.acquire("m"))
+        await asyncio.sleep(0)
+        assert nxt.done(), "the next request queued for a slot no one holds"
+        nxt.result().release()
+        return left, router.queued
+
+    assert asyncio.run(scenario()) == (0, 0)
 
 
 # ---- failover ----------------------------------------------------------------------------

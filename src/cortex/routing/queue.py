@@ -81,9 +81,16 @@ class AdmissionQueue(Generic[T]):
         return min(max(1.0, math.ceil(len(self._waiters) / rate)), self._timeout)
 
     async def wait(
-        self, model: str, exclude: frozenset[str], party: str = "", prompt: Prompt | None = None
+        self,
+        model: str,
+        exclude: frozenset[str],
+        party: str = "",
+        prompt: Prompt | None = None,
+        give_back: Callable[[T], None] = lambda _: None,
     ) -> T:
-        """Wait for ``dispatch`` to hand this request a backend."""
+        """Wait for ``dispatch`` to hand this request a backend. A backend handed over just
+        as the wait ended otherwise (the client left, the timeout came in the same turn) goes
+        to ``give_back``, or the slot reserved for it would stay taken."""
         if len(self._waiters) >= self._size:
             raise Overloaded(
                 "every backend for this model is busy and the queue is full",
@@ -101,12 +108,17 @@ class AdmissionQueue(Generic[T]):
         try:
             async with asyncio.timeout(self._timeout):
                 return await waiter.future
-        except TimeoutError:
-            raise Overloaded(
-                f"every backend for this model stayed busy for {self._timeout:g} s",
-                self.retry_after(),
-                queue_position=waiter.position,
-            ) from None
+        except BaseException as exc:
+            future = waiter.future
+            if future.done() and not future.cancelled():
+                give_back(future.result())
+            if isinstance(exc, TimeoutError):
+                raise Overloaded(
+                    f"every backend for this model stayed busy for {self._timeout:g} s",
+                    self.retry_after(),
+                    queue_position=waiter.position,
+                ) from None
+            raise
         finally:
             self._remove(waiter)
 

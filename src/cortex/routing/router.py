@@ -146,7 +146,7 @@ class Router:
         waited, position = 0.0, 0
         if member is None:
             position = self._queue.position(party)
-            member = await self._queue.wait(model, exclude, party, prompt)
+            member = await self._queue.wait(model, exclude, party, prompt, self._unreserve)
             member.in_flight -= 1  # the slot was handed over reserved; it is counted below
             waited = time.monotonic() - now
         member.in_flight += 1
@@ -219,6 +219,11 @@ class Router:
         known = member.residency.loaded is not None or member.engine is not None
         if known and len(self.members) > 1:  # a lone backend has no choice to inform
             self._look_up_state(member)
+
+    def _unreserve(self, member: Member) -> None:
+        """A slot reserved for a waiter that left before it could take it."""
+        member.in_flight -= 1
+        self._dispatch()
 
     def _look_up_state(self, member: Member) -> None:
         """Read the backend's ``/api/ps`` or engine figures again, once at a time: an answer
