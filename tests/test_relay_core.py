@@ -140,3 +140,37 @@ def test_a_translated_stream_is_written_in_the_clients_dialect_through_the_same_
     assert out.count(b"chat.completion.chunk") == 4  # role, two pieces, finish
     assert out.endswith(b"data: [DONE]\n\n")
     assert "🦄".encode() in out
+
+
+def test_an_answer_gathered_whole_is_bounded_like_one_read_whole() -> None:
+    """A client that asked for no stream gets the upstream's stream gathered into one
+    answer; what is gathered is bounded by ``max_response_bytes`` as a whole answer read as
+    it came is, not held without limit until the upstream ends."""
+    limits = RelayLimits(
+        first_byte=10.0, idle=3.0, heartbeat=1.0, max_line_bytes=256, max_response_bytes=1024
+    )
+    core = RelayCore(
+        CrossDialect(OllamaReader(), OpenAIWriter("m", False), aggregate=True),
+        limits,
+        STARTED,
+    )
+    line = b'{"message":{"role":"assistant","content":"tok "},"done":false}\n'
+    sent = 0
+    while not core.finished and sent < 4096:
+        assert core.data(line, STARTED + 1) == b""
+        sent += len(line)
+    assert isinstance(core.failure, UpstreamProtocolError)
+    assert "exceeded 1024 bytes" in core.failure.message
+    assert 1024 < sent <= 1024 + len(line)
+
+
+def test_a_stream_relayed_as_it_comes_is_not_bounded_in_total() -> None:
+    limits = RelayLimits(
+        first_byte=10.0, idle=3.0, heartbeat=1.0, max_line_bytes=256, max_response_bytes=1024
+    )
+    core = RelayCore(OllamaPassthrough(NDJSON), limits, STARTED)
+    for _ in range(100):
+        assert core.data(LINES[0] + b"\n", STARTED + 1) == LINES[0] + b"\n"
+    assert core.data(LINES[2] + b"\n", STARTED + 1) == LINES[2] + b"\n"
+    core.end()
+    assert core.finished and core.failure is None

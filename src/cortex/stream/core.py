@@ -13,7 +13,10 @@ relay promises is written here once:
 - while the upstream is silent a framing with a heartbeat gets one every
   ``heartbeat`` seconds, also before the first byte;
 - an answer ends only when the translator saw its final message; an upstream
-  that stops before is a failure, and one that lingers after it is no fault.
+  that stops before is a failure, and one that lingers after it is no fault;
+- what the upstream sent since the client was last given something is bounded
+  (``max_response_bytes``): a translator that holds the whole answer for a client
+  that asked for no stream holds no more than a whole answer read as it came.
 
 After each call, ``failure`` holds an error to report once the returned bytes
 are sent, and ``finished`` says reading is over.
@@ -47,6 +50,7 @@ class RelayCore:
         self._tick = limits.heartbeat if translator.heartbeat is not None else math.inf
         self._beat_at = started_at + self._tick
         self._last = started_at  # the upstream's last chunk, or the client's last catch-up
+        self._held = 0  # bytes from the upstream since the client was last given some
         self.got_data = False
         self.failure: CortexError | None = None
         self.finished = False
@@ -70,7 +74,17 @@ class RelayCore:
             lines = self._decoder.feed(chunk)
         except LineTooLong as exc:
             return self._fail(UpstreamProtocolError(f"the model server sent {exc}"))
-        return self._feed(lines) if lines else b""
+        out = self._feed(lines) if lines else b""
+        if out:
+            self._held = 0
+            return out
+        self._held += len(chunk)
+        if self._held > self._limits.max_response_bytes and not self.finished:
+            bound = self._limits.max_response_bytes
+            return self._fail(
+                UpstreamProtocolError(f"the model server's answer exceeded {bound} bytes")
+            )
+        return b""
 
     def end(self) -> bytes:
         """The upstream's body ended: a last line without its newline, then the close."""
