@@ -25,6 +25,7 @@ from typing import Protocol, cast
 
 import httptools
 
+from ..deadline import Deadline
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
 
 logger = logging.getLogger("cortex.upstream")
@@ -203,7 +204,7 @@ class Connection(asyncio.Protocol):
         assert self._transport is not None
         self.started_at = self._loop.time()
         head = self._head = self._loop.create_future()
-        timer = self._loop.call_at(deadline, self._late)
+        timer = Deadline(self._loop, deadline, self._late)  # after reading what came in time
         self._transport.write(request)
         try:
             await head

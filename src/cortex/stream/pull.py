@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
+from ..deadline import AfterReads
 from ..errors import UpstreamProtocolError
 from .contract import Translator
 from .core import RelayCore, RelayLimits, timeout_error
@@ -40,8 +41,9 @@ class Watchdog:
         self._loop = asyncio.get_running_loop()
         self._due = 0.0
         self._waiter: asyncio.Task[Any] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | AfterReads | None = None
         self._woke = False
+        self._settling = False  # the time came; judged once the loop has read
 
     async def read(self, due: float) -> bytes | None:
         if self._loop.time() >= due:
@@ -66,18 +68,24 @@ class Watchdog:
             self._timer = None
 
     def _arm(self) -> None:
-        if self._timer is not None:
-            if self._timer.when() <= self._due:
+        timer = self._timer
+        if timer is not None:
+            if isinstance(timer, AfterReads) or timer.when() <= self._due:
                 return  # it fires early, finds nothing due, and moves itself
-            self._timer.cancel()
+            timer.cancel()
         self._timer = self._loop.call_at(self._due, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        settled, self._settling = self._settling, False
         if self._waiter is None:
             return  # busy writing to the client; the next read arms it again
         if self._loop.time() < self._due:
             self._timer = self._loop.call_at(self._due, self._on_timer)
+            return
+        if not settled:  # what came in time may not have been read yet
+            self._settling = True
+            self._timer = AfterReads(self._loop, self._on_timer)
             return
         self._woke = True
         self._waiter.cancel()

@@ -11,6 +11,7 @@ in the same callback. What is particular to pushing lives here:
   (and the idle clock); before the response has started, or without a conduit,
   at most ``HIGH_WATER`` bytes wait for the ASGI side before reading pauses;
 - one timer, at the core's ``due()`` time, moved when it fires and when data comes;
+  a deadline is judged once the loop has read what came meanwhile (``deadline.py``);
 - what the answer's last read made is not written below ASGI but handed back by
   ``direct``, for the ASGI side to send with the end of the body: one write;
 - a client that hangs up closes the upstream in the callback that saw it go;
@@ -23,6 +24,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
+from ..deadline import AfterReads
 from ..errors import CortexError
 from .contract import Translator
 from .core import RelayCore, RelayLimits
@@ -108,7 +110,8 @@ class Push:
         self._waiter: asyncio.Future[None] | None = None
         self._gone = False
         self._paused_by_client = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | AfterReads | None = None
+        self._settling = False  # the deadline came; judged once the loop has read
         self._arm()
         upstream.push(self)
 
@@ -258,6 +261,7 @@ class Push:
             self._timer = None
 
     def _arm(self) -> None:
+        self._settling = False
         self._timer = self._loop.call_at(self._core.due(), self._on_timer)
 
     def _on_timer(self) -> None:
@@ -268,6 +272,10 @@ class Push:
         now = self._loop.time()
         if self._paused_by_client or self._held > HIGH_WATER:
             core.resumed(now)  # waiting for the client, not for the upstream
+        elif now >= core.deadline() and not self._settling:
+            self._settling = True  # what came in time may not have been read yet
+            self._timer = AfterReads(self._loop, self._on_timer)
+            return
         else:
             out = core.wake(now)
             if core.failure is not None:
