@@ -83,6 +83,11 @@ class ClientConduit:
         return self._cycle.disconnected
 
     @property
+    def body_arrived(self) -> bool:
+        """The request's whole body is in (``receive`` will not wait for it)."""
+        return not self._cycle.more_body
+
+    @property
     def paused(self) -> bool:
         return self._protocol.flow.write_paused
 
