@@ -142,6 +142,13 @@ class ClientConduit:
         if self._watcher is not None:
             self._watcher.resume_writing()
 
+    def finish(self) -> None:
+        """The app returned: let go of the task and whoever listens, so that nothing of
+        this request is kept alive by a loop of references (a young collection's work)."""
+        self._sender = None
+        self._watcher = self._on_lost = None
+        self._listen()
+
     def client_lost(self) -> None:
         if self._watcher is not None:
             self._watcher.client_lost()
