@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
+from tests.otlp_receiver import OTLPReceiver
 
 MESSAGES = [{"role": "user", "content": "hola"}]
 REQUESTS: list[tuple[str, dict[str, Any]]] = [
@@ -54,9 +55,24 @@ def request_objects(garbage: list[object]) -> Counter[str]:
     return found
 
 
+@pytest.fixture(params=["", "traced"])
+def traced(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
+    """Without telemetry, and with it on (spans and metrics to a real OTLP receiver)."""
+    if not request.param:
+        yield False
+        return
+    with OTLPReceiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        yield True
+
+
 @pytest.mark.parametrize("upstream", ["ollama", "openai"])
 def test_answered_requests_leave_no_loops_of_references(
-    fake: FakeOllama, start_gateway: StartGateway, upstream: str, request: pytest.FixtureRequest
+    traced: bool,
+    fake: FakeOllama,
+    start_gateway: StartGateway,
+    upstream: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     fake.script = Script(tokens=("ho", "la"))
     prefix = "openai+" if upstream == "openai" else ""
