@@ -158,3 +158,24 @@ def test_endpoints_headers_and_resource_from_the_variables() -> None:
     assert settings.resource["region"] == "eu"
     named = OTLPSettings.from_env({"OTEL_SERVICE_NAME": "gpu1"}, traces=False, metrics=False)
     assert named.resource["service.name"] == "gpu1" and named.traces is None
+
+
+@pytest.mark.parametrize(
+    ("name", "root"),
+    [
+        ("always_on", True),
+        ("parentbased_always_on", True),
+        ("always_off", False),
+        ("parentbased_always_off", False),
+        ("traceidratio", None),
+        ("parentbased_traceidratio", None),
+    ],
+)
+def test_a_root_traces_sampling_is_known_before_its_id_except_by_ratio(
+    name: str, root: bool | None
+) -> None:
+    sampler = Sampler(name, 0.5)
+    assert sampler.root() is root
+    if root is not None:  # the shortcut says what the rule says, for any id
+        assert sampler.sampled(None, 0) is root
+        assert sampler.sampled(None, 2**64 - 1) is root

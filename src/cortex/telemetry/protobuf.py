@@ -107,44 +107,47 @@ class Encoder:
         return cached
 
 
+ERROR = b"\x7a\x02\x18\x02"  # a Span's 15: status, its code 3 = ERROR
+# A Span's fixed-size fields, with their tags: trace_id (1), span_id (2), the parent's
+# (4) when it has one, start_time_unix_nano (7), end_time_unix_nano (8). Protobuf reads
+# fields in any order, so these come first, in one piece.
+_ROOT = struct.Struct("<H16sH8sBQBQ").pack
+_CHILD = struct.Struct("<H16sH8sH8sBQBQ").pack
+_TRACE_ID, _SPAN_ID, _PARENT_ID, _START, _END = 0x100A, 0x0812, 0x0822, 0x39, 0x41
+
+
+def span_head(name: str, kind: int) -> bytes:
+    """A Span's fields 5 and 6: name and kind."""
+    return string(5, name) + tag(6, VARINT) + varint(kind)
+
+
 def span(
-    encoder: Encoder,
-    trace_id: bytes,
-    span_id: bytes,
+    trace_id: int,
+    span_id: int,
     parent_id: bytes | None,
     trace_state: str,
-    name: str,
-    kind: int,
+    head: bytes,
     start_ns: int,
     end_ns: int,
-    fixed: bytes,
-    pairs: Mapping[str, Any],
-    error: bool,
+    attributes: bytes,
+    tail: bytes,
 ) -> bytes:
-    """One Span (trace.proto), as field 2 of its ScopeSpans: ``fixed`` attributes already
-    written (``Encoder.block``), and more ``pairs``."""
-    title = name.encode()
-    state = trace_state.encode("latin-1")
-    body = b"".join(
-        [
-            b"\x0a\x10",  # 1: trace_id, 16 bytes
-            trace_id,
-            b"\x12\x08",  # 2: span_id, 8 bytes
-            span_id,
-            b"\x1a" + varint(len(state)) + state if state else b"",  # 3: trace_state
-            b"\x22\x08" + parent_id if parent_id else b"",  # 4: parent_span_id
-            b"\x2a",  # 5: name
-            varint(len(title)),
-            title,
-            b"\x30" + varint(kind),  # 6: kind
-            b"\x39" + _fixed64(start_ns),  # 7: start_time_unix_nano
-            b"\x41" + _fixed64(end_ns),  # 8: end_time_unix_nano
-            fixed,
-            encoder.attributes(9, pairs),  # 9: attributes
-            b"\x7a\x02\x18\x02" if error else b"",  # 15: status, its code 3 = ERROR
-        ]
-    )
-    return b"\x12" + varint(len(body)) + body
+    """One Span (trace.proto), as field 2 of its ScopeSpans: ids, times and trace_state,
+    ``head`` (``span_head``), then ``attributes`` and ``tail`` as written (9, and 15:
+    its status, for an error)."""
+    trace, own = trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big")
+    if parent_id:
+        fixed = _CHILD(
+            _TRACE_ID, trace, _SPAN_ID, own, _PARENT_ID, parent_id, _START, start_ns, _END, end_ns
+        )
+    else:
+        fixed = _ROOT(_TRACE_ID, trace, _SPAN_ID, own, _START, start_ns, _END, end_ns)
+    if trace_state:
+        state = trace_state.encode("latin-1")
+        fixed += b"\x1a" + varint(len(state)) + state
+    body = b"".join((fixed, head, attributes, tail))
+    size = len(body)
+    return (b"\x12" + bytes((size,)) if size < 0x80 else b"\x12" + varint(size)) + body
 
 
 def scope(name: str, version: str) -> bytes:
