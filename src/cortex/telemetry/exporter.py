@@ -34,7 +34,7 @@ class Exporter:
         settings: OTLPSettings,
         resource: bytes,
         scope: bytes,
-        encode: Callable[[Iterable[SpanRecord]], list[bytes]],
+        encode: Callable[[Iterable[SpanRecord]], bytes],
         metrics: Callable[[], Iterable[bytes]],
     ) -> None:
         self._settings = settings
@@ -82,7 +82,7 @@ class Exporter:
         while destination is not None and spans:
             batch = [spans.popleft() for _ in range(min(BATCH, len(spans)))]
             encoded = self._encode(batch)
-            self._post(destination, export_request(self._resource, self._scope, encoded))
+            self._post(destination, export_request(self._resource, self._scope, (encoded,)))
 
     def _post_metrics(self) -> None:
         destination = self._settings.metrics

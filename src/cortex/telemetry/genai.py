@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..asks import ClientBody, Generation
 from ..errors import CortexError, UpstreamStatus
 
 # Explicit bucket boundaries the GenAI metric conventions give, in seconds and tokens.
@@ -39,6 +38,7 @@ EMBEDDINGS = "embeddings"
 # Where each dialect keeps the request parameters the conventions record.
 _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _PARAMETERS = frozenset((*_MAX_TOKENS, "options", "temperature", "top_p"))
+_MAX_TOKENS_KEY, _TEMPERATURE = "gen_ai.request.max_tokens", "gen_ai.request.temperature"
 _TOP_P = "gen_ai.request.top_p"
 
 
@@ -64,11 +64,6 @@ def provider(kind: str | None) -> str:
     return EMBEDDED if kind is None else PROVIDERS.get(kind, kind)
 
 
-def operation(ask: ClientBody) -> str:
-    """``gen_ai.operation.name``: chat, text_completion or embeddings."""
-    return OPERATIONS[ask.shape] if isinstance(ask, Generation) else EMBEDDINGS
-
-
 def request_parameters(payload: Mapping[str, Any]) -> dict[str, Any]:
     """``gen_ai.request.*`` from a client's body, where it gave them (Ollama's in options)."""
     return dict(parameter_pairs(payload))
@@ -80,19 +75,23 @@ def parameter_pairs(payload: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
         return ()
     options = payload.get("options")
     source: Mapping[str, Any] = options if isinstance(options, dict) else payload
-    for key in _MAX_TOKENS:
-        if key in payload:
-            limit = payload[key]
-            break
+    if "max_tokens" in payload:
+        limit = payload["max_tokens"]
+    elif "max_completion_tokens" in payload:
+        limit = payload["max_completion_tokens"]
+    elif "max_output_tokens" in payload:
+        limit = payload["max_output_tokens"]
     else:
         limit = source.get("num_predict")
     pairs: tuple[tuple[str, Any], ...] = ()
     if type(limit) is int:  # not a bool, nor a float
-        pairs = (("gen_ai.request.max_tokens", limit),)
-    for name, key in (("temperature", "gen_ai.request.temperature"), ("top_p", _TOP_P)):
-        value = source.get(name, payload.get(name))
-        if type(value) is float or type(value) is int:
-            pairs += ((key, float(value)),)
+        pairs = ((_MAX_TOKENS_KEY, limit),)
+    value = source["temperature"] if "temperature" in source else payload.get("temperature")
+    if type(value) is float or type(value) is int:
+        pairs += ((_TEMPERATURE, float(value)),)
+    value = source["top_p"] if "top_p" in source else payload.get("top_p")
+    if type(value) is float or type(value) is int:
+        pairs += ((_TOP_P, float(value)),)
     return pairs
 
 

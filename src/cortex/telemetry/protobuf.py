@@ -109,11 +109,13 @@ class Encoder:
 
 ERROR = b"\x7a\x02\x18\x02"  # a Span's 15: status, its code 3 = ERROR
 # A Span's fixed-size fields, with their tags: trace_id (1), span_id (2), the parent's
-# (4) when it has one, start_time_unix_nano (7), end_time_unix_nano (8). Protobuf reads
-# fields in any order, so these come first, in one piece.
+# (4) when it has one, start_time_unix_nano (7), end_time_unix_nano (8), packed in one
+# piece (protobuf reads fields in any order).
 _ROOT = struct.Struct("<H16sH8sBQBQ").pack
 _CHILD = struct.Struct("<H16sH8sH8sBQBQ").pack
 _TRACE_ID, _SPAN_ID, _PARENT_ID, _START, _END = 0x100A, 0x0812, 0x0822, 0x39, 0x41
+SPAN_TAG = b"\x12"  # a Span is field 2 of its ScopeSpans
+SIZES = tuple(varint(n) for n in range(2048))  # lengths, written once: spans are short
 
 
 def span_head(name: str, kind: int) -> bytes:
@@ -121,33 +123,29 @@ def span_head(name: str, kind: int) -> bytes:
     return string(5, name) + tag(6, VARINT) + varint(kind)
 
 
-def span(
-    trace_id: int,
-    span_id: int,
-    parent_id: bytes | None,
-    trace_state: str,
-    head: bytes,
-    start_ns: int,
-    end_ns: int,
-    attributes: bytes,
-    tail: bytes,
+def span_fixed(
+    trace_id: int, span_id: int, parent_id: bytes | None, trace_state: str, start: int, end: int
 ) -> bytes:
-    """One Span (trace.proto), as field 2 of its ScopeSpans: ids, times and trace_state,
-    ``head`` (``span_head``), then ``attributes`` and ``tail`` as written (9, and 15:
-    its status, for an error)."""
+    """A Span's ids, times and trace_state (fields 1, 2, 4, 7, 8 and 3)."""
     trace, own = trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big")
     if parent_id:
         fixed = _CHILD(
-            _TRACE_ID, trace, _SPAN_ID, own, _PARENT_ID, parent_id, _START, start_ns, _END, end_ns
+            _TRACE_ID, trace, _SPAN_ID, own, _PARENT_ID, parent_id, _START, start, _END, end
         )
     else:
-        fixed = _ROOT(_TRACE_ID, trace, _SPAN_ID, own, _START, start_ns, _END, end_ns)
+        fixed = _ROOT(_TRACE_ID, trace, _SPAN_ID, own, _START, start, _END, end)
     if trace_state:
         state = trace_state.encode("latin-1")
         fixed += b"\x1a" + varint(len(state)) + state
-    body = b"".join((fixed, head, attributes, tail))
-    size = len(body)
-    return (b"\x12" + bytes((size,)) if size < 0x80 else b"\x12" + varint(size)) + body
+    return fixed
+
+
+def span(fixed: bytes, head: bytes, tail: bytes) -> tuple[bytes, ...]:
+    """One Span, as field 2 of its ScopeSpans, in pieces to join: ``fixed``
+    (``span_fixed``), ``head`` (``span_head`` and attributes that come together) and
+    ``tail`` (the other attributes, and field 15, its status, for an error)."""
+    size = len(fixed) + len(head) + len(tail)
+    return SPAN_TAG, SIZES[size] if size < 2048 else varint(size), fixed, head, tail
 
 
 def scope(name: str, version: str) -> bytes:

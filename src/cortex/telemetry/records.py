@@ -13,7 +13,16 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from .genai import CANCELLED, Conventions
-from .protobuf import CACHE_MAX, CLIENT, ERROR, SERVER, Encoder, span, span_head
+from .protobuf import (
+    CACHE_MAX,
+    CLIENT,
+    ERROR,
+    SERVER,
+    Encoder,
+    span,
+    span_fixed,
+    span_head,
+)
 from .targets import address_attributes, genai_attributes
 
 T = TypeVar("T")
@@ -56,14 +65,14 @@ class SpanWriter:
         self.encoder = Encoder()
         self._old_http = conventions.old_http
         self._provider_key = conventions.provider_key
-        self._heads: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._heads: dict[tuple[Any, ...], bytes] = {}
         self._tails: dict[tuple[Any, ...], bytes] = {}
 
-    def encoded(self, records: Iterable[SpanRecord]) -> list[bytes]:
-        """Each record as a Span (``protobuf.span``), in one loop: a batch's spans share
-        the caches and pay no call of their own when what they repeat is kept."""
+    def encoded(self, records: Iterable[SpanRecord]) -> bytes:
+        """The records as Spans (``protobuf.span``) one after another, in one loop: a
+        batch shares the caches, and the spans are joined once."""
         heads, tails = self._heads, self._tails
-        out = []
+        pieces: list[bytes] = []
         for record in records:
             if record[0] == SERVER:
                 _, trace_id, span_id, parent, state, start, end, http, status, failed = record
@@ -74,10 +83,8 @@ class SpanWriter:
                 if tail is None:
                     tail = _kept(tails, (status, failed), self._server_tail(status, failed))
             else:
-                _, trace_id, span_id, parent_span, state, start, end, target, parameters = record[
-                    :9
-                ]
-                parent = parent_span.to_bytes(8, "big")
+                _, trace_id, span_id, parent, state, start, end, target, parameters = record[:9]
+                parent = parent.to_bytes(8, "big")
                 key = (target, parameters)
                 head = heads.get(key)
                 if head is None:
@@ -86,14 +93,15 @@ class SpanWriter:
                 tail = tails.get(ending)
                 if tail is None:
                     tail = _kept(tails, ending, self._client_tail(*ending))
-            out.append(span(trace_id, span_id, parent, state, head[0], start, end, head[1], tail))
-        return out
+            fixed = span_fixed(trace_id, span_id, parent, state, start, end)
+            pieces += span(fixed, head, tail)
+        return b"".join(pieces)
 
-    def _http_head(self, http: Http) -> tuple[bytes, bytes]:
+    def _http_head(self, http: Http) -> bytes:
         method, route = http[0], http[2]
         name = f"{method} {route}" if route else method
         attributes = self.encoder.attributes(9, http_attributes(http, self._old_http))
-        return span_head(name, SERVER), attributes
+        return span_head(name, SERVER) + attributes
 
     def _server_tail(self, status: int, failed: str | None) -> bytes:
         pairs: dict[str, Any] = {"http.response.status_code": status}
@@ -105,15 +113,13 @@ class SpanWriter:
         error = not 400 <= status < 500  # a 4xx is the client's
         return self.encoder.attributes(9, pairs) + (ERROR if error else b"")
 
-    def _target_head(
-        self, client_key: tuple[Any, ...], parameters: Parameters
-    ) -> tuple[bytes, bytes]:
+    def _target_head(self, client_key: tuple[Any, ...], parameters: Parameters) -> bytes:
         server_key = client_key[0]
         pairs = genai_attributes(server_key, self._provider_key)
         pairs.update(address_attributes(client_key))
         pairs.update(parameters)
         name = f"{server_key[0]} {server_key[2]}"
-        return span_head(name, CLIENT), self.encoder.attributes(9, pairs)
+        return span_head(name, CLIENT) + self.encoder.attributes(9, pairs)
 
     def _client_tail(
         self,

@@ -18,7 +18,7 @@ from ..asks import ClientBody, Generation
 from ..events import Usage
 from ..observe import RequestRecord
 from . import AttemptTrace
-from .genai import error_type, operation, parameter_pairs
+from .genai import EMBEDDINGS, OPERATIONS, error_type, parameter_pairs
 from .protobuf import CLIENT, SERVER
 from .targets import Target
 
@@ -73,9 +73,11 @@ class ServerTrace:
         self._start_ns = _time_ns()
 
     def attempt(self, ask: ClientBody, backend: Any, sent_model: str) -> AttemptTrace:
-        target = self.telemetry.targets.find(operation(ask), backend, sent_model)
-        self._target = target
-        self._streamed = isinstance(ask, Generation) and ask.stream
+        if isinstance(ask, Generation):
+            action, self._streamed = OPERATIONS[ask.shape], ask.stream
+        else:
+            action, self._streamed = EMBEDDINGS, False
+        self._target = target = self.telemetry.targets.find(action, backend, sent_model)
         return ClientTrace(self, ask, target)
 
     def end(self, record: RequestRecord, ended: float) -> None:
