@@ -88,6 +88,32 @@ def test_the_cycle_is_made_in_on_headers_complete_and_its_app_runs_later() -> No
     run(scenario)
 
 
+def test_the_cycle_says_when_the_whole_body_is_in_and_receive_then_does_not_wait() -> None:
+    """``ClientConduit.body_arrived`` reads ``cycle.more_body``; ``api/body.py`` then takes
+    the body in one ``receive`` without a clock."""
+    got: list[object] = []
+    head_only = request(body=b'{"a": 1}')[:-3]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        cycle = send.__self__
+        got.append(cycle.more_body)
+        await asyncio.sleep(0.01)
+        got.append(cycle.more_body)
+        got.append(await receive())
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body"})
+
+    async def scenario() -> None:
+        protocol, _ = connect(HttpToolsProtocol, app)
+        protocol.data_received(head_only)
+        await asyncio.sleep(0)
+        protocol.data_received(b" 1}")
+        await finished(protocol)
+
+    run(scenario)
+    assert got == [True, False, {"type": "http.request", "body": b'{"a": 1}', "more_body": False}]
+
+
 def test_the_cycle_tells_how_its_response_is_framed_and_when_it_ends() -> None:
     states: list[tuple[bool | None, bool, bool]] = []
 

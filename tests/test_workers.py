@@ -137,6 +137,31 @@ def test_a_killed_worker_is_replaced_and_serves(
             client.close()
 
 
+def test_workers_drain_and_exit_when_their_supervisor_is_killed(
+    running: tuple[int, subprocess.Popen[bytes]],
+) -> None:
+    port, process = running
+    workers = worker_pids(process.pid)
+    assert len(workers) == 2
+    process.kill()  # no word to the workers: the kernel tells them (PR_SET_PDEATHSIG)
+    process.wait(10)
+    deadline = time.monotonic() + 20
+    while not all(map(exited, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in workers if not exited(pid)] == []
+    with socket.socket() as late:
+        assert late.connect_ex(("127.0.0.1", port)) != 0, "an orphaned worker still listens"
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie that nobody reaped (an orphan's parent may not be an init)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
+
+
 def test_port_zero_is_chosen_once_for_every_worker(fake: FakeOllama, log: Path) -> None:
     port, process = start(fake, log, port=0)
     try:

@@ -119,6 +119,7 @@ class Pipeline:
                 observe.log_access(record, ended)
             if made.trace is not None:
                 made.trace.end(record, ended)
+                made.trace = None  # it holds the scope, which holds this context
 
     async def _admit(
         self, gw: Gateway | None, scope: Scope, made: RequestContext

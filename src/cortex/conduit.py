@@ -83,6 +83,11 @@ class ClientConduit:
         return self._cycle.disconnected
 
     @property
+    def body_arrived(self) -> bool:
+        """The request's whole body is in (``receive`` will not wait for it)."""
+        return not self._cycle.more_body
+
+    @property
     def paused(self) -> bool:
         return self._protocol.flow.write_paused
 
@@ -136,6 +141,13 @@ class ClientConduit:
     def resume_writing(self) -> None:
         if self._watcher is not None:
             self._watcher.resume_writing()
+
+    def finish(self) -> None:
+        """The app returned: let go of the task and whoever listens, so that nothing of
+        this request is kept alive by a loop of references (a young collection's work)."""
+        self._sender = None
+        self._watcher = self._on_lost = None
+        self._listen()
 
     def client_lost(self) -> None:
         if self._watcher is not None:

@@ -133,7 +133,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             conduit.passed(message)
             await send(message)
 
-        await self._app(scope, receive, seen)
+        try:
+            await self._app(scope, receive, seen)
+        finally:
+            conduit.finish()
+            # the scope and the conduit held each other: a young collection's work
+            cast(dict[str, Any], scope)["extensions"].pop("cortex.conduit", None)
 
     def _start_head(self) -> None:
         self._reading_head = True

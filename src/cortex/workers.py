@@ -8,12 +8,14 @@ each connection's addresses and ports). The supervisor holds the address bound b
 never listens (see ``listening.reserve``); it forwards SIGTERM and SIGINT to the
 workers, each of which drains as a single process does, starts another worker when one
 dies unexpectedly (after a pause that doubles while they keep dying), and returns once
-every worker has exited after a stop.
+every worker has exited after a stop. A worker whose supervisor dies without a word
+(SIGKILL, the OOM killer) is sent SIGTERM by the kernel and drains (``follow_parent``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -138,7 +140,9 @@ class Supervisor:
     def _start(self, slot: Slot) -> None:
         ours, theirs = spawn.Pipe(duplex=False)
         process = spawn.Process(
-            target=self.main, args=(*self.args, theirs), name=f"cortex-worker-{slot.number}"
+            target=_worker,
+            args=(os.getpid(), self.main, *self.args, theirs),
+            name=f"cortex-worker-{slot.number}",
         )
         process.start()
         theirs.close()
@@ -190,3 +194,21 @@ def _how(process: SpawnProcess) -> str:
     if code is not None and code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"exit status {code}"
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+
+def follow_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM when the parent process dies (Linux), or send it now
+    if the parent is already gone; elsewhere, nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(parent: int, main: WorkerMain, *args: Any) -> None:
+    follow_parent(parent)
+    main(*args)

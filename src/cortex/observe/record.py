@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .ids import new_uuid4
 
 Outcome = Literal["done", "client-cancelled", "upstream-error", "timeout", "rejected", "error"]
 
@@ -69,7 +70,7 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if SAFE_ID.fullmatch(given):
                 return given
             break
-    return str(uuid.uuid4())  # a UUID, as some servers (llama-cpp-python's) insist
+    return new_uuid4()  # a UUID, as some servers (llama-cpp-python's) insist
 
 
 def log_access(record: RequestRecord, ended: float) -> None:

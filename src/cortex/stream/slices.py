@@ -20,6 +20,30 @@ from .push import Pushing, Sink
 SLICE = 16 * 1024  # bytes handed on in one turn: about a millisecond of translation
 
 
+class _Released:
+    """What a released answer's connection becomes: asking it anything does nothing."""
+
+    started_at = 0.0
+
+    def push(self, sink: Sink) -> None:
+        pass
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+_RELEASED = _Released()
+
+
 class Sliced:
     """``upstream`` as a ``Pushing``, whose chunks reach the sink a slice a turn."""
 
@@ -57,6 +81,8 @@ class Sliced:
         # pool, and the next answer on it would never be read.
         self._drop()
         self._upstream.release()
+        self._upstream = _RELEASED  # nor may the sink pause or resume it now
+        self._sink = None  # the sink holds this answer: no loop of references is left
 
     # Sink, for the connection
 
