@@ -3,8 +3,9 @@ exported over OTLP/HTTP with protobuf bodies, by a thread of its own.
 
 It follows the OpenTelemetry specification's variables (``settings.py``) without its
 SDK: the SDK's span objects, its encoder and its histograms cost about 330 µs of CPU
-a request, as much as the rest of Córtex (``bench/otel.py``); this costs about 40 µs
-(docs/observability.md). The tests read what it sends with opentelemetry-proto's own classes.
+a request, as much as the rest of Córtex (``bench/otel.py``); this costs some 12–34 µs,
+about 9% of a short stream's instructions (docs/observability.md). The tests read what
+it sends with opentelemetry-proto's own classes.
 """
 
 from __future__ import annotations
