@@ -11,7 +11,7 @@ Córtex's own work (docs/observability.md has the measurement).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
@@ -93,18 +93,6 @@ class Encoder:
 
     def attributes(self, field: int, pairs: Mapping[str, Any]) -> bytes:
         return b"".join([self.key_value(field, k, v) for k, v in pairs.items()])
-
-    def block(self, key: tuple[Any, ...], pairs: Callable[[], Mapping[str, Any]]) -> bytes:
-        """Span attributes that come together (a route's, a backend's): written once for
-        ``key``, from ``pairs()``."""
-        cache_key = (0, key)
-        cached = self._cache.get(cache_key)
-        if cached is None:
-            cached = self.attributes(9, pairs())
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-            self._cache[cache_key] = cached
-        return cached
 
 
 ERROR = b"\x7a\x02\x18\x02"  # a Span's 15: status, its code 3 = ERROR

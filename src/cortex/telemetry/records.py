@@ -3,8 +3,8 @@ their OTLP encoding, done later by the exporter's thread (``SpanWriter``), a bat
 time, with the attributes that repeat (a route's, a target's) written once and kept.
 
 A tuple costs the request path a fraction of a microsecond; encoding it costs the
-thread a few, which is less than building the span's attributes on the request path
-did, because nothing is built for a value that was seen before.
+thread about one, less than building the span's attributes on the request path did,
+because nothing is built again for values seen before (docs/observability.md).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ Http = tuple[str, str, str | None, Any, str | None, str, str]
 ServerRecord = tuple[int, int, int, bytes | None, str, int, int, Http, int, str | None]
 # CLIENT, trace id, span id, parent (SERVER) span id, tracestate, start and end (ns),
 # target (its client_key), request parameters, input and output tokens, finish reason,
-# response model, error.type. Only strings, numbers and tuples of them: the collector
-# lets go of such tuples at once, so waiting records cost it nothing.
+# response model, error.type. Only strings, numbers and tuples of them: Python's garbage
+# collector stops tracking such tuples at once, so waiting records cost it nothing.
 ClientRecord = tuple[
     int,
     int,
