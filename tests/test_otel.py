@@ -77,6 +77,7 @@ def test_a_streamed_relay_is_a_server_span_under_the_clients_with_a_client_span_
     assert genai["gen_ai.usage.output_tokens"] == 3
     assert genai["gen_ai.usage.input_tokens"] > 0
     assert genai["gen_ai.response.finish_reasons"] == ("stop",)
+    assert genai["gen_ai.response.model"] == DEFAULT_MODEL  # as the answer's last line names it
     assert genai["server.address"] == "127.0.0.1"
     assert genai["server.port"] == fake.port
     assert "error.type" not in genai
@@ -118,6 +119,7 @@ def test_a_translated_whole_answer_with_the_latest_names(
     assert genai["gen_ai.request.top_p"] == 0.9
     assert genai["gen_ai.usage.output_tokens"] == 2
     assert genai["gen_ai.response.finish_reasons"] == ("length",)
+    assert genai["gen_ai.response.model"] == DEFAULT_MODEL
 
 
 def test_a_failing_upstream_marks_both_spans_with_its_error(
@@ -137,6 +139,31 @@ def test_a_failing_upstream_marks_both_spans_with_its_error(
     server = otlp.wait_span(lambda s: s.kind == Span.SPAN_KIND_SERVER)
     assert attributes(server.attributes)["error.type"] == "500"
     assert server.status.code == Status.STATUS_CODE_ERROR
+
+
+def test_an_embeddings_request_is_an_embeddings_client_span_with_its_input_tokens(
+    otlp: OTLPReceiver, fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway()
+    body = {"model": DEFAULT_MODEL, "input": ["uno dos", "tres"]}
+    answer = httpx.post(
+        gateway.url + "/api/embed", json=body, headers={"traceparent": TRACEPARENT}, timeout=10
+    )
+    assert answer.status_code == 200
+
+    client = otlp.wait_span(lambda s: s.kind == Span.SPAN_KIND_CLIENT)
+    assert client.name == f"embeddings {DEFAULT_MODEL}"
+    genai = attributes(client.attributes)
+    assert genai["gen_ai.operation.name"] == "embeddings"
+    assert genai["gen_ai.request.model"] == DEFAULT_MODEL
+    assert genai["gen_ai.usage.input_tokens"] == answer.json()["prompt_eval_count"]
+    assert "gen_ai.usage.output_tokens" not in genai
+    server = otlp.wait_span(lambda s: s.kind == Span.SPAN_KIND_SERVER)
+    assert server.name == "POST /api/embed"
+    assert client.parent_span_id == server.span_id
+    assert hex_id(client.trace_id) == CLIENT_TRACE
+    sent = {r.headers["traceparent"] for r in fake.requests if r.path == "/api/embed"}
+    assert sent == {f"00-{CLIENT_TRACE}-{hex_id(client.span_id)}-01"}
 
 
 def test_each_failover_attempt_is_a_client_span_and_the_winner_carries_its_own_traceparent(

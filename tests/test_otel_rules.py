@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
+from cortex.dialects.anthropic.reader import MessagesReader
+from cortex.dialects.ollama.reader import OllamaReader
+from cortex.dialects.ollama.writer import OllamaWriter
+from cortex.dialects.openai.reader import OpenAIReader
 from cortex.errors import FirstByteTimeout, UpstreamStatus, UpstreamUnreachable
+from cortex.stream.encode import NDJSON
+from cortex.stream.translate import CrossDialect
 from cortex.telemetry import Signals, signals, telemetry_from_env
 from cortex.telemetry.genai import Conventions, error_type, provider, request_parameters
 from cortex.telemetry.otlp import Parent, parse_traceparent
@@ -158,3 +165,44 @@ def test_endpoints_headers_and_resource_from_the_variables() -> None:
     assert settings.resource["region"] == "eu"
     named = OTLPSettings.from_env({"OTEL_SERVICE_NAME": "gpu1"}, traces=False, metrics=False)
     assert named.resource["service.name"] == "gpu1" and named.traces is None
+
+
+@pytest.mark.parametrize(
+    ("name", "root"),
+    [
+        ("always_on", True),
+        ("parentbased_always_on", True),
+        ("always_off", False),
+        ("parentbased_always_off", False),
+        ("traceidratio", None),
+        ("parentbased_traceidratio", None),
+    ],
+)
+def test_a_root_traces_sampling_is_known_before_its_id_except_by_ratio(
+    name: str, root: bool | None
+) -> None:
+    sampler = Sampler(name, 0.5)
+    assert sampler.root() is root
+    if root is not None:  # the shortcut says what the rule says, for any id
+        assert sampler.sampled(None, 0) is root
+        assert sampler.sampled(None, 2**64 - 1) is root
+
+
+def test_each_upstream_reader_keeps_the_model_its_answer_names() -> None:
+    ollama = OllamaReader()
+    ollama.read(
+        [b'{"model":"qwen3:8b","message":{"role":"assistant","content":"hi"},"done":false}']
+    )
+    assert ollama.model == "qwen3:8b"
+    chunk = b'data: {"model":"llama-3.1-8b","choices":[{"index":0,"delta":{"content":"x"}}]}'
+    openai = OpenAIReader()
+    openai.read([chunk, b""])
+    assert openai.model == "llama-3.1-8b"
+    anthropic = MessagesReader()
+    start = {"type": "message_start", "message": {"model": "claude-local", "usage": {}}}
+    anthropic.read([b"event: message_start", b"data: " + orjson.dumps(start), b""])
+    assert anthropic.model == "claude-local"
+    translated = CrossDialect(OpenAIReader(), OllamaWriter("m", "chat", NDJSON), aggregate=False)
+    assert translated.response_model is None  # nothing read yet
+    translated.feed([chunk, b""])
+    assert translated.response_model == "llama-3.1-8b"  # the upstream's, not the client's "m"

@@ -36,6 +36,11 @@ def token_count(value: Any) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
 
+def model_name(value: Any) -> str | None:
+    """A model's name as a server gave it in an answer, if it is one."""
+    return value if type(value) is str and value else None
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
     text: str

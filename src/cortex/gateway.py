@@ -109,9 +109,13 @@ class Gateway:
         async with member.backend.open("GET", path) as body:
             return await read_whole(body, self.limits)
 
-    async def post(self, member: Member, path: str, payload: bytes, request_id: str) -> bytes:
-        """POST a body to one backend and return its whole answer."""
-        async with member.backend.open("POST", path, payload, request_id=request_id) as body:
+    async def post(
+        self, member: Member, path: str, payload: bytes, request_id: str, trace: bytes = b""
+    ) -> bytes:
+        """POST a body to one backend and return its whole answer (``trace``: W3C trace
+        context header lines, as ``telemetry`` writes them)."""
+        opened = member.backend.open("POST", path, payload, request_id=request_id, trace=trace)
+        async with opened as body:
             return await read_whole(body, self.limits)
 
     async def models(self) -> list[ModelEntry]:

@@ -17,6 +17,7 @@ from ..backends.base import Exchange, upstream_json
 from ..context import RequestContext
 from ..dialects.codecs import CODECS
 from ..errors import CortexError, Dialect, UpstreamStatus
+from ..events import Usage
 from ..gateway import Gateway
 from ..routing import Failover, Lease
 from ..stream.drivers import drive
@@ -164,14 +165,22 @@ async def embedding(gw: Gateway, ask: Embedding, ctx: RequestContext) -> bytes:
 
     async def call(lease: Lease) -> bytes:
         named = lease.member.prepared(ask)
-        return await answered(gw, lease, lease.backend.wire.embedding(named), ctx)
+        trace = ctx.trace
+        watch = UNWATCHED if trace is None else trace.attempt(ask, lease.backend, named.model)
+        with watch:  # a CLIENT span, gen_ai.operation.name "embeddings"
+            exchange = lease.backend.wire.embedding(named)
+            answer = await answered(gw, lease, exchange, ctx, watch.traceparent)
+            watch.reading(lambda: Usage(embedding_tokens(answer)), None)
+            return answer
 
     return await gw.with_backend(ask.model, call, ctx)
 
 
-async def answered(gw: Gateway, lease: Lease, exchange: Exchange, ctx: RequestContext) -> bytes:
+async def answered(
+    gw: Gateway, lease: Lease, exchange: Exchange, ctx: RequestContext, trace: bytes = b""
+) -> bytes:
     """Make an exchange with the leased backend; its answer in the client's shape."""
-    answer = await gw.post(lease.member, exchange.path, exchange.body, ctx.record.id)
+    answer = await gw.post(lease.member, exchange.path, exchange.body, ctx.record.id, trace)
     return exchange.answer(answer)
 
 

@@ -24,6 +24,7 @@ class SSEPassthrough:
         self.usage = Usage()
         self.pieces = 0
         self.finish_reason: str | None = None  # why the answer ended, as the upstream said
+        self.response_model: str | None = None  # the model that answered, as it said
         self._events = SSEDecoder()
 
     def feed(self, lines: list[bytes]) -> bytes:

@@ -21,6 +21,7 @@ class Reader(Protocol):
     """An upstream's stream, read into events; raises ``UpstreamProtocolError`` on a bad line."""
 
     reads_sse: bool  # the upstream sends server-sent events: blank lines end them
+    model: str | None  # the model the upstream named in its answer, once it did
 
     def read(self, lines: list[bytes]) -> list[Event]: ...
 

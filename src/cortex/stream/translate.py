@@ -61,6 +61,11 @@ class CrossDialect:
     def error(self, exc: CortexError) -> bytes:
         return self._writer.error(exc)
 
+    @property
+    def response_model(self) -> str | None:
+        """The model the upstream named in its answer (telemetry's gen_ai.response.model)."""
+        return self._reader.model
+
     def _follow(self, events: list[Event]) -> bytes:
         if self.complete or self.ended:
             return b""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..asks import Generation
+    from ..asks import ClientBody
     from ..events import Usage
     from ..observe import RequestRecord
 
@@ -67,7 +67,7 @@ class AttemptTrace(Protocol):
 class RequestTrace(Protocol):
     """One request's SERVER span, and the CLIENT spans of its upstream attempts."""
 
-    def attempt(self, ask: Generation, backend: Any, sent_model: str) -> AttemptTrace: ...
+    def attempt(self, ask: ClientBody, backend: Any, sent_model: str) -> AttemptTrace: ...
 
     def end(self, record: RequestRecord, ended: float) -> None: ...
 

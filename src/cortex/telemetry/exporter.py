@@ -1,9 +1,10 @@
 """The thread that posts spans and metrics to the collector, off the event loop.
 
-A finished span is already encoded (``protobuf.span``); the request path only appends
-it to a bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE``: beyond it, spans are dropped and
-counted, never waited for). Every ``OTEL_BSP_SCHEDULE_DELAY`` the thread posts what
-waits, 512 spans a request; every ``OTEL_METRIC_EXPORT_INTERVAL`` the histograms.
+A finished span is a tuple (``records.py``); the request path only appends it to a
+bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE``: beyond it, spans are dropped and
+counted, never waited for). Every ``OTEL_BSP_SCHEDULE_DELAY`` the thread encodes what
+waits (``records.SpanWriter``) and posts it, 512 spans a request; every
+``OTEL_METRIC_EXPORT_INTERVAL`` the histograms.
 A collector that fails is logged once until it answers again; nothing is retried.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 from ..urls import redact_url
 from .protobuf import export_request
+from .records import SpanRecord
 from .settings import Destination, OTLPSettings
 
 logger = logging.getLogger("cortex")
@@ -32,12 +34,15 @@ class Exporter:
         settings: OTLPSettings,
         resource: bytes,
         scope: bytes,
+        encode: Callable[[Iterable[SpanRecord]], bytes],
         metrics: Callable[[], Iterable[bytes]],
     ) -> None:
         self._settings = settings
+        self._max_queue = settings.max_queue
         self._resource, self._scope = resource, scope
+        self._encode = encode
         self._metrics = metrics
-        self._spans: deque[bytes] = deque()
+        self._spans: deque[SpanRecord] = deque()
         self.dropped = 0  # spans dropped with the queue full
         self._failing: set[str] = set()  # the URLs whose last post failed
         self._stop = threading.Event()
@@ -46,9 +51,9 @@ class Exporter:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, span: bytes) -> None:
-        """A finished span, encoded; dropped when the queue is full."""
-        if len(self._spans) >= self._settings.max_queue:
+    def add(self, span: SpanRecord) -> None:
+        """A finished span; dropped when the queue is full."""
+        if len(self._spans) >= self._max_queue:
             self.dropped += 1
             return
         self._spans.append(span)
@@ -76,7 +81,8 @@ class Exporter:
         spans = self._spans
         while destination is not None and spans:
             batch = [spans.popleft() for _ in range(min(BATCH, len(spans)))]
-            self._post(destination, export_request(self._resource, self._scope, batch))
+            encoded = self._encode(batch)
+            self._post(destination, export_request(self._resource, self._scope, (encoded,)))
 
     def _post_metrics(self) -> None:
         destination = self._settings.metrics

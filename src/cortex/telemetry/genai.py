@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..asks import Generation
 from ..errors import CortexError, UpstreamStatus
 
 # Explicit bucket boundaries the GenAI metric conventions give, in seconds and tokens.
@@ -34,9 +33,13 @@ PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama"}
 EMBEDDED = "llama.cpp"  # the embedded model, a llama.cpp in a child process
 
 OPERATIONS = {"chat": "chat", "generate": "text_completion", "completion": "text_completion"}
+EMBEDDINGS = "embeddings"
 
 # Where each dialect keeps the request parameters the conventions record.
 _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_PARAMETERS = frozenset((*_MAX_TOKENS, "options", "temperature", "top_p"))
+_MAX_TOKENS_KEY, _TEMPERATURE = "gen_ai.request.max_tokens", "gen_ai.request.temperature"
+_TOP_P = "gen_ai.request.top_p"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,23 +64,35 @@ def provider(kind: str | None) -> str:
     return EMBEDDED if kind is None else PROVIDERS.get(kind, kind)
 
 
-def operation(ask: Generation) -> str:
-    return OPERATIONS[ask.shape]
-
-
 def request_parameters(payload: Mapping[str, Any]) -> dict[str, Any]:
     """``gen_ai.request.*`` from a client's body, where it gave them (Ollama's in options)."""
+    return dict(parameter_pairs(payload))
+
+
+def parameter_pairs(payload: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``request_parameters`` as (name, value) pairs: a key for the encoder's cache."""
+    if _PARAMETERS.isdisjoint(payload):
+        return ()
     options = payload.get("options")
     source: Mapping[str, Any] = options if isinstance(options, dict) else payload
-    found: dict[str, Any] = {}
-    limit = next((payload[k] for k in _MAX_TOKENS if k in payload), source.get("num_predict"))
-    if _number(limit) and not isinstance(limit, float):
-        found["gen_ai.request.max_tokens"] = limit
-    for name in ("temperature", "top_p"):
-        value = source.get(name, payload.get(name))
-        if _number(value):
-            found[f"gen_ai.request.{name}"] = float(value)
-    return found
+    if "max_tokens" in payload:
+        limit = payload["max_tokens"]
+    elif "max_completion_tokens" in payload:
+        limit = payload["max_completion_tokens"]
+    elif "max_output_tokens" in payload:
+        limit = payload["max_output_tokens"]
+    else:
+        limit = source.get("num_predict")
+    pairs: tuple[tuple[str, Any], ...] = ()
+    if type(limit) is int:  # not a bool, nor a float
+        pairs = ((_MAX_TOKENS_KEY, limit),)
+    value = source["temperature"] if "temperature" in source else payload.get("temperature")
+    if type(value) is float or type(value) is int:
+        pairs += ((_TEMPERATURE, float(value)),)
+    value = source["top_p"] if "top_p" in source else payload.get("top_p")
+    if type(value) is float or type(value) is int:
+        pairs += ((_TOP_P, float(value)),)
+    return pairs
 
 
 CANCELLED = "cancelled"  # the client went away: the attempt was stopped, not failed
@@ -94,7 +109,3 @@ def error_type(exc: BaseException) -> str:
     if isinstance(exc, CortexError):
         return exc.outcome
     return type(exc).__qualname__
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

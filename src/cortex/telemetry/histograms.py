@@ -1,5 +1,10 @@
 """Cumulative histograms with explicit buckets, kept per set of attributes, and their
-OTLP form at each export. A measurement is a bisection and three additions."""
+OTLP form at each export.
+
+A request finds its series once (``Histogram.series``, or a set of them kept together
+by ``spans.Target``) and a measurement is then ``Series.add``: a bisection of the
+bounds and three updates, no attributes looked at.
+"""
 
 from __future__ import annotations
 
@@ -24,51 +29,63 @@ class Instrument:
     bounds: Sequence[float]
 
 
-class _Series:
-    __slots__ = ("attributes", "counts", "high", "low", "total")
+class Series:
+    """One attribute set's buckets. Only the event loop's thread adds, so no lock: the
+    exporter's copy may catch a series between its count and its sum, one measurement apart."""
 
-    def __init__(self, attributes: Mapping[str, Any], buckets: int) -> None:
+    __slots__ = ("attributes", "bounds", "counts", "high", "low", "total")
+
+    def __init__(self, attributes: Mapping[str, Any], bounds: tuple[float, ...]) -> None:
         self.attributes = dict(attributes)
-        self.counts = [0] * buckets
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
         self.low = float("inf")
         self.high = float("-inf")
+
+    def add(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        if value < self.low:
+            self.low = value
+        if value > self.high:
+            self.high = value
 
 
 class Histogram:
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
-        self._bounds = list(instrument.bounds)
-        self._series: dict[Hashable, _Series] = {}
+        self._bounds = tuple(instrument.bounds)
+        self._series: dict[Hashable, Series] = {}
         self._started = time.time_ns()
+        # Where measurements of attribute sets beyond MAX_SERIES go: counted, never exported.
+        self._overflow = Series({}, self._bounds)
         self._full = False
 
-    def record(
-        self, value: float, key: Hashable, attributes: Callable[[], Mapping[str, Any]]
-    ) -> None:
-        """Add ``value`` to the series ``key`` names (``attributes()`` are its attributes,
-        asked for once). Only the event loop's thread records, so no lock: the exporter's
-        copy may catch a series between its count and its sum, one measurement apart."""
-        series = self._series.get(key)
-        if series is None:
+    def series(self, key: Hashable, attributes: Callable[[], Mapping[str, Any]]) -> Series:
+        """The series ``key`` names (``attributes()`` are its attributes, asked for once)."""
+        found = self._series.get(key)
+        if found is None:
             if len(self._series) >= MAX_SERIES:
                 if not self._full:
                     self._full = True
                     logger.warning("%s: too many attribute sets", self.instrument.name)
-                return
-            series = self._series[key] = _Series(attributes(), len(self._bounds) + 1)
-        series.counts[bisect_left(self._bounds, value)] += 1
-        series.total += value
-        if value < series.low:
-            series.low = value
-        if value > series.high:
-            series.high = value
+                return self._overflow
+            found = self._series[key] = Series(attributes(), self._bounds)
+        return found
+
+    def record(
+        self, value: float, key: Hashable, attributes: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        """Add ``value`` to the series ``key`` names."""
+        self.series(key, attributes).add(value)
 
     def encoded(self, encoder: Encoder) -> bytes | None:
         """The histogram as an OTLP Metric, or None before its first measurement."""
         points = [
             (s.attributes, list(s.counts), s.total, s.low, s.high)
             for s in list(self._series.values())  # a copy: the event loop may add one
+            if s.low <= s.high  # a series found but not yet measured has no point
         ]
         if not points:
             return None

@@ -3,8 +3,9 @@ exported over OTLP/HTTP with protobuf bodies, by a thread of its own.
 
 It follows the OpenTelemetry specification's variables (``settings.py``) without its
 SDK: the SDK's span objects, its encoder and its histograms cost about 330 µs of CPU
-a request, as much as the rest of Córtex (``bench/otel.py``); this costs about 40 µs
-(docs/observability.md). The tests read what it sends with opentelemetry-proto's own classes.
+a request, as much as the rest of Córtex (``bench/otel.py``); this costs some 12–34 µs,
+about 9% of a short stream's instructions (docs/observability.md). The tests read what
+it sends with opentelemetry-proto's own classes.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from . import RequestTrace, Signals
 from .exporter import Exporter
 from .genai import DURATION_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS, Conventions
 from .histograms import Histogram, Instrument, encoded
-from .protobuf import Encoder, resource, scope
+from .protobuf import resource, scope
+from .records import SpanWriter
 from .settings import OTLPSettings
-from .spans import Instruments, ServerTrace
+from .spans import ServerTrace
+from .targets import Instruments, Targets
 
 SCOPE = "cortex"
 HEX = frozenset("0123456789abcdef")
@@ -42,17 +45,21 @@ class OTLPTelemetry:
 
     def __init__(self, on: Signals, environ: Mapping[str, str]) -> None:
         self.settings = settings = OTLPSettings.from_env(environ, on.traces, on.metrics)
-        self.conventions = Conventions.from_env(environ)
-        self.encoder = Encoder()
+        self.conventions = conventions = Conventions.from_env(environ)
         self.traces = on.traces
+        self.sampled = settings.sampler.sampled
+        self.root_sampled = settings.sampler.root()
         self.ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
         self.instruments: Instruments | None = _instruments() if on.metrics else None
+        self.targets = Targets(conventions, self.instruments)
         histograms = list(self.instruments.all()) if self.instruments is not None else []
+        writer = SpanWriter(conventions)  # the exporter's thread's alone, like its cache
         self.exporter = Exporter(
             settings,
             resource(settings.resource),
             scope(SCOPE, __version__),
-            lambda: encoded(histograms, self.encoder),
+            writer.encoded,
+            lambda: encoded(histograms, writer.encoder),
         )
 
     def start(self, scope: Mapping[str, Any], route: str | None) -> RequestTrace:

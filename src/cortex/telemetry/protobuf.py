@@ -11,7 +11,7 @@ Córtex's own work (docs/observability.md has the measurement).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
@@ -94,57 +94,46 @@ class Encoder:
     def attributes(self, field: int, pairs: Mapping[str, Any]) -> bytes:
         return b"".join([self.key_value(field, k, v) for k, v in pairs.items()])
 
-    def block(self, key: tuple[Any, ...], pairs: Callable[[], Mapping[str, Any]]) -> bytes:
-        """Span attributes that come together (a route's, a backend's): written once for
-        ``key``, from ``pairs()``."""
-        cache_key = (0, key)
-        cached = self._cache.get(cache_key)
-        if cached is None:
-            cached = self.attributes(9, pairs())
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-            self._cache[cache_key] = cached
-        return cached
+
+ERROR = b"\x7a\x02\x18\x02"  # a Span's 15: status, its code 3 = ERROR
+# A Span's fixed-size fields, with their tags: trace_id (1), span_id (2), the parent's
+# (4) when it has one, start_time_unix_nano (7), end_time_unix_nano (8), packed in one
+# piece (protobuf reads fields in any order).
+_ROOT = struct.Struct("<H16sH8sBQBQ").pack
+_CHILD = struct.Struct("<H16sH8sH8sBQBQ").pack
+_TRACE_ID, _SPAN_ID, _PARENT_ID, _START, _END = 0x100A, 0x0812, 0x0822, 0x39, 0x41
+SPAN_TAG = b"\x12"  # a Span is field 2 of its ScopeSpans
+SIZES = tuple(varint(n) for n in range(2048))  # lengths, written once: spans are short
 
 
-def span(
-    encoder: Encoder,
-    trace_id: bytes,
-    span_id: bytes,
-    parent_id: bytes | None,
-    trace_state: str,
-    name: str,
-    kind: int,
-    start_ns: int,
-    end_ns: int,
-    fixed: bytes,
-    pairs: Mapping[str, Any],
-    error: bool,
+def span_head(name: str, kind: int) -> bytes:
+    """A Span's fields 5 and 6: name and kind."""
+    return string(5, name) + tag(6, VARINT) + varint(kind)
+
+
+def span_fixed(
+    trace_id: int, span_id: int, parent_id: bytes | None, trace_state: str, start: int, end: int
 ) -> bytes:
-    """One Span (trace.proto), as field 2 of its ScopeSpans: ``fixed`` attributes already
-    written (``Encoder.block``), and more ``pairs``."""
-    title = name.encode()
-    state = trace_state.encode("latin-1")
-    body = b"".join(
-        [
-            b"\x0a\x10",  # 1: trace_id, 16 bytes
-            trace_id,
-            b"\x12\x08",  # 2: span_id, 8 bytes
-            span_id,
-            b"\x1a" + varint(len(state)) + state if state else b"",  # 3: trace_state
-            b"\x22\x08" + parent_id if parent_id else b"",  # 4: parent_span_id
-            b"\x2a",  # 5: name
-            varint(len(title)),
-            title,
-            b"\x30" + varint(kind),  # 6: kind
-            b"\x39" + _fixed64(start_ns),  # 7: start_time_unix_nano
-            b"\x41" + _fixed64(end_ns),  # 8: end_time_unix_nano
-            fixed,
-            encoder.attributes(9, pairs),  # 9: attributes
-            b"\x7a\x02\x18\x02" if error else b"",  # 15: status, its code 3 = ERROR
-        ]
-    )
-    return b"\x12" + varint(len(body)) + body
+    """A Span's ids, times and trace_state (fields 1, 2, 4, 7, 8 and 3)."""
+    trace, own = trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big")
+    if parent_id:
+        fixed = _CHILD(
+            _TRACE_ID, trace, _SPAN_ID, own, _PARENT_ID, parent_id, _START, start, _END, end
+        )
+    else:
+        fixed = _ROOT(_TRACE_ID, trace, _SPAN_ID, own, _START, start, _END, end)
+    if trace_state:
+        state = trace_state.encode("latin-1")
+        fixed += b"\x1a" + varint(len(state)) + state
+    return fixed
+
+
+def span(fixed: bytes, head: bytes, tail: bytes) -> tuple[bytes, ...]:
+    """One Span, as field 2 of its ScopeSpans, in pieces to join: ``fixed``
+    (``span_fixed``), ``head`` (``span_head`` and attributes that come together) and
+    ``tail`` (the other attributes, and field 15, its status, for an error)."""
+    size = len(fixed) + len(head) + len(tail)
+    return SPAN_TAG, SIZES[size] if size < 2048 else varint(size), fixed, head, tail
 
 
 def scope(name: str, version: str) -> bytes:

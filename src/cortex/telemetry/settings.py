@@ -51,6 +51,11 @@ class Sampler:
     name: str = "parentbased_always_on"
     ratio: float = 1.0
 
+    def root(self) -> bool | None:
+        """Whether a trace that starts here is sampled: always, never, or None: by its id."""
+        rule = self.name.removeprefix("parentbased_")
+        return None if rule == "traceidratio" else rule == "always_on"
+
     def sampled(self, parent: bool | None, trace_id: int) -> bool:
         """Whether a span of this trace is recorded; ``parent``: the client's sampled flag,
         or None for a trace that starts here."""

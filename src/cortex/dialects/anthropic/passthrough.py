@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import CortexError, UpstreamProtocolError
+from ...events import model_name
 from ...stream.sse import Event
 from ..sse_passthrough import SSEPassthrough
 from .errors import in_band
@@ -46,6 +47,8 @@ class MessagesPassthrough(SSEPassthrough):
             elif kind == "message_start":
                 message_ = message.get("message")
                 self._count(message_.get("usage") if isinstance(message_, dict) else None)
+                if isinstance(message_, dict):
+                    self.response_model = model_name(message_.get("model"))
             elif kind == "message_delta":
                 self._count(message.get("usage"))
                 delta = message.get("delta")

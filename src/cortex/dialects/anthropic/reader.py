@@ -25,6 +25,7 @@ from ...events import (
     ToolEnd,
     ToolStart,
     Usage,
+    model_name,
     token_count,
 )
 from ...stream.sse import SSEDecoder
@@ -94,6 +95,7 @@ class MessagesReader:
         self._stop_sequence: str | None = None
         self._usage = Usage()
         self._done = False
+        self.model: str | None = None
 
     def read(self, lines: list[bytes]) -> list[Event]:
         out: list[Event] = []
@@ -121,7 +123,9 @@ class MessagesReader:
             tool = self._blocks.get(self._block_index(event))
             return [] if tool is None else [ToolEnd(tool)]
         if kind == "message_start":
-            count_usage(_object(_object(event.get("message")).get("usage", {})), self._usage)
+            message = _object(event.get("message"))
+            count_usage(_object(message.get("usage", {})), self._usage)
+            self.model = model_name(message.get("model"))
         elif kind == "message_delta":
             self._finish(event)
         elif kind == "message_stop":

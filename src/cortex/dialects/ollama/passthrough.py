@@ -11,7 +11,7 @@ from typing import Any, Literal
 import orjson
 
 from ...errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
-from ...events import Usage, token_count
+from ...events import Usage, model_name, token_count
 from ...stream.contract import INCOMPLETE, NOT_JSON
 from ...stream.encode import Framing
 
@@ -32,6 +32,7 @@ class OllamaPassthrough:
         self.usage = Usage()
         self.pieces = 0
         self.finish_reason: str | None = None  # Ollama's done_reason
+        self.response_model: str | None = None  # the model the server named, on its last line
 
     def feed(self, lines: list[bytes]) -> bytes:
         good, outcome, done = _check_ollama(lines)
@@ -42,6 +43,7 @@ class OllamaPassthrough:
             )
             reason = done.get("done_reason")
             self.finish_reason = reason if isinstance(reason, str) else None
+            self.response_model = model_name(done.get("model"))
         out = self._framing.lines(lines if good == len(lines) else lines[:good]) if good else b""
         if outcome == "error":
             out += self._framing.upstream_error(lines[good])

@@ -18,6 +18,7 @@ from ...events import (
     ToolEnd,
     ToolStart,
     Usage,
+    model_name,
     token_count,
 )
 from ...stream.contract import NOT_JSON
@@ -44,6 +45,7 @@ class OllamaReader:
 
     def __init__(self) -> None:
         self._calls = 0
+        self.model: str | None = None
 
     def read(self, lines: list[bytes]) -> list[Event]:
         events: list[Event] = []
@@ -52,6 +54,8 @@ class OllamaReader:
             if "error" in message:
                 events.append(Failure(str(message["error"])))
                 break
+            if self.model is None:
+                self.model = model_name(message.get("model"))
             self._read(message, events)
         return events
 

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from ...errors import CortexError, UpstreamProtocolError, in_band
+from ...events import model_name
 from ...stream.contract import NOT_JSON
 from ...stream.encode import SSE
 from ...stream.sse import Event
@@ -49,6 +50,8 @@ class OpenAIPassthrough(SSEPassthrough):
             if "error" in message or event.name == b"error":
                 self.ended = True
                 break
+            if self.response_model is None:
+                self.response_model = model_name(message.get("model"))
             if not self._finished:
                 self.finish_reason = _finish_reason(message)
                 self._finished = self.finish_reason is not None

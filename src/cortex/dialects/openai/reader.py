@@ -22,6 +22,7 @@ from ...events import (
     ToolEnd,
     ToolStart,
     Usage,
+    model_name,
     token_count,
 )
 from ...stream.sse import Event as SSEEvent
@@ -42,6 +43,7 @@ class OpenAIReader:
         self._open: int | None = None  # the upstream's index of the call being streamed
         self._highest = -1  # the highest index seen
         self._calls = 0  # calls started, for each one's index in the answer
+        self.model: str | None = None
 
     def read(self, lines: list[bytes]) -> list[Event]:
         return self._events(self._sse.feed(lines))
@@ -66,6 +68,8 @@ class OpenAIReader:
                 text = error.get("message") if isinstance(error, dict) else error
                 events.append(Failure(str(text or "the model server reported an error")))
                 break
+            if self.model is None:
+                self.model = model_name(message.get("model"))
             self._read(message, events)
         return events
 
