@@ -122,6 +122,40 @@ def test_answers_on_one_connection_are_kept_alive_and_reused() -> None:
     run(scenario)
 
 
+@pytest.mark.parametrize("when", ["with the answer", "after the answer"])
+def test_bytes_after_an_answer_close_its_connection_and_never_reach_the_next(when: str) -> None:
+    """A server that sends more than its answer (a stray answer, in the same packet or
+    later) must not have it read as the answer to the next request."""
+    stray = answer(b'{"stray":true}')
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = 0
+        while True:
+            await read_request(reader)
+            if n == 0 and when == "with the answer":
+                writer.write(answer(b'{"n":0}') + stray)
+            else:
+                writer.write(answer(b'{"n":%d}' % n))
+                if n == 0:
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    writer.write(stray)
+            await writer.drain()
+            n += 1
+
+    async def scenario() -> None:
+        server = Server(handler)
+        async with server as backend:
+            first = await read_all(backend)
+            await asyncio.sleep(0.1)  # the stray bytes arrive while the connection is idle
+            second = await read_all(backend)
+        assert first == b'{"n":0}'
+        assert second == b'{"n":0}'  # a new connection's first answer, not the stray one
+        assert server.connections == 2
+
+    run(scenario)
+
+
 def test_a_reused_connection_closed_before_answering_is_sent_again_on_a_new_one() -> None:
     seen: list[bytes] = []
 

@@ -54,6 +54,10 @@ class Closed(Exception):
     """The server closed the connection without answering."""
 
 
+class Stray(Exception):
+    """The server sent bytes after its answer, which no request asked for."""
+
+
 class Late(Exception):
     """The answer's head did not arrive in time."""
 
@@ -94,14 +98,18 @@ class Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        if self.complete:  # no request is outstanding: bytes now would be read as the next answer
+            self._stray()
+            return
         self._got_bytes = True
         self._feeding = self._sink is not None
         error: CortexError | None = None
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
-            logger.exception("relaying an upstream answer failed")
-            error = CortexError("internal error in the gateway")
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, Stray):
+                logger.exception("relaying an upstream answer failed")
+                error = CortexError("internal error in the gateway")
         except httptools.HttpParserUpgrade:
             error = UpstreamProtocolError("the model server switched protocols")
         except httptools.HttpParserError as exc:
@@ -140,7 +148,18 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         pass
 
+    def _stray(self) -> None:
+        """The server sent more than its answer: the connection cannot carry another."""
+        logger.warning("the model server sent bytes after its answer; its connection is closed")
+        self.lost = True
+        self.close()
+
     # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # another message after the answer, in the same read
+            self._stray()
+            raise Stray  # stops the parser; data_received knows it
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) in (11, 14, 16, 17):  # framing, encoding, and Retry-After
