@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -44,6 +45,20 @@ class RunningGateway:
         self.server.should_exit = True
         self._thread.join(10)
         self._socket.close()
+
+
+@contextmanager
+def gateway_per_dialect(fake: FakeOllama, **settings: Any) -> Iterator[dict[str, RunningGateway]]:
+    """One Córtex in front of ``fake`` as an Ollama upstream and one as an OpenAI one
+    (``openai+``), keyed ``ollama`` and ``openai``, with the same other ``settings``."""
+    with ExitStack() as stack:
+        gateways: dict[str, RunningGateway] = {}
+        for kind, prefix in (("ollama", ""), ("openai", "openai+")):
+            running = RunningGateway(
+                Settings(upstream=prefix + fake.url, host="127.0.0.1", port=0, **settings)
+            )
+            gateways[kind] = stack.enter_context(running)
+        yield gateways
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from cortex.config import Settings
-from tests.conftest import RunningGateway
+from tests.conftest import RunningGateway, gateway_per_dialect
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.helpers import open_raw_stream, read_until
 from tests.invariant import ClientFraming, Reply, error_message, judge, parse_response
@@ -82,23 +81,15 @@ class Hostile:
 def hostile() -> Iterator[Hostile]:
     with FakeOllama() as fake:
         rig = Hostile(fake)
-        try:
-            for kind in KINDS:
-                settings = Settings(
-                    upstream=("openai+" if kind == "openai" else "") + fake.url,
-                    host="127.0.0.1",
-                    port=0,
-                    max_body_bytes=LIMIT,
-                    max_line_bytes=LIMIT,
-                    max_response_bytes=4 * LIMIT,
-                    head_timeout=1.5,
-                    body_timeout=1.5,
-                )
-                rig.gateways[kind] = RunningGateway(settings).__enter__()
+        with gateway_per_dialect(
+            fake,
+            max_body_bytes=LIMIT,
+            max_line_bytes=LIMIT,
+            max_response_bytes=4 * LIMIT,
+            head_timeout=1.5,
+            body_timeout=1.5,
+        ) as rig.gateways:
             yield rig
-        finally:
-            for gateway in rig.gateways.values():
-                gateway.__exit__()
 
 
 def _send_quietly(sock: socket.socket, raw: bytes) -> None:

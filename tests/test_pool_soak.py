@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from cortex.config import Settings
-from tests.conftest import RunningGateway
+from tests.conftest import RunningGateway, gateway_per_dialect
 from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.invariant import (
     FRAMINGS,
@@ -119,28 +118,21 @@ SLOW = frozenset({"slow-first-byte", "stall-before-first", "stall-mid"})
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[tuple[FakeOllama, dict[str, RunningGateway]]]:
-    with FakeOllama() as fake:
-        gateways: dict[str, RunningGateway] = {}
-        try:
-            for kind in KINDS:
-                settings = Settings(
-                    upstream=("openai+" if kind == "openai" else "") + fake.url,
-                    host="127.0.0.1",
-                    port=0,
-                    first_byte_timeout=FIRST_BYTE,
-                    idle_timeout=IDLE,
-                    load_timeout=0,
-                    connect_timeout=1.0,
-                    max_line_bytes=LINE,
-                    max_response_bytes=ANSWER_BOUND,
-                    client_socket_buffer=SMALL,  # writing to clients pauses often
-                    heartbeat_interval=0.4,  # Ollama's SSE beats before a late first byte
-                )
-                gateways[kind] = RunningGateway(settings).__enter__()
-            yield fake, gateways
-        finally:
-            for gateway in gateways.values():
-                gateway.__exit__()
+    with (
+        FakeOllama() as fake,
+        gateway_per_dialect(
+            fake,
+            first_byte_timeout=FIRST_BYTE,
+            idle_timeout=IDLE,
+            load_timeout=0,
+            connect_timeout=1.0,
+            max_line_bytes=LINE,
+            max_response_bytes=ANSWER_BOUND,
+            client_socket_buffer=SMALL,  # writing to clients pauses often
+            heartbeat_interval=0.4,  # Ollama's SSE beats before a late first byte
+        ) as gateways,
+    ):
+        yield fake, gateways
 
 
 def read_message(sock: socket.socket, timeout: float, slowly: bool = False) -> tuple[Reply, bytes]:
