@@ -21,45 +21,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Protocol, cast
+from typing import cast
 
 import httptools
 
 from ..deadline import Deadline
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
+from ..stream.push import Sink
+from .signals import Closed, Late, Stale, Stray
 
 logger = logging.getLogger("cortex.upstream")
 
 HIGH_WATER = 256 * 1024  # bytes of an answer held for a reader before reading stops
 BROKEN = "the connection to the model server broke in the middle of the answer"
-
-
-class Sink(Protocol):
-    """Where a pushed body goes. None of these may raise."""
-
-    def data(self, chunk: bytes) -> None: ...
-
-    def end(self, last: bytes = b"") -> None:
-        """The body ended; ``last`` is its final chunk when it came in the same read."""
-        ...
-
-    def fail(self, exc: CortexError) -> None: ...
-
-
-class Stale(Exception):
-    """A reused connection closed before any of the answer arrived: send it again."""
-
-
-class Closed(Exception):
-    """The server closed the connection without answering."""
-
-
-class Stray(Exception):
-    """The server sent bytes after its answer, which no request asked for."""
-
-
-class Late(Exception):
-    """The answer's head did not arrive in time."""
 
 
 class Connection(asyncio.Protocol):

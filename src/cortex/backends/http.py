@@ -29,10 +29,11 @@ from ..errors import (
 from ..urls import redact_url
 from .anthropic import ANTHROPIC
 from .base import Timeouts, Wire
-from .h1 import Closed, Connection, Late, Stale
+from .h1 import Connection
 from .ollama import OLLAMA
 from .openai import OPENAI
 from .pool import Pool
+from .signals import Closed, Late, Stale
 
 logger = logging.getLogger("cortex.upstream")
 WIRES: dict[str, Wire] = {"ollama": OLLAMA, "openai": OPENAI, "anthropic": ANTHROPIC}

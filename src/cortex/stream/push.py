@@ -52,9 +52,13 @@ class Pushing(Protocol):
 
 
 class Sink(Protocol):
+    """Where a pushed body goes (``Push``, or ``Sliced`` before it). None of these may raise."""
+
     def data(self, chunk: bytes) -> None: ...
 
-    def end(self, last: bytes = b"") -> None: ...
+    def end(self, last: bytes = b"") -> None:
+        """The body ended; ``last`` is its final chunk when it came in the same read."""
+        ...
 
     def fail(self, exc: CortexError) -> None: ...
 
