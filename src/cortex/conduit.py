@@ -23,8 +23,8 @@ connection rather than send the client bytes out of order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -158,3 +158,11 @@ class ClientConduit:
 
 def _encoded(name: bytes, value: bytes) -> bool:
     return name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
+
+
+def conduit_of(scope: Mapping[str, Any]) -> ClientConduit | None:
+    """The request's conduit, where ``protocol.py`` put one in its scope."""
+    if scope["type"] != "http":
+        return None
+    conduit = scope.get("extensions", {}).get("cortex.conduit", {}).get("conduit")
+    return conduit if isinstance(conduit, ClientConduit) else None

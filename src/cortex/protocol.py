@@ -39,7 +39,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from .conduit import ClientConduit
+from .conduit import ClientConduit, conduit_of
 from .errors import CortexError, reply
 
 
@@ -131,7 +131,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     async def _run_app(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        conduit = _conduit_in(scope)
+        conduit = conduit_of(scope)
         if conduit is None:
             await self._app(scope, receive, send)
             return
@@ -231,10 +231,3 @@ def _host_of_absolute_form(target: bytes, headers: list[tuple[bytes, bytes]]) ->
     authority = rest.split(b"/", 1)[0].split(b"?", 1)[0].rpartition(b"@")[2]
     headers[:] = [(name, value) for name, value in headers if name != b"host"]
     headers.append((b"host", authority))
-
-
-def _conduit_in(scope: Scope) -> ClientConduit | None:
-    if scope["type"] != "http":
-        return None
-    conduit = scope.get("extensions", {}).get("cortex.conduit", {}).get("conduit")
-    return conduit if isinstance(conduit, ClientConduit) else None

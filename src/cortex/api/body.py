@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
-from ..conduit import ClientConduit
+from ..conduit import conduit_of
 from ..config import Settings
 from ..context import context
 from ..errors import BadRequest, BodyTooLarge
@@ -27,7 +27,7 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
-    conduit = _conduit(request)
+    conduit = conduit_of(request.scope)
     if conduit is not None and conduit.body_arrived:  # most bodies come with their head
         return _whole(await request.receive(), limit)
     parts: list[bytes] = []
@@ -46,11 +46,6 @@ async def read_body(request: Request, settings: Settings) -> bytes:
             f"the request body took more than {timeout:g} s to arrive", status=408
         ) from None
     return b"".join(parts)
-
-
-def _conduit(request: Request) -> ClientConduit | None:
-    extension = request.scope.get("extensions", {}).get("cortex.conduit")
-    return extension.get("conduit") if extension else None
 
 
 def _whole(message: Message, limit: int) -> bytes:
