@@ -1,10 +1,12 @@
 """The thread that posts spans and metrics to the collector, off the event loop.
 
-A finished span is a tuple (``records.py``); the request path only appends it to a
-bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE``: beyond it, spans are dropped and
-counted, never waited for). Every ``OTEL_BSP_SCHEDULE_DELAY`` the thread encodes what
-waits (``records.SpanWriter``) and posts it, 512 spans a request; every
-``OTEL_METRIC_EXPORT_INTERVAL`` the histograms.
+A request that ended is a tuple (``records.py``); the request path only appends it to
+a bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE`` records: beyond it, records are dropped
+and counted, never waited for). Every ``OTEL_BSP_SCHEDULE_DELAY``, or as soon as a
+batch waits (as the SDK's batch processor does), the thread adds what waits to the
+histograms (``measurements.py``), encodes the sampled spans (``records.SpanWriter``)
+and posts them, at most 512 spans a request; every ``OTEL_METRIC_EXPORT_INTERVAL`` the
+histograms.
 A collector that fails is logged once until it answers again; nothing is retried.
 """
 
@@ -14,18 +16,18 @@ import gzip
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable
 
 from ..urls import redact_url
+from .posting import Poster, PostFailed
 from .protobuf import export_request
-from .records import SpanRecord
+from .records import Record, clock_offset
 from .settings import Destination, OTLPSettings
 
 logger = logging.getLogger("cortex")
 BATCH = 512  # spans a request at most (OTEL_BSP_MAX_EXPORT_BATCH_SIZE's default)
+RECORDS = BATCH // 2  # records a post (two spans each at most); this many wake the thread
 
 
 class Exporter:
@@ -34,33 +36,42 @@ class Exporter:
         settings: OTLPSettings,
         resource: bytes,
         scope: bytes,
-        encode: Callable[[Iterable[SpanRecord]], bytes],
+        encode: Callable[[Iterable[Record], int], bytes],
+        measure: Callable[[Iterable[Record]], None] | None,
         metrics: Callable[[], Iterable[bytes]],
     ) -> None:
         self._settings = settings
         self._max_queue = settings.max_queue
         self._resource, self._scope = resource, scope
         self._encode = encode
+        self._measure = measure
         self._metrics = metrics
-        self._spans: deque[SpanRecord] = deque()
-        self.dropped = 0  # spans dropped with the queue full
+        self._records: deque[Record] = deque()
+        self.dropped = 0  # records dropped with the queue full
         self._failing: set[str] = set()  # the URLs whose last post failed
-        self._stop = threading.Event()
+        self._poster = Poster()
+        self._stopping = False
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cortex-otlp", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, span: SpanRecord) -> None:
-        """A finished span; dropped when the queue is full."""
-        if len(self._spans) >= self._max_queue:
+    def add(self, record: Record) -> None:
+        """A request's record; dropped when the queue is full."""
+        records = self._records
+        waiting = len(records)
+        if waiting >= self._max_queue:
             self.dropped += 1
             return
-        self._spans.append(span)
+        records.append(record)
+        if waiting == RECORDS - 1:  # a batch waits
+            self._wake.set()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Post what is left, then stop."""
-        self._stop.set()
+        self._stopping = True
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -68,21 +79,30 @@ class Exporter:
         settings = self._settings
         every = min(settings.schedule_delay, settings.metric_interval)
         next_metrics = time.monotonic() + settings.metric_interval
-        while not self._stop.wait(every):
+        while not self._stopping:
+            self._wake.wait(every)
+            self._wake.clear()
             self._post_spans()
             if time.monotonic() >= next_metrics:
                 next_metrics += settings.metric_interval
                 self._post_metrics()
         self._post_spans()
         self._post_metrics()
+        self._poster.close()
 
     def _post_spans(self) -> None:
+        """Measure and post what waits, a batch at a time."""
         destination = self._settings.traces
-        spans = self._spans
-        while destination is not None and spans:
-            batch = [spans.popleft() for _ in range(min(BATCH, len(spans)))]
-            encoded = self._encode(batch)
-            self._post(destination, export_request(self._resource, self._scope, (encoded,)))
+        records = self._records
+        while records:
+            batch = [records.popleft() for _ in range(min(RECORDS, len(records)))]
+            if self._measure is not None:
+                self._measure(batch)
+            if destination is None:
+                continue
+            encoded = self._encode(batch, clock_offset())
+            if encoded:
+                self._post(destination, export_request(self._resource, self._scope, (encoded,)))
 
     def _post_metrics(self) -> None:
         destination = self._settings.metrics
@@ -97,11 +117,9 @@ class Exporter:
         if to.gzip:
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"
-        request = urllib.request.Request(to.url, body, headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=to.timeout) as answer:
-                answer.read()
-        except (OSError, urllib.error.URLError) as exc:  # HTTPError is one too
+            self._poster.post(to, body, headers)
+        except PostFailed as exc:
             if to.url not in self._failing:
                 self._failing.add(to.url)
                 logger.warning("OTLP export to %s failed: %s", redact_url(to.url), exc)

@@ -20,10 +20,11 @@ from . import RequestTrace, Signals
 from .exporter import Exporter
 from .genai import DURATION_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS, Conventions
 from .histograms import Histogram, Instrument, encoded
+from .measurements import Measurements
 from .protobuf import resource, scope
 from .records import SpanWriter
 from .settings import OTLPSettings
-from .spans import ServerTrace
+from .spans import Trace
 from .targets import Instruments, Targets
 
 SCOPE = "cortex"
@@ -47,24 +48,30 @@ class OTLPTelemetry:
         self.settings = settings = OTLPSettings.from_env(environ, on.traces, on.metrics)
         self.conventions = conventions = Conventions.from_env(environ)
         self.traces = on.traces
+        self.measured = on.metrics
         self.sampled = settings.sampler.sampled
         self.root_sampled = settings.sampler.root()
         self.ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
         self.instruments: Instruments | None = _instruments() if on.metrics else None
-        self.targets = Targets(conventions, self.instruments)
+        self.targets = Targets()
         histograms = list(self.instruments.all()) if self.instruments is not None else []
-        writer = SpanWriter(conventions)  # the exporter's thread's alone, like its cache
+        # The exporter's thread's alone, like their caches and the histograms.
+        writer = SpanWriter(conventions)
+        measurements = (
+            Measurements(self.instruments, conventions) if self.instruments is not None else None
+        )
         self.exporter = Exporter(
             settings,
             resource(settings.resource),
             scope(SCOPE, __version__),
             writer.encoded,
+            measurements.add if measurements is not None else None,
             lambda: encoded(histograms, writer.encoder),
         )
 
     def start(self, scope: Mapping[str, Any], route: str | None) -> RequestTrace:
         parent = _parent(scope["headers"]) if self.traces else None
-        return ServerTrace(self, scope, route, parent)
+        return Trace(self, scope, route, parent)
 
     def open(self) -> None:
         self.exporter.start()

@@ -111,21 +111,19 @@ def span_head(name: str, kind: int) -> bytes:
     return string(5, name) + tag(6, VARINT) + varint(kind)
 
 
-def span_fixed(
-    trace_id: int, span_id: int, parent_id: bytes | None, trace_state: str, start: int, end: int
-) -> bytes:
-    """A Span's ids, times and trace_state (fields 1, 2, 4, 7, 8 and 3)."""
-    trace, own = trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big")
-    if parent_id:
-        fixed = _CHILD(
-            _TRACE_ID, trace, _SPAN_ID, own, _PARENT_ID, parent_id, _START, start, _END, end
-        )
-    else:
-        fixed = _ROOT(_TRACE_ID, trace, _SPAN_ID, own, _START, start, _END, end)
-    if trace_state:
-        state = trace_state.encode("latin-1")
-        fixed += b"\x1a" + varint(len(state)) + state
-    return fixed
+def span_fixed(trace: bytes, own: bytes, parent: bytes | None, start: int, end: int) -> bytes:
+    """A Span's ids and times (fields 1, 2, 4, 7 and 8), the ids as 16 and 8 bytes."""
+    if parent:
+        return _CHILD(_TRACE_ID, trace, _SPAN_ID, own, _PARENT_ID, parent, _START, start, _END, end)
+    return _ROOT(_TRACE_ID, trace, _SPAN_ID, own, _START, start, _END, end)
+
+
+def trace_state(state: str) -> bytes:
+    """A Span's field 3, its ``tracestate`` (nothing when it has none)."""
+    if not state:
+        return b""
+    encoded = state.encode("latin-1")
+    return b"\x1a" + varint(len(encoded)) + encoded
 
 
 def span(fixed: bytes, head: bytes, tail: bytes) -> tuple[bytes, ...]:

@@ -1,14 +1,19 @@
-"""Finished spans as the request path records them, plain tuples of what varies, and
-their OTLP encoding, done later by the exporter's thread (``SpanWriter``), a batch at a
-time, with the attributes that repeat (a route's, a target's) written once and kept.
+"""What a request hands the exporter as it ends, a plain tuple of what varies (its
+SERVER span, the CLIENT span of its attempt, their measurements), and the spans' OTLP
+encoding, done later by the exporter's thread (``SpanWriter``), a batch at a time, with
+the attributes that repeat (a route's, a target's) written once and kept.
 
 A tuple costs the request path a fraction of a microsecond; encoding it costs the
-thread about one, less than building the span's attributes on the request path did,
-because nothing is built again for values seen before (docs/observability.md).
+thread about one a span, less than building the span's attributes on the request path
+did, because nothing is built again for values seen before (docs/observability.md).
+Times are the monotonic clock's seconds, as the request path reads them; the thread
+makes them Unix nanoseconds with one offset a batch (``clock_offset``), as the Java
+SDK anchors its spans, so that a span's duration is the monotonic clock's.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -22,6 +27,7 @@ from .protobuf import (
     span,
     span_fixed,
     span_head,
+    trace_state,
 )
 from .targets import address_attributes, genai_attributes
 
@@ -29,37 +35,34 @@ T = TypeVar("T")
 Parameters = tuple[tuple[str, Any], ...]  # gen_ai.request.*, as (name, value) pairs
 # (method, path, route, server (host, port), client host, scheme, HTTP version)
 Http = tuple[str, str, str | None, Any, str | None, str, str]
-# SERVER, trace id, span id, parent span id, tracestate, start and end (ns), HTTP
-# attributes, status, error.type
-ServerRecord = tuple[int, int, int, bytes | None, str, int, int, Http, int, str | None]
-# CLIENT, trace id, span id, parent (SERVER) span id, tracestate, start and end (ns),
-# target (its client_key), request parameters, input and output tokens, finish reason,
-# response model, error.type. Only strings, numbers and tuples of them: Python's garbage
-# collector stops tracking such tuples at once, so waiting records cost it nothing.
-ClientRecord = tuple[
-    int,
-    int,
-    int,
-    int,
-    str,
-    int,
-    int,
-    tuple[Any, ...],
-    "Parameters",
-    int | None,
-    int | None,
-    str | None,
-    str | None,
-    str | None,
+# An attempt, once it ended: its span id, start and end, the request parameters, input
+# and output tokens, finish reason, response model, error.type.
+AttemptRecord = tuple[
+    int, float, float, Parameters, int | None, int | None, str | None, str | None, str | None
 ]
-SpanRecord = tuple[Any, ...]  # a ServerRecord or a ClientRecord, told by its first item
+# Every record starts with: CLIENT or SERVER, sampled, trace id, the SERVER span's id,
+# tracestate, the attempt's target (``Targets.find``, None without one), whether the
+# client asked for a stream, and the attempt (None without one). A CLIENT record is
+# that alone (an attempt a failover followed, or one that ended after its request); a
+# SERVER record goes on: the parent span id (the client's, 8 bytes, or None), start and
+# end, the HTTP attributes (None when not sampled), status, error.type, first token's
+# time and output tokens. Only strings, numbers, None and tuples of them: Python's
+# garbage collector stops tracking such tuples at once, so waiting records cost it nothing.
+Record = tuple[Any, ...]
+KIND, SAMPLED, TRACE_ID, SPAN_ID, STATE, TARGET, STREAMED, ATTEMPT = range(8)
+PARENT, START, END, HTTP, STATUS, FAILED, FIRST_TOKEN, OUTPUT_TOKENS = range(8, 16)
+
+
+def clock_offset() -> int:
+    """What turns the monotonic clock's nanoseconds into Unix ones, now."""
+    return time.time_ns() - time.monotonic_ns()
 
 
 class SpanWriter:
-    """Encodes span records; used by the exporter's thread only. What repeats is written
-    once and kept: a span's name, kind and the attributes that come together (a route's;
-    a target's with its request parameters), and the attributes that end it (status,
-    token counts, finish, error)."""
+    """Encodes the spans of sampled records; used by the exporter's thread only. What
+    repeats is written once and kept: a span's name, kind and the attributes that come
+    together (a route's; a target's with its request parameters), and the attributes
+    that end it (status, token counts, finish, error)."""
 
     def __init__(self, conventions: Conventions) -> None:
         self.encoder = Encoder()
@@ -68,33 +71,43 @@ class SpanWriter:
         self._heads: dict[tuple[Any, ...], bytes] = {}
         self._tails: dict[tuple[Any, ...], bytes] = {}
 
-    def encoded(self, records: Iterable[SpanRecord]) -> bytes:
-        """The records as Spans (``protobuf.span``) one after another, in one loop: a
-        batch shares the caches, and the spans are joined once."""
+    def encoded(self, records: Iterable[Record], offset: int) -> bytes:
+        """The sampled records' Spans (``protobuf.span``) one after another, in one loop:
+        a batch shares the caches, and the spans are joined once. ``offset``: the
+        ``clock_offset`` of the batch."""
         heads, tails = self._heads, self._tails
         pieces: list[bytes] = []
         for record in records:
+            if not record[1]:  # not sampled
+                continue
+            trace, server = record[2].to_bytes(16, "big"), record[3].to_bytes(8, "big")
+            state = trace_state(record[4]) if record[4] else b""
+            attempt = record[7]
+            if attempt is not None:
+                span_id, start, end, parameters = attempt[:4]
+                key = (record[5], parameters)
+                head = heads.get(key)
+                if head is None:
+                    head = _kept(heads, key, self._target_head(*key))
+                ending = attempt[4:]
+                tail = tails.get(ending)
+                if tail is None:
+                    tail = _kept(tails, ending, self._client_tail(*ending))
+                own = span_id.to_bytes(8, "big")
+                start, end = offset + int(start * 1e9), offset + int(end * 1e9)
+                fixed = span_fixed(trace, own, server, start, end)
+                pieces += span(fixed + state if state else fixed, head, tail)
             if record[0] == SERVER:
-                _, trace_id, span_id, parent, state, start, end, http, status, failed = record
+                parent, start, end, http, status, failed = record[8:14]
                 head = heads.get(http)
                 if head is None:
                     head = _kept(heads, http, self._http_head(http))
                 tail = tails.get((status, failed))
                 if tail is None:
                     tail = _kept(tails, (status, failed), self._server_tail(status, failed))
-            else:
-                _, trace_id, span_id, parent, state, start, end, target, parameters = record[:9]
-                parent = parent.to_bytes(8, "big")
-                key = (target, parameters)
-                head = heads.get(key)
-                if head is None:
-                    head = _kept(heads, key, self._target_head(target, parameters))
-                ending = record[9:]
-                tail = tails.get(ending)
-                if tail is None:
-                    tail = _kept(tails, ending, self._client_tail(*ending))
-            fixed = span_fixed(trace_id, span_id, parent, state, start, end)
-            pieces += span(fixed, head, tail)
+                start, end = offset + int(start * 1e9), offset + int(end * 1e9)
+                fixed = span_fixed(trace, server, parent, start, end)
+                pieces += span(fixed + state if state else fixed, head, tail)
         return b"".join(pieces)
 
     def _http_head(self, http: Http) -> bytes:

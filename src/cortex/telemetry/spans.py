@@ -1,11 +1,18 @@
-"""One request's SERVER span and its upstream attempts' CLIENT spans, with the GenAI
-histograms recorded as each ends (``telemetry.RequestTrace``).
+"""One request's trace: its SERVER span and its upstream attempts' CLIENT spans
+(``telemetry.RequestTrace`` and, for each attempt in turn, ``AttemptTrace``).
 
-Timings and token counts are the ones the access log and Prometheus already use
-(``RequestRecord``, the relay's usage): nothing is measured twice. A span that is
-not sampled is never recorded, but its context still goes upstream (flags ``00``).
-This is the request path's share: ids, two clock reads a span, a tuple handed to the
-exporter (``records.py`` encodes it later, in its thread) and a few ``Series.add``.
+This is all the request path pays: the ids (one ``getrandbits``), the ``traceparent``,
+two clock reads an attempt and, as the request ends, one plain tuple of what varies
+handed to the exporter (``records.py`` has its shape). The SERVER span's times are the
+ones the access log and Prometheus already read (``RequestRecord``), and the GenAI
+histograms are computed from the same tuple in the exporter's thread
+(``measurements.py``): nothing is measured twice, and nothing is built here. A span
+that is not sampled is never encoded, but its context still goes upstream (flags ``00``)
+and its measurements still count.
+
+One object serves the request and each of its attempts, one after another: an attempt
+that ended waits in it for the request's end, unless another attempt follows (a
+failover), which hands it to the exporter on its own first.
 """
 
 from __future__ import annotations
@@ -17,33 +24,40 @@ from typing import TYPE_CHECKING, Any
 from ..asks import ClientBody, Generation
 from ..events import Usage
 from ..observe import RequestRecord
-from . import AttemptTrace
 from .genai import EMBEDDINGS, OPERATIONS, error_type, parameter_pairs
 from .protobuf import CLIENT, SERVER
-from .targets import Target
 
 if TYPE_CHECKING:
     from .otlp import OTLPTelemetry, Parent
+    from .records import AttemptRecord
 
-NO_USAGE = Usage()
-_time_ns, _monotonic = time.time_ns, time.monotonic
+_monotonic = time.monotonic
+_SPAN = 0xFFFFFFFFFFFFFFFF
 
 
-class ServerTrace:
-    """A request's SERVER span (when sampled) and its server-side GenAI histograms."""
+class Trace:
+    """A request's trace, and the attempt it is in (or the last one, once it ended)."""
 
     __slots__ = (
+        "_ask",
+        "_attempt_id",
+        "_attempt_span",
+        "_client_key",
+        "_done",
         "_route",
         "_scope",
-        "_start_ns",
+        "_started",
         "_streamed",
-        "_target",
+        "_translator",
+        "_usage",
+        "ended_attempt",
         "parent_id",
         "sampled",
         "span_id",
         "state",
         "telemetry",
         "trace_id",
+        "traceparent",
     )
 
     def __init__(
@@ -55,32 +69,101 @@ class ServerTrace:
     ) -> None:
         self.telemetry = telemetry
         self._scope, self._route = scope, route
-        self._target: Target | None = None  # the last attempt's, for the histograms
-        self._streamed = False
+        self._client_key: tuple[Any, ...] | None = None  # the last attempt's target
+        self.ended_attempt: AttemptRecord | None = None
+        self._done = False
         if parent is None:
-            ids = telemetry.ids.getrandbits(192)
-            self.trace_id, self.span_id = ids >> 64, ids & 0xFFFFFFFFFFFFFFFF
+            ids = telemetry.ids.getrandbits(256)  # trace, own span, first attempt's span
+            self.trace_id, self.span_id = ids >> 128, (ids >> 64) & _SPAN
+            self._attempt_span = ids & _SPAN
             self.parent_id: bytes | None = None
             self.state = ""
             sampled = telemetry.root_sampled
             if sampled is None:
                 sampled = telemetry.sampled(None, self.trace_id)
         else:
-            self.trace_id, self.span_id = parent.trace_id, telemetry.ids.getrandbits(64)
+            ids = telemetry.ids.getrandbits(128)
+            self.trace_id, self.span_id, self._attempt_span = (
+                parent.trace_id,
+                ids >> 64,
+                ids & _SPAN,
+            )
             self.parent_id, self.state = parent.span_id, parent.state
             sampled = telemetry.sampled(parent.sampled, self.trace_id)
         self.sampled = telemetry.traces and sampled
-        self._start_ns = _time_ns()
 
-    def attempt(self, ask: ClientBody, backend: Any, sent_model: str) -> AttemptTrace:
+    def attempt(self, ask: ClientBody, backend: Any, sent_model: str) -> Trace:
+        """The next upstream attempt (this object, as its ``AttemptTrace``)."""
+        if self.ended_attempt is not None:  # a failover: the one before goes on its own
+            self._hand_over(self.ended_attempt)
         if isinstance(ask, Generation):
             action, self._streamed = OPERATIONS[ask.shape], ask.stream
         else:
             action, self._streamed = EMBEDDINGS, False
-        self._target = target = self.telemetry.targets.find(action, backend, sent_model)
-        return ClientTrace(self, ask, target)
+        self._client_key = self.telemetry.targets.find(action, backend, sent_model)
+        self._ask = ask
+        self._usage: Callable[[], Usage] | None = None
+        self._translator: object = None
+        span_id = self._attempt_span or self.telemetry.ids.getrandbits(64)
+        self._attempt_span = 0
+        self.traceparent = (
+            b"traceparent: 00-%032x-%016x-01\r\n"
+            if self.sampled
+            else b"traceparent: 00-%032x-%016x-00\r\n"
+        ) % (self.trace_id, span_id)
+        if self.state:
+            self.traceparent += b"tracestate: %s\r\n" % self.state.encode("latin-1")
+        self._started = _monotonic()
+        self._attempt_id = span_id
+        return self
+
+    def __enter__(self) -> Trace:
+        return self
+
+    def reading(self, usage: Callable[[], Usage], translator: object) -> None:
+        self._usage, self._translator = usage, translator
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        ended = _monotonic()
+        usage = self._usage() if self._usage is not None else _NO_USAGE
+        translator = self._translator
+        attempt = (
+            self._attempt_id,
+            self._started,
+            ended,
+            parameter_pairs(self._ask.payload),
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            getattr(translator, "finish_reason", None),
+            getattr(translator, "response_model", None),
+            None if exc is None else error_type(exc),
+        )
+        if self._done:  # the request ended first
+            self._hand_over(attempt)
+        else:
+            self.ended_attempt = attempt
+
+    def _hand_over(self, attempt: AttemptRecord) -> None:
+        self.ended_attempt = None
+        self.telemetry.exporter.add(
+            (
+                CLIENT,
+                self.sampled,
+                self.trace_id,
+                self.span_id,
+                self.state,
+                self._client_key,
+                self._streamed,
+                attempt,
+            )
+        )
 
     def end(self, record: RequestRecord, ended: float) -> None:
+        self._done = True
+        if not self.sampled and (self._client_key is None or not self.telemetry.measured):
+            return
         status = record.status
         if status >= 400:
             failed: str | None = str(status)
@@ -88,40 +171,27 @@ class ServerTrace:
             failed = record.outcome
         else:
             failed = None
-        if self.sampled:
-            self.telemetry.exporter.add(
-                (
-                    SERVER,
-                    self.trace_id,
-                    self.span_id,
-                    self.parent_id,
-                    self.state,
-                    self._start_ns,
-                    _time_ns(),
-                    self._http(record),
-                    status,
-                    failed,
-                )
+        self.telemetry.exporter.add(
+            (
+                SERVER,
+                self.sampled,
+                self.trace_id,
+                self.span_id,
+                self.state,
+                self._client_key,
+                self._streamed,
+                self.ended_attempt,
+                self.parent_id,
+                record.started,
+                ended,
+                self._http(record) if self.sampled else None,
+                status,
+                failed,
+                record.first_token,
+                record.completion_tokens,
             )
-        target = self._target
-        if target is None or target.served is None:
-            return
-        took = ended - record.started
-        if failed is not None:
-            instruments = self.telemetry.instruments
-            assert instruments is not None  # a target has series only when metrics are on
-            key = (target.server_key, failed)
-            instruments.request_duration.record(took, key, lambda: target.server_attributes(failed))
-            return
-        duration, to_first, per_token = target.served
-        duration.add(took)
-        first = record.first_token
-        if first is None or not self._streamed:
-            return
-        to_first.add(first - record.started)
-        tokens = record.completion_tokens
-        if tokens is not None and tokens > 1 and ended > first:
-            per_token.add((ended - first) / (tokens - 1))
+        )
+        self.ended_attempt = None
 
     def _http(self, record: RequestRecord) -> tuple[Any, ...]:
         scope, route = self._scope, self._route
@@ -139,84 +209,4 @@ class ServerTrace:
         )
 
 
-class ClientTrace:
-    """One upstream attempt: its CLIENT span, the ``traceparent`` sent with it, and the
-    client-side GenAI histograms (duration, token usage) recorded when it ends."""
-
-    __slots__ = (
-        "_ask",
-        "_server",
-        "_start_ns",
-        "_started",
-        "_target",
-        "_translator",
-        "_usage",
-        "span_id",
-        "traceparent",
-    )
-
-    def __init__(self, server: ServerTrace, ask: ClientBody, target: Target) -> None:
-        self._server, self._ask, self._target = server, ask, target
-        self._usage: Callable[[], Usage] | None = None
-        self._translator: object = None
-        self.span_id = span_id = server.telemetry.ids.getrandbits(64)
-        self.traceparent = b"traceparent: 00-%032x-%016x-%s\r\n" % (
-            server.trace_id,
-            span_id,
-            b"01" if server.sampled else b"00",
-        )
-        if server.state:
-            self.traceparent += b"tracestate: %s\r\n" % server.state.encode("latin-1")
-        self._started = _monotonic()
-        self._start_ns = _time_ns()
-
-    def __enter__(self) -> ClientTrace:
-        return self
-
-    def reading(self, usage: Callable[[], Usage], translator: object) -> None:
-        self._usage, self._translator = usage, translator
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        failed = None if exc is None else error_type(exc)
-        usage = self._usage() if self._usage is not None else NO_USAGE
-        server, target = self._server, self._target
-        if server.sampled:
-            translator = self._translator
-            server.telemetry.exporter.add(
-                (
-                    CLIENT,
-                    server.trace_id,
-                    self.span_id,
-                    server.span_id,
-                    server.state,
-                    self._start_ns,
-                    _time_ns(),
-                    target.client_key,
-                    parameter_pairs(self._ask.payload),
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    getattr(translator, "finish_reason", None),
-                    getattr(translator, "response_model", None),
-                    failed,
-                )
-            )
-        called = target.called
-        if called is None:
-            return
-        took = _monotonic() - self._started
-        if failed is not None:
-            instruments = server.telemetry.instruments
-            assert instruments is not None  # a target has series only when metrics are on
-            key = (target.client_key, failed)
-            instruments.operation_duration.record(
-                took, key, lambda: target.client_attributes(failed)
-            )
-            return
-        duration, prompt, completion = called
-        duration.add(took)
-        if usage.prompt_tokens is not None:
-            prompt.add(usage.prompt_tokens)
-        if usage.completion_tokens is not None:
-            completion.add(usage.completion_tokens)
+_NO_USAGE = Usage()

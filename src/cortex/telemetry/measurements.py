@@ -1,0 +1,114 @@
+"""The GenAI histograms, fed by the exporter's thread from the records requests hand it
+(``records.py``): a request pays for a measurement no more than the value in its tuple.
+
+The series of a target's successful answers are found once and kept together; a failed
+one's (with ``error.type``) are looked up by the histogram itself. Only this thread adds
+to the histograms and reads them, so an export sees each series whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .genai import Conventions
+from .histograms import Series
+from .protobuf import SERVER
+from .records import (
+    ATTEMPT,
+    END,
+    FAILED,
+    FIRST_TOKEN,
+    KIND,
+    OUTPUT_TOKENS,
+    START,
+    STREAMED,
+    TARGET,
+    Record,
+)
+from .targets import Instruments, Target, address_attributes, genai_attributes
+
+# A target's series of successful answers: request duration, time to first token and
+# per output token (the server's); operation duration, input and output tokens (the client's).
+Served = tuple[Series, Series, Series, Series, Series, Series]
+MAX_KEPT = 4096  # targets whose series are kept found; past it the cache starts again
+
+
+class Measurements:
+    def __init__(self, instruments: Instruments, conventions: Conventions) -> None:
+        self._instruments = instruments
+        self._provider_key = conventions.provider_key
+        self._served: dict[Target, Served] = {}
+
+    def add(self, records: Iterable[Record]) -> None:
+        """Each record's measurements, into its target's series."""
+        kept = self._served
+        for record in records:
+            target = record[TARGET]
+            if target is None:  # no attempt: no GenAI operation to measure
+                continue
+            served = kept.get(target)
+            if served is None:
+                if len(kept) >= MAX_KEPT:
+                    kept.clear()
+                served = kept[target] = self._series(target)
+            attempt = record[ATTEMPT]
+            if attempt is not None:
+                took, failed = attempt[2] - attempt[1], attempt[8]
+                if failed is None:
+                    served[3].add(took)
+                    if attempt[4] is not None:
+                        served[4].add(attempt[4])
+                    if attempt[5] is not None:
+                        served[5].add(attempt[5])
+                else:
+                    self._failed_attempt(target, took, failed)
+            if record[KIND] != SERVER:
+                continue
+            started, ended = record[START], record[END]
+            failed = record[FAILED]
+            if failed is not None:
+                self._failed_request(target, ended - started, failed)
+                continue
+            served[0].add(ended - started)
+            first = record[FIRST_TOKEN]
+            if first is None or not record[STREAMED]:
+                continue
+            served[1].add(first - started)
+            tokens = record[OUTPUT_TOKENS]
+            if tokens is not None and tokens > 1 and ended > first:
+                served[2].add((ended - first) / (tokens - 1))
+
+    def _genai(self, target: Target) -> dict[str, Any]:
+        return genai_attributes(target[0], self._provider_key)
+
+    def _client(self, target: Target, **more: Any) -> dict[str, Any]:
+        return {**self._genai(target), **address_attributes(target), **more}
+
+    def _series(self, target: Target) -> Served:
+        i, genai = self._instruments, self._genai(target)
+        return (
+            i.request_duration.series((target[0], None), lambda: genai),
+            i.time_to_first_token.series((target[0], None), lambda: genai),
+            i.time_per_output_token.series((target[0], None), lambda: genai),
+            i.operation_duration.series((target, None), lambda: self._client(target)),
+            i.token_usage.series(
+                ((target, None), "input"),
+                lambda: self._client(target, **{"gen_ai.token.type": "input"}),
+            ),
+            i.token_usage.series(
+                ((target, None), "output"),
+                lambda: self._client(target, **{"gen_ai.token.type": "output"}),
+            ),
+        )
+
+    def _failed_attempt(self, target: Target, took: float, failed: str) -> None:
+        attributes = {"error.type": failed}
+        self._instruments.operation_duration.record(
+            took, (target, failed), lambda: self._client(target, **attributes)
+        )
+
+    def _failed_request(self, target: Target, took: float, failed: str) -> None:
+        self._instruments.request_duration.record(
+            took, (target[0], failed), lambda: {**self._genai(target), "error.type": failed}
+        )
