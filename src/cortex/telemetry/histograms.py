@@ -1,16 +1,18 @@
 """Cumulative histograms with explicit buckets, kept per set of attributes, and their
 OTLP form at each export.
 
-A request finds its series once (``Histogram.series``, or a set of them kept together
-by ``spans.Target``) and a measurement is then ``Series.add``: a bisection of the
-bounds and three updates, no attributes looked at.
+The exporter's thread finds a series once (``Histogram.series``, or a set of them kept
+together by ``measurements.py``) and a measurement is then ``Series.add`` (a bisection
+of the bounds and three updates) or, a batch at a time, an append to ``Series.pending``
+and one ``Series.fold``: a sort, a bisection of the batch at each bound, its sum,
+its first and last, all in C.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +32,9 @@ class Instrument:
 
 
 class Series:
-    """One attribute set's buckets. Only the event loop's thread adds, so no lock: the
-    exporter's copy may catch a series between its count and its sum, one measurement apart."""
+    """One attribute set's buckets, used by the exporter's thread alone."""
 
-    __slots__ = ("attributes", "bounds", "counts", "high", "low", "total")
+    __slots__ = ("attributes", "bounds", "counts", "high", "low", "pending", "total")
 
     def __init__(self, attributes: Mapping[str, Any], bounds: tuple[float, ...]) -> None:
         self.attributes = dict(attributes)
@@ -42,6 +43,24 @@ class Series:
         self.total = 0.0
         self.low = float("inf")
         self.high = float("-inf")
+        self.pending: list[float] = []  # measurements not yet in the buckets
+
+    def fold(self) -> None:
+        """Add the pending measurements, as ``add`` would one by one."""
+        values = self.pending
+        if not values:
+            return
+        values.sort()
+        counts, below = self.counts, 0
+        for i, bound in enumerate(self.bounds):  # a bucket holds what is <= its bound
+            upto = bisect_right(values, bound)
+            counts[i] += upto - below
+            below = upto
+        counts[-1] += len(values) - below
+        self.total += sum(values)
+        self.low = min(self.low, values[0])
+        self.high = max(self.high, values[-1])
+        values.clear()
 
     def add(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1

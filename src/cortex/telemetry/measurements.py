@@ -8,7 +8,7 @@ to the histograms and reads them, so an export sees each series whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .genai import Conventions
@@ -31,6 +31,7 @@ from .targets import Instruments, Target, address_attributes, genai_attributes
 # A target's series of successful answers: request duration, time to first token and
 # per output token (the server's); operation duration, input and output tokens (the client's).
 Served = tuple[Series, Series, Series, Series, Series, Series]
+Appends = tuple[Callable[[float], None], ...]  # their pending lists' appends
 MAX_KEPT = 4096  # targets whose series are kept found; past it the cache starts again
 
 
@@ -38,7 +39,8 @@ class Measurements:
     def __init__(self, instruments: Instruments, conventions: Conventions) -> None:
         self._instruments = instruments
         self._provider_key = conventions.provider_key
-        self._served: dict[Target, Served] = {}
+        self._served: dict[Target, Appends] = {}
+        self._pending: list[Series] = []  # the series of the targets kept
 
     def add(self, records: Iterable[Record]) -> None:
         """Each record's measurements, into its target's series."""
@@ -49,18 +51,16 @@ class Measurements:
                 continue
             served = kept.get(target)
             if served is None:
-                if len(kept) >= MAX_KEPT:
-                    kept.clear()
-                served = kept[target] = self._series(target)
+                served = self._kept(target)
             attempt = record[ATTEMPT]
             if attempt is not None:
                 took, failed = attempt[2] - attempt[1], attempt[8]
                 if failed is None:
-                    served[3].add(took)
+                    served[3](took)
                     if attempt[4] is not None:
-                        served[4].add(attempt[4])
+                        served[4](attempt[4])
                     if attempt[5] is not None:
-                        served[5].add(attempt[5])
+                        served[5](attempt[5])
                 else:
                     self._failed_attempt(target, took, failed)
             if record[KIND] != SERVER:
@@ -70,14 +70,27 @@ class Measurements:
             if failed is not None:
                 self._failed_request(target, ended - started, failed)
                 continue
-            served[0].add(ended - started)
+            served[0](ended - started)
             first = record[FIRST_TOKEN]
             if first is None or not record[STREAMED]:
                 continue
-            served[1].add(first - started)
+            served[1](first - started)
             tokens = record[OUTPUT_TOKENS]
             if tokens is not None and tokens > 1 and ended > first:
-                served[2].add((ended - first) / (tokens - 1))
+                served[2]((ended - first) / (tokens - 1))
+        for series in self._pending:
+            series.fold()
+
+    def _kept(self, target: Target) -> Appends:
+        if len(self._served) >= MAX_KEPT:
+            for series in self._pending:
+                series.fold()
+            self._served.clear()
+            self._pending.clear()
+        found = self._series(target)
+        self._pending.extend(found)
+        appends = self._served[target] = tuple(s.pending.append for s in found)
+        return appends
 
     def _genai(self, target: Target) -> dict[str, Any]:
         return genai_attributes(target[0], self._provider_key)

@@ -23,11 +23,13 @@ from .protobuf import (
     CLIENT,
     ERROR,
     SERVER,
+    SIZES,
+    SPAN_TAG,
     Encoder,
-    span,
     span_fixed,
     span_head,
     trace_state,
+    varint,
 )
 from .targets import address_attributes, genai_attributes
 
@@ -72,9 +74,9 @@ class SpanWriter:
         self._tails: dict[tuple[Any, ...], bytes] = {}
 
     def encoded(self, records: Iterable[Record], offset: int) -> bytes:
-        """The sampled records' Spans (``protobuf.span``) one after another, in one loop:
-        a batch shares the caches, and the spans are joined once. ``offset``: the
-        ``clock_offset`` of the batch."""
+        """The sampled records' Spans (as ``protobuf.span`` writes one) one after
+        another, in one loop: a batch shares the caches, and the spans are joined once.
+        ``offset``: the ``clock_offset`` of the batch."""
         heads, tails = self._heads, self._tails
         pieces: list[bytes] = []
         for record in records:
@@ -95,19 +97,26 @@ class SpanWriter:
                     tail = _kept(tails, ending, self._client_tail(*ending))
                 own = span_id.to_bytes(8, "big")
                 start, end = offset + int(start * 1e9), offset + int(end * 1e9)
-                fixed = span_fixed(trace, own, server, start, end)
-                pieces += span(fixed + state if state else fixed, head, tail)
+                fixed = span_fixed(trace, own, server, start, end) + state
+                size = len(fixed) + len(head) + len(tail)
+                pieces += (
+                    SPAN_TAG,
+                    SIZES[size] if size < 2048 else varint(size),
+                    fixed,
+                    head,
+                    tail,
+                )
             if record[0] == SERVER:
                 parent, start, end, http, status, failed = record[8:14]
-                head = heads.get(http)
-                if head is None:
-                    head = _kept(heads, http, self._http_head(http))
-                tail = tails.get((status, failed))
-                if tail is None:
-                    tail = _kept(tails, (status, failed), self._server_tail(status, failed))
+                shape = (http, status, failed)
+                rest = heads.get(shape)  # name, kind and every attribute
+                if rest is None:
+                    rest = self._http_head(http) + self._server_tail(status, failed)
+                    rest = _kept(heads, shape, rest)
                 start, end = offset + int(start * 1e9), offset + int(end * 1e9)
-                fixed = span_fixed(trace, server, parent, start, end)
-                pieces += span(fixed + state if state else fixed, head, tail)
+                fixed = span_fixed(trace, server, parent, start, end) + state
+                size = len(fixed) + len(rest)
+                pieces += (SPAN_TAG, SIZES[size] if size < 2048 else varint(size), fixed, rest)
         return b"".join(pieces)
 
     def _http_head(self, http: Http) -> bytes:
