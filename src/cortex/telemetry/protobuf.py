@@ -99,9 +99,12 @@ ERROR = b"\x7a\x02\x18\x02"  # a Span's 15: status, its code 3 = ERROR
 # A Span's fixed-size fields, with their tags: trace_id (1), span_id (2), the parent's
 # (4) when it has one, start_time_unix_nano (7), end_time_unix_nano (8), packed in one
 # piece (protobuf reads fields in any order).
-_ROOT = struct.Struct("<H16sH8sBQBQ").pack
-_CHILD = struct.Struct("<H16sH8sH8sBQBQ").pack
-_TRACE_ID, _SPAN_ID, _PARENT_ID, _START, _END = 0x100A, 0x0812, 0x0822, 0x39, 0x41
+ROOT_FIXED, CHILD_FIXED = "H16sH8sBQBQ", "H16sH8sH8sBQBQ"  # a struct's formats, less "<"
+ROOT_SIZE, CHILD_SIZE = 46, 56  # their sizes
+_ROOT = struct.Struct("<" + ROOT_FIXED).pack
+_CHILD = struct.Struct("<" + CHILD_FIXED).pack
+# The tags of those fields, as struct packs them.
+TRACE_ID, SPAN_ID, PARENT_ID, START_TAG, END_TAG = 0x100A, 0x0812, 0x0822, 0x39, 0x41
 SPAN_TAG = b"\x12"  # a Span is field 2 of its ScopeSpans
 SIZES = tuple(varint(n) for n in range(2048))  # lengths, written once: spans are short
 
@@ -114,8 +117,10 @@ def span_head(name: str, kind: int) -> bytes:
 def span_fixed(trace: bytes, own: bytes, parent: bytes | None, start: int, end: int) -> bytes:
     """A Span's ids and times (fields 1, 2, 4, 7 and 8), the ids as 16 and 8 bytes."""
     if parent:
-        return _CHILD(_TRACE_ID, trace, _SPAN_ID, own, _PARENT_ID, parent, _START, start, _END, end)
-    return _ROOT(_TRACE_ID, trace, _SPAN_ID, own, _START, start, _END, end)
+        return _CHILD(
+            TRACE_ID, trace, SPAN_ID, own, PARENT_ID, parent, START_TAG, start, END_TAG, end
+        )
+    return _ROOT(TRACE_ID, trace, SPAN_ID, own, START_TAG, start, END_TAG, end)
 
 
 def trace_state(state: str) -> bytes:

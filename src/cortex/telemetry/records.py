@@ -13,19 +13,29 @@ SDK anchors its spans, so that a span's duration is the monotonic clock's.
 
 from __future__ import annotations
 
+import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .genai import CANCELLED, Conventions
 from .protobuf import (
     CACHE_MAX,
+    CHILD_FIXED,
+    CHILD_SIZE,
     CLIENT,
+    END_TAG,
     ERROR,
+    PARENT_ID,
+    ROOT_FIXED,
+    ROOT_SIZE,
     SERVER,
-    SIZES,
+    SPAN_ID,
     SPAN_TAG,
+    START_TAG,
+    TRACE_ID,
     Encoder,
+    span,
     span_fixed,
     span_head,
     trace_state,
@@ -51,7 +61,9 @@ AttemptRecord = tuple[
 # time and output tokens. Only strings, numbers, None and tuples of them: Python's
 # garbage collector stops tracking such tuples at once, so waiting records cost it nothing.
 Record = tuple[Any, ...]
-KIND, SAMPLED, TRACE_ID, SPAN_ID, STATE, TARGET, STREAMED, ATTEMPT = range(8)
+# How a SERVER record with its attempt is written (``SpanWriter._pair``).
+Pair = tuple[Callable[..., bytes], bytes, bytes, bytes, bytes]
+KIND, SAMPLED, TRACE_ID_AT, SPAN_ID_AT, STATE, TARGET, STREAMED, ATTEMPT = range(8)
 PARENT, START, END, HTTP, STATUS, FAILED, FIRST_TOKEN, OUTPUT_TOKENS = range(8, 16)
 
 
@@ -72,52 +84,102 @@ class SpanWriter:
         self._provider_key = conventions.provider_key
         self._heads: dict[tuple[Any, ...], bytes] = {}
         self._tails: dict[tuple[Any, ...], bytes] = {}
+        self._pairs: dict[tuple[Any, ...], Pair] = {}
 
     def encoded(self, records: Iterable[Record], offset: int) -> bytes:
         """The sampled records' Spans (as ``protobuf.span`` writes one) one after
         another, in one loop: a batch shares the caches, and the spans are joined once.
-        ``offset``: the ``clock_offset`` of the batch."""
-        heads, tails = self._heads, self._tails
+        ``offset``: the ``clock_offset`` of the batch.
+
+        A SERVER record with its attempt (most are) is written in one ``struct`` call:
+        its two spans differ from those of every record of the same shape (target,
+        parameters, ending, HTTP attributes, status) only in their ids and times."""
+        pairs = self._pairs
         pieces: list[bytes] = []
         for record in records:
             if not record[1]:  # not sampled
                 continue
-            trace, server = record[2].to_bytes(16, "big"), record[3].to_bytes(8, "big")
-            state = trace_state(record[4]) if record[4] else b""
             attempt = record[7]
-            if attempt is not None:
-                span_id, start, end, parameters = attempt[:4]
-                key = (record[5], parameters)
-                head = heads.get(key)
-                if head is None:
-                    head = _kept(heads, key, self._target_head(*key))
-                ending = attempt[4:]
-                tail = tails.get(ending)
-                if tail is None:
-                    tail = _kept(tails, ending, self._client_tail(*ending))
-                own = span_id.to_bytes(8, "big")
-                start, end = offset + int(start * 1e9), offset + int(end * 1e9)
-                fixed = span_fixed(trace, own, server, start, end) + state
-                size = len(fixed) + len(head) + len(tail)
-                pieces += (
-                    SPAN_TAG,
-                    SIZES[size] if size < 2048 else varint(size),
-                    fixed,
-                    head,
-                    tail,
-                )
-            if record[0] == SERVER:
-                parent, start, end, http, status, failed = record[8:14]
-                shape = (http, status, failed)
-                rest = heads.get(shape)  # name, kind and every attribute
-                if rest is None:
-                    rest = self._http_head(http) + self._server_tail(status, failed)
-                    rest = _kept(heads, shape, rest)
-                start, end = offset + int(start * 1e9), offset + int(end * 1e9)
-                fixed = span_fixed(trace, server, parent, start, end) + state
-                size = len(fixed) + len(rest)
-                pieces += (SPAN_TAG, SIZES[size] if size < 2048 else varint(size), fixed, rest)
+            if attempt is None or record[0] != SERVER:
+                pieces.append(self._alone(record, offset))
+                continue
+            parent = record[8]
+            shape = (record[5], attempt[3:], record[4], parent, record[11:14])
+            pair = pairs.get(shape)
+            if pair is None:
+                pair = _kept(pairs, shape, self._pair(record))
+            pack, before, client, between, server_rest = pair
+            trace, server = record[2].to_bytes(16, "big"), record[3].to_bytes(8, "big")
+            own = attempt[0].to_bytes(8, "big")
+            starts, ends = offset + int(attempt[1] * 1e9), offset + int(attempt[2] * 1e9)
+            start, end = offset + int(record[9] * 1e9), offset + int(record[10] * 1e9)
+            if parent is None:
+                packed = pack(
+                    before, TRACE_ID, trace, SPAN_ID, own, PARENT_ID, server, START_TAG, starts,
+                    END_TAG, ends, client,
+                    between, TRACE_ID, trace, SPAN_ID, server, START_TAG, start, END_TAG, end,
+                    server_rest,
+                )  # fmt: skip
+            else:
+                packed = pack(
+                    before, TRACE_ID, trace, SPAN_ID, own, PARENT_ID, server, START_TAG, starts,
+                    END_TAG, ends, client,
+                    between, TRACE_ID, trace, SPAN_ID, server, PARENT_ID, parent, START_TAG, start,
+                    END_TAG, end, server_rest,
+                )  # fmt: skip
+            pieces.append(packed)
         return b"".join(pieces)
+
+    def _pair(self, record: Record) -> Pair:
+        """How a SERVER record with its attempt is written: a struct and the bytes it
+        puts around the ids and times."""
+        state = trace_state(record[STATE])
+        attempt = record[ATTEMPT]
+        client = state + self._client_rest(record[TARGET], attempt)
+        server = state + self._server_rest(*record[HTTP:FIRST_TOKEN])
+        before = SPAN_TAG + varint(CHILD_SIZE + len(client))
+        fixed, size = (
+            (ROOT_FIXED, ROOT_SIZE) if record[PARENT] is None else (CHILD_FIXED, CHILD_SIZE)
+        )
+        between = SPAN_TAG + varint(size + len(server))
+        layout = f"<{len(before)}s{CHILD_FIXED}{len(client)}s{len(between)}s{fixed}{len(server)}s"
+        return struct.Struct(layout).pack, before, client, between, server
+
+    def _alone(self, record: Record, offset: int) -> bytes:
+        """The spans of any other record: a CLIENT one, or a SERVER one without attempt."""
+        trace, server = (
+            record[TRACE_ID_AT].to_bytes(16, "big"),
+            record[SPAN_ID_AT].to_bytes(8, "big"),
+        )
+        state = trace_state(record[STATE])
+        spans: list[bytes] = []
+        attempt = record[ATTEMPT]
+        if attempt is not None:
+            own = attempt[0].to_bytes(8, "big")
+            start, end = offset + int(attempt[1] * 1e9), offset + int(attempt[2] * 1e9)
+            fixed = span_fixed(trace, own, server, start, end) + state
+            spans += span(fixed, self._client_rest(record[TARGET], attempt), b"")
+        if record[KIND] == SERVER:
+            start, end = offset + int(record[START] * 1e9), offset + int(record[END] * 1e9)
+            fixed = span_fixed(trace, server, record[PARENT], start, end) + state
+            spans += span(fixed, self._server_rest(*record[HTTP:FIRST_TOKEN]), b"")
+        return b"".join(spans)
+
+    def _client_rest(self, target: Any, attempt: AttemptRecord) -> bytes:
+        """A CLIENT span's name, kind, attributes and status."""
+        key = (target, attempt[3])
+        head = self._heads.get(key)
+        if head is None:
+            head = _kept(self._heads, key, self._target_head(*key))
+        ending = attempt[4:]
+        tail = self._tails.get(ending)
+        if tail is None:
+            tail = _kept(self._tails, ending, self._client_tail(*ending))
+        return head + tail
+
+    def _server_rest(self, http: Http, status: int, failed: str | None) -> bytes:
+        """A SERVER span's name, kind, attributes and status."""
+        return self._http_head(http) + self._server_tail(status, failed)
 
     def _http_head(self, http: Http) -> bytes:
         method, route = http[0], http[2]
