@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from .. import __version__
@@ -28,6 +29,7 @@ from .spans import Trace
 from .targets import Instruments, Targets
 
 SCOPE = "cortex"
+_name = itemgetter(0)
 HEX = frozenset("0123456789abcdef")
 
 
@@ -81,6 +83,8 @@ class OTLPTelemetry:
 
 
 def _parent(headers: list[tuple[bytes, bytes]]) -> Parent | None:
+    if b"traceparent" not in map(_name, headers):  # most requests: looked for in C
+        return None
     parent: bytes | None = None
     state = b""
     for name, value in headers:

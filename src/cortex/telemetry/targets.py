@@ -52,17 +52,15 @@ class Targets:
     def find(self, operation: str, backend: Any, model: str) -> Target:
         """The target of an attempt on ``backend`` (an HTTP one names its host; the
         embedded model has none): the same tuple each time, so that caches keyed by it
-        find it at once."""
-        host = getattr(backend, "host", None)
-        if host is None:
-            key: tuple[Any, ...] = (operation, None, model)
-        else:
-            key = (operation, backend.wire.kind, model, host, backend.port)
+        find it at once. Kept by the backend object itself (hashed by identity)."""
+        key = (operation, backend, model)
         found = self._found.get(key)
         if found is None:
             if len(self._found) >= MAX_TARGETS:
                 self._found.clear()
-            server_key = (operation, provider(key[1]), model)
+            host = getattr(backend, "host", None)
+            kind = None if host is None else backend.wire.kind
+            server_key = (operation, provider(kind), model)
             found = (server_key,) if host is None else (server_key, host, backend.port)
             self._found[key] = found
         return found
