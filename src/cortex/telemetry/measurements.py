@@ -15,15 +15,6 @@ from .genai import Conventions
 from .histograms import Series
 from .protobuf import SERVER
 from .records import (
-    ATTEMPT,
-    END,
-    FAILED,
-    FIRST_TOKEN,
-    KIND,
-    OUTPUT_TOKENS,
-    START,
-    STREAMED,
-    TARGET,
     Record,
 )
 from .targets import Instruments, Target, address_attributes, genai_attributes
@@ -46,13 +37,13 @@ class Measurements:
         """Each record's measurements, into its target's series."""
         kept = self._served
         for record in records:
-            target = record[TARGET]
+            target = record[5]
             if target is None:  # no attempt: no GenAI operation to measure
                 continue
             served = kept.get(target)
             if served is None:
                 served = self._kept(target)
-            attempt = record[ATTEMPT]
+            attempt = record[7]
             if attempt is not None:
                 took, failed = attempt[2] - attempt[1], attempt[8]
                 if failed is None:
@@ -63,19 +54,19 @@ class Measurements:
                         served[5](attempt[5])
                 else:
                     self._failed_attempt(target, took, failed)
-            if record[KIND] != SERVER:
+            if record[0] != SERVER:
                 continue
-            started, ended = record[START], record[END]
-            failed = record[FAILED]
+            started, ended = record[9], record[10]
+            failed = record[13]
             if failed is not None:
                 self._failed_request(target, ended - started, failed)
                 continue
             served[0](ended - started)
-            first = record[FIRST_TOKEN]
-            if first is None or not record[STREAMED]:
+            first = record[14]
+            if first is None or not record[6]:
                 continue
             served[1](first - started)
-            tokens = record[OUTPUT_TOKENS]
+            tokens = record[15]
             if tokens is not None and tokens > 1 and ended > first:
                 served[2]((ended - first) / (tokens - 1))
         for series in self._pending:

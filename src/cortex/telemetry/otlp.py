@@ -72,8 +72,10 @@ class OTLPTelemetry:
         )
 
     def start(self, scope: Mapping[str, Any], route: str | None) -> RequestTrace:
-        parent = _parent(scope["headers"]) if self.traces else None
-        return Trace(self, scope, route, parent)
+        headers = scope["headers"]
+        if self.traces and b"traceparent" in map(_name, headers):  # looked for in C
+            return Trace(self, scope, route, _parent(headers))
+        return Trace(self, scope, route, None)
 
     def open(self) -> None:
         self.exporter.start()
@@ -83,8 +85,6 @@ class OTLPTelemetry:
 
 
 def _parent(headers: list[tuple[bytes, bytes]]) -> Parent | None:
-    if b"traceparent" not in map(_name, headers):  # most requests: looked for in C
-        return None
     parent: bytes | None = None
     state = b""
     for name, value in headers:

@@ -109,8 +109,8 @@ class SpanWriter:
             if pair is None:
                 pair = _kept(pairs, shape, self._pair(record))
             pack, before, client, between, server_rest = pair
-            trace, server = record[2].to_bytes(16, "big"), record[3].to_bytes(8, "big")
-            own = attempt[0].to_bytes(8, "big")
+            trace, server = record[2].to_bytes(16), record[3].to_bytes(8)
+            own = attempt[0].to_bytes(8)
             starts, ends = offset + int(attempt[1] * 1e9), offset + int(attempt[2] * 1e9)
             start, end = offset + int(record[9] * 1e9), offset + int(record[10] * 1e9)
             if parent is None:
@@ -148,14 +148,14 @@ class SpanWriter:
     def _alone(self, record: Record, offset: int) -> bytes:
         """The spans of any other record: a CLIENT one, or a SERVER one without attempt."""
         trace, server = (
-            record[TRACE_ID_AT].to_bytes(16, "big"),
-            record[SPAN_ID_AT].to_bytes(8, "big"),
+            record[TRACE_ID_AT].to_bytes(16),
+            record[SPAN_ID_AT].to_bytes(8),
         )
         state = trace_state(record[STATE])
         spans: list[bytes] = []
         attempt = record[ATTEMPT]
         if attempt is not None:
-            own = attempt[0].to_bytes(8, "big")
+            own = attempt[0].to_bytes(8)
             start, end = offset + int(attempt[1] * 1e9), offset + int(attempt[2] * 1e9)
             fixed = span_fixed(trace, own, server, start, end) + state
             spans += span(fixed, self._client_rest(record[TARGET], attempt), b"")

@@ -29,10 +29,11 @@ from .protobuf import CLIENT, SERVER
 
 if TYPE_CHECKING:
     from .otlp import OTLPTelemetry, Parent
-    from .records import AttemptRecord
+    from .records import AttemptRecord, Http
 
 _monotonic = time.monotonic
 _SPAN = 0xFFFFFFFFFFFFFFFF
+_NO_USAGE = Usage()
 
 
 class Trace:
@@ -43,7 +44,6 @@ class Trace:
         "_attempt_id",
         "_attempt_span",
         "_client_key",
-        "_done",
         "_route",
         "_scope",
         "_started",
@@ -68,10 +68,10 @@ class Trace:
         parent: Parent | None,
     ) -> None:
         self.telemetry = telemetry
-        self._scope, self._route = scope, route
+        self._scope: Mapping[str, Any] | None = scope  # None once the request ended
+        self._route = route
         self._client_key: tuple[Any, ...] | None = None  # the last attempt's target
         self.ended_attempt: AttemptRecord | None = None
-        self._done = False
         if parent is None:
             ids = telemetry.ids.getrandbits(256)  # trace, own span, first attempt's span
             self.trace_id, self.span_id = ids >> 128, (ids >> 64) & _SPAN
@@ -100,7 +100,7 @@ class Trace:
             action, self._streamed = OPERATIONS[ask.shape], ask.stream
         else:
             action, self._streamed = EMBEDDINGS, False
-        self._client_key = self.telemetry.targets.find(action, backend, sent_model)
+        self._client_key = self.telemetry.targets[action, backend, sent_model]
         self._ask = ask
         self._usage: Callable[[], Usage] | None = None
         self._translator: object = None
@@ -140,7 +140,7 @@ class Trace:
             getattr(translator, "response_model", None),
             None if exc is None else error_type(exc),
         )
-        if self._done:  # the request ended first
+        if self._scope is None:  # the request ended first
             self._hand_over(attempt)
         else:
             self.ended_attempt = attempt
@@ -161,9 +161,10 @@ class Trace:
         )
 
     def end(self, record: RequestRecord, ended: float) -> None:
-        self._done = True
+        scope, self._scope = self._scope, None
         if not self.sampled and (self._client_key is None or not self.telemetry.measured):
             return
+        assert scope is not None  # a request ends once
         status = record.status
         if status >= 400:
             failed: str | None = str(status)
@@ -171,6 +172,22 @@ class Trace:
             failed = record.outcome
         else:
             failed = None
+        if self.sampled:
+            route = self._route
+            if route is None:  # FastAPI matched its route while handling the request
+                route = getattr(scope.get("route"), "path", None)
+            client = scope.get("client")
+            http: Http | None = (
+                record.method,
+                record.path,
+                route,
+                scope.get("server"),
+                client and client[0],
+                scope.get("scheme", "http"),
+                scope.get("http_version", "1.1"),
+            )
+        else:
+            http = None
         self.telemetry.exporter.add(
             (
                 SERVER,
@@ -184,7 +201,7 @@ class Trace:
                 self.parent_id,
                 record.started,
                 ended,
-                self._http(record) if self.sampled else None,
+                http,
                 status,
                 failed,
                 record.first_token,
@@ -192,21 +209,3 @@ class Trace:
             )
         )
         self.ended_attempt = None
-
-    def _http(self, record: RequestRecord) -> tuple[Any, ...]:
-        scope, route = self._scope, self._route
-        if route is None:  # FastAPI matched its route while handling the request
-            route = getattr(scope.get("route"), "path", None)
-        client = scope.get("client")
-        return (
-            record.method,
-            record.path,
-            route,
-            scope.get("server"),
-            client and client[0],
-            scope.get("scheme", "http"),
-            scope.get("http_version", "1.1"),
-        )
-
-
-_NO_USAGE = Usage()

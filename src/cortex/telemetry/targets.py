@@ -45,22 +45,19 @@ def address_attributes(target: Target) -> dict[str, Any]:
     return {}
 
 
-class Targets:
-    def __init__(self) -> None:
-        self._found: dict[tuple[Any, ...], Target] = {}
+class Targets(dict[tuple[str, Any, str], Target]):
+    """The target of an attempt, by (operation, backend, model sent): ``targets[key]``
+    is one dictionary lookup (the backend object hashed by identity), and the same
+    tuple each time, so that the thread's caches keyed by it find it at once."""
 
-    def find(self, operation: str, backend: Any, model: str) -> Target:
-        """The target of an attempt on ``backend`` (an HTTP one names its host; the
-        embedded model has none): the same tuple each time, so that caches keyed by it
-        find it at once. Kept by the backend object itself (hashed by identity)."""
-        key = (operation, backend, model)
-        found = self._found.get(key)
-        if found is None:
-            if len(self._found) >= MAX_TARGETS:
-                self._found.clear()
-            host = getattr(backend, "host", None)
-            kind = None if host is None else backend.wire.kind
-            server_key = (operation, provider(kind), model)
-            found = (server_key,) if host is None else (server_key, host, backend.port)
-            self._found[key] = found
+    def __missing__(self, key: tuple[str, Any, str]) -> Target:
+        if len(self) >= MAX_TARGETS:
+            self.clear()
+        operation, backend, model = key
+        host = getattr(backend, "host", None)  # an HTTP backend names its host
+        if host is None:  # the embedded model
+            found: Target = ((operation, provider(None), model),)
+        else:
+            found = ((operation, provider(backend.wire.kind), model), host, backend.port)
+        self[key] = found
         return found
