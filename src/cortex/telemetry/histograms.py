@@ -103,7 +103,7 @@ class Histogram:
         """The histogram as an OTLP Metric, or None before its first measurement."""
         points = [
             (s.attributes, list(s.counts), s.total, s.low, s.high)
-            for s in list(self._series.values())  # a copy: the event loop may add one
+            for s in self._series.values()
             if s.low <= s.high  # a series found but not yet measured has no point
         ]
         if not points:

@@ -8,8 +8,8 @@ The resource is ``OTEL_RESOURCE_ATTRIBUTES`` with ``OTEL_SERVICE_NAME`` over it
 (``service.name`` is ``cortex`` when neither names one). The sampler is
 ``OTEL_TRACES_SAMPLER`` (``parentbased_always_on`` by default) with its
 ``OTEL_TRACES_SAMPLER_ARG``; batches go every ``OTEL_BSP_SCHEDULE_DELAY`` ms (5000),
-at most ``OTEL_BSP_MAX_QUEUE_SIZE`` spans wait (2048, then new ones are dropped), and
-metrics every ``OTEL_METRIC_EXPORT_INTERVAL`` ms (60000).
+at most ``OTEL_BSP_MAX_QUEUE_SIZE`` requests' records wait (2048, then new ones are
+dropped), and metrics every ``OTEL_METRIC_EXPORT_INTERVAL`` ms (60000).
 """
 
 from __future__ import annotations

@@ -147,6 +147,8 @@ class Trace:
 
     def _hand_over(self, attempt: AttemptRecord) -> None:
         self.ended_attempt = None
+        if not (self.sampled or self.telemetry.measured):
+            return
         self.telemetry.exporter.add(
             (
                 CLIENT,
