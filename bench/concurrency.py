@@ -8,10 +8,13 @@ sweep: answers at a model's pace (20 tokens, a token every 5 ms) over 1, 4, 16, 
 256 kept-alive connections, with Córtex on one core (one worker, pinned as the harness
 pins relays) and with ``--workers 2`` (on both CPUs), for Ollama → Ollama, OpenAI →
 OpenAI and OpenAI client → Ollama upstream: p50 and p99 added time to first token and
-inter-token gap. Then long prompts (1k, 10k, 100k tokens of body), fast streams beside
-a slow one (head-of-line blocking), a tool call streamed in many small pieces
-(forwarded, and reassembled for an Ollama client), a flood of bad keys, the throughput
-of one worker and two, and a py-spy profile at concurrency 64. Prints the tables beside
+inter-token gap. Two other relays are swept beside Córtex on the Ollama path, on the same
+CPU, as this machine's own references: nginx and a Go reverse proxy (bench/go/relay.go,
+built when Go is installed: ``apt-get install golang-go``). Then long prompts (1k, 10k,
+100k tokens of body), fast streams beside a slow one (head-of-line blocking), a tool
+call streamed in many small pieces (forwarded, and reassembled for an Ollama client), a
+flood of bad keys, the throughput of one worker and two, and a py-spy profile at
+concurrency 64. Prints the tables beside
 the published figures, writes JSON to bench/results/ and the plot to
 docs/performance-concurrency.png (a quick run puts it beside its JSON). Its parts are in
 bench/suites/concurrency/.
@@ -42,7 +45,13 @@ from suites.concurrency.plot import plot
 from suites.concurrency.prompts import long_prompts
 from suites.concurrency.scaling import scaling
 from suites.concurrency.sweep import sweep
-from suites.concurrency.targets import Target, direct, gateway_targets, start_cortexes
+from suites.concurrency.targets import (
+    Target,
+    direct,
+    gateway_targets,
+    reference_targets,
+    start_cortexes,
+)
 from suites.concurrency.tools import tool_calls
 
 T = TypeVar("T")
@@ -82,9 +91,11 @@ async def measure(plan: Plan, report: Report, pinning: Any) -> list[str]:
             cortexes = await start_cortexes(procs, upstream_port)
             directs = {d: direct(upstream_port, d) for d in ("ollama", "openai")}
             gateways = gateway_targets(cortexes)
-            samples, noise = await sweep([*directs.values(), *gateways], plan, load_side)
+            references = await reference_targets(procs, upstream_port, Path(tmp))
+            swept = [*directs.values(), *gateways, *references]
+            samples, noise = await sweep(swept, plan, load_side)
             data["noise_per_round"] = noise
-            figs = tables.sweep_figures(samples, gateways, directs, plan)
+            figs = tables.sweep_figures(samples, [*gateways, *references], directs, plan)
             data["sweep"] = figs
             data["sweep_samples"] = {
                 n: {c: asdict(v) for c, v in s.items()} for n, s in samples.items()
@@ -132,12 +143,13 @@ async def measure(plan: Plan, report: Report, pinning: Any) -> list[str]:
             data["hotspots"] = spots
             flood = await phase(report, "bad keys", bad_keys(procs, upstream_port, plan, Path(tmp)))
             data["flood"] = flood
-            logs: list[str] = [line for t in gateways for line in t.log_lines()]
+            logs: list[str] = [line for t in [*gateways, *references] for line in t.log_lines()]
             logs += flood.pop("log")
     report.tables += [
         *tables.sweep_tables(figs, plan),
         tables.published_table(figs, plan),
         tables.aims_table(figs),
+        tables.references_table(figs),
         tables.prompts_table(prompts, ones, directs),
         tables.neighbours_table(near, slow[1:], directs),
         tables.tools_table(tools, tool_targets, plan),

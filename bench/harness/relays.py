@@ -1,7 +1,9 @@
-"""The relays Córtex is compared with: nginx (the reference) and the hand-written relay."""
+"""The relays Córtex is compared with: nginx (the reference), the hand-written relay, and a
+Go reverse proxy built from bench/go/relay.go when Go is installed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
@@ -63,3 +65,21 @@ async def start_handwritten(procs: Processes, upstream_port: int) -> Gateway:
     argv = [sys.executable, str(HERE / "handwritten.py"), "--port", str(port)]
     argv += ["--upstream", f"http://{HOST}:{upstream_port}"]
     return await start_gateway(procs, argv, port)
+
+
+async def start_go_relay(procs: Processes, upstream_port: int, workdir: Path) -> Gateway | None:
+    """bench/go/relay.go (Go's standard ``httputil.ReverseProxy``, flushing every write),
+    built into ``workdir`` and run with ``GOMAXPROCS=1``; none when Go is not installed
+    (``apt-get install golang-go``)."""
+    go = shutil.which("go")
+    if go is None:
+        return None
+    binary = workdir / "go-relay"
+    env = {**os.environ, "GOCACHE": str(workdir / "gocache"), "GOPATH": str(workdir / "gopath")}
+    build = [go, "build", "-o", str(binary), str(HERE / "go" / "relay.go")]
+    built = await asyncio.create_subprocess_exec(*build, env=env, cwd=workdir)
+    if await built.wait() != 0:
+        raise RuntimeError(f"go build failed: {' '.join(build)}")
+    port = free_port()
+    argv = [str(binary), "-listen", f"{HOST}:{port}", "-upstream", f"http://{HOST}:{upstream_port}"]
+    return await start_gateway(procs, argv, port, env={"GOMAXPROCS": "1"})

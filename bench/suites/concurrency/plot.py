@@ -1,5 +1,5 @@
 """p50 and p99 added time to first token and p99 added inter-token gap against concurrency,
-per Córtex target, the p99 beside the published figures."""
+per Córtex target and reference relay, the p99 beside the published figures."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def plot(figs: dict[str, dict[int, dict[str, Any]]], path: Path, title: str) -> 
         for name, levels in figs.items():
             cs = sorted(levels)
             values = [levels[c][key]["pooled"] * 1e3 for c in cs]
-            ax.plot(cs, values, marker="o", label=f"Córtex {name}")
+            label = name if "worker" not in name else f"Córtex {name}"  # else a reference
+            ax.plot(cs, values, marker="o", label=label)
         if key == "ttft_p99":
             for name, published in PUBLISHED.items():
                 cs = sorted(published)

@@ -12,7 +12,7 @@ from harness.tables import Table
 from suites.concurrency.added import added, paired
 from suites.concurrency.plan import AIM_SCALING, PUBLISHED, Plan
 from suites.concurrency.sweep import Samples
-from suites.concurrency.targets import Target
+from suites.concurrency.targets import GO, Target
 
 BIFROST = "Bifrost (Go)"
 
@@ -110,6 +110,27 @@ def aims_table(figs: dict[str, dict[int, dict[str, Any]]]) -> Table:
             ours = levels[c]["ttft_p99"]["pooled"] * 1e3
             cells.append(f"{'met' if ours <= bifrost else 'MISSED'} ({ours:+.1f} vs +{bifrost:g})")
         table.add(name, *cells)
+    return table
+
+
+def references_table(figs: dict[str, dict[int, dict[str, Any]]]) -> Table:
+    """p99 added TTFT of each one-worker Córtex beside the relays measured in the same run,
+    and its ratio to the Go relay's (the same-machine stand-in for a Go gateway)."""
+    refs = [name for name in figs if "worker" not in name]
+    ones = [name for name in figs if "1 worker" in name]
+    go = next((name for name in refs if name.startswith(GO)), None)
+    head = [f"{name} here" for name in refs] + [name.replace(", 1 worker", " 1w") for name in ones]
+    table = Table(["p99 added TTFT (ms), this run", *head])
+    for c in next(iter(figs.values()), {}):
+        cells = [_ms(figs[name][c]["ttft_p99"]["pooled"]) for name in refs]
+        for name in ones:
+            ours = figs[name][c]["ttft_p99"]["pooled"]
+            cell = _ms(ours)
+            theirs = figs[go][c]["ttft_p99"]["pooled"] if go is not None else 0
+            if ours > 0 and theirs > 0:
+                cell += f" (×{ours / theirs:.2f} Go)"
+            cells.append(cell)
+        table.add(f"c = {c}", *cells)
     return table
 
 

@@ -1,16 +1,20 @@
-"""The targets: the fake upstream straight in each dialect, and Córtex in front of it with
-one worker (pinned to the relays' CPU, as the harness pins relays) or two (on both CPUs:
-the only way two workers get two cores here, so they share one with the load side)."""
+"""The targets: the fake upstream straight in each dialect, Córtex in front of it with one
+worker (pinned to the relays' CPU, as the harness pins relays) or two (on both CPUs: the
+only way two workers get two cores here, so they share one with the load side), and the
+references measured beside it on the same machine: nginx and a Go reverse proxy, each on
+the relays' CPU, forwarding the Ollama path."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.cpu import family
 from harness.loadgen import DIALECTS, Dialect
 from harness.processes import Gateway, Processes
+from harness.relays import nginx_binary, start_go_relay, start_nginx
 from harness.servers import start_cortex
 
 from suites.compare.targets import Target as Relay
@@ -24,6 +28,7 @@ class Target(Relay):
     client: Dialect
     upstream: Dialect
     workers: int = 0  # 0: the fake upstream straight
+    reference: bool = False  # another relay, measured beside Córtex in the same run
 
     @property
     def path(self) -> str:
@@ -61,6 +66,41 @@ async def widen(gateway: Gateway, workers: int, cpus: set[int] | None) -> None:
     if cpus is not None:
         for pid in family(gateway.proc.pid):
             os.sched_setaffinity(pid, cpus)
+
+
+NGINX = "nginx"
+GO = "Go ReverseProxy"
+
+
+async def reference_targets(procs: Processes, upstream_port: int, workdir: Path) -> list[Target]:
+    """nginx and the Go relay in front of the fake, Ollama → Ollama, one process each on the
+    relays' CPU; a reference that is not installed is left out, with a line saying so."""
+    out = []
+    try:
+        nginx_binary()
+    except RuntimeError as missing:
+        print(f"  no nginx reference: {missing}", flush=True)
+    else:
+        nginx = await start_nginx(procs, upstream_port, workdir)
+        out.append(reference(NGINX, nginx))
+    go = await start_go_relay(procs, upstream_port, workdir)
+    if go is None:
+        print("  no Go reference: Go is not installed (apt-get install golang-go)", flush=True)
+    else:
+        out.append(reference(GO, go))
+    return out
+
+
+def reference(name: str, relay: Gateway) -> Target:
+    return Target(
+        name=f"{name}, ollama→ollama",
+        port=relay.port,
+        server=relay,
+        client="ollama",
+        upstream="ollama",
+        workers=1,
+        reference=True,
+    )
 
 
 def gateway_targets(cortexes: dict[tuple[Dialect, int], Gateway]) -> list[Target]:
