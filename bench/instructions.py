@@ -1,7 +1,7 @@
 """Instructions Córtex executes per request and per token, counted by callgrind (issue #29).
 
     .venv/bin/python bench/instructions.py [--requests N] [--kind ollama|openai] [--only NAME]
-                                           [--keep DIR]
+                                           [--dialect ollama|openai] [--keep DIR]
 
 CPU time on a shared machine moves by tens of per cent from run to run; the number of
 instructions a fixed load makes Córtex execute barely moves, so a change to the hot
@@ -18,6 +18,8 @@ valgrind must be installed (Debian's ``valgrind``). Counts are those of the proc
 (its C code, the interpreter, the kernel's share excluded), and under valgrind the
 clock runs slower, so figures that depend on batching (``c64``) are for comparison
 between two trees on this script only. ``PYTHONPATH=/other/src`` counts another tree.
+``--kind`` is the upstream's dialect, ``--dialect`` the client's (both Ollama's unless
+said): ``--dialect openai`` counts OpenAI chat completions translated to Ollama.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cli import run
-from harness.loadgen import ChatRequest, chat_request, checked, run_load
+from harness.loadgen import ChatRequest, Dialect, chat_request, checked, run_load
 from harness.machine import HOST
 from harness.pinning import choose_pinning
 from harness.processes import processes
@@ -70,8 +72,8 @@ def counted(out_dir: Path, pid: int) -> int:
 
 # callgrind_control returns at once, and the copies are made after the loads
 # ruff: noqa: ASYNC221, ASYNC240
-async def measure(load: Load, port: int, pid: int, out_dir: Path, kind: str) -> int:
-    request: ChatRequest = chat_request(HOST, port, load.tokens, load.delay_ms, "ollama")
+async def measure(load: Load, port: int, pid: int, out_dir: Path, dialect: Dialect) -> int:
+    request: ChatRequest = chat_request(HOST, port, load.tokens, load.delay_ms, dialect)
     warm = min(load.requests, 64 if load.concurrency > 1 else 30)
     checked((await run_load(HOST, port, request, warm, load.concurrency))[0], "warm-up")
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
@@ -79,7 +81,9 @@ async def measure(load: Load, port: int, pid: int, out_dir: Path, kind: str) -> 
     return counted(out_dir, pid)
 
 
-async def main(requests: int, kind: str, only: str | None, keep: Path | None) -> int:
+async def main(
+    requests: int, kind: str, only: str | None, keep: Path | None, dialect: Dialect
+) -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("bench/instructions.py: valgrind is missing (apt-get install valgrind)")
         return 1
@@ -104,14 +108,14 @@ async def main(requests: int, kind: str, only: str | None, keep: Path | None) ->
             figures: dict[str, int] = {}
             for load in loads(requests):
                 if only is None or load.name == only:
-                    figures[load.name] = await measure(load, cortex.port, pid, out_dir, kind)
+                    figures[load.name] = await measure(load, cortex.port, pid, out_dir, dialect)
                     print(f"{load.name}: {figures[load.name]:,} instructions", flush=True)
             if keep is not None:
                 keep.mkdir(parents=True, exist_ok=True)
                 for dump in out_dir.glob("cg.*"):
                     shutil.copy(dump, keep / dump.name)
     source = os.environ.get("PYTHONPATH", "this checkout")
-    print(f"\nCórtex from {source}, {kind} upstream")
+    print(f"\nCórtex from {source}, {dialect} client, {kind} upstream")
     per_request = {}
     for load in loads(requests):
         if load.name in figures and load.name != "paced":
@@ -130,6 +134,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--kind", choices=["ollama", "openai"], default="ollama")
     parser.add_argument("--only", choices=["c1", "c64", "paced"])
+    parser.add_argument("--dialect", choices=["ollama", "openai"], default="ollama")
     parser.add_argument("--keep", type=Path, help="copy callgrind's dumps here")
     args = parser.parse_args()
-    sys.exit(run(main(args.requests, args.kind, args.only, args.keep)))
+    sys.exit(run(main(args.requests, args.kind, args.only, args.keep, args.dialect)))
