@@ -67,6 +67,11 @@ class Conduit(Protocol):
     """The client's connection, for a response that has started (``protocol.py``)."""
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop that serves the connection."""
+        ...
+
+    @property
     def open(self) -> bool:
         """The response started, chunked, and has not ended: its body may be written here."""
         ...
