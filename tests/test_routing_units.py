@@ -291,6 +291,28 @@ def test_no_more_tries_than_max_attempts() -> None:
     assert not plan.retry(IdleTimeout("stalled"), "b")
 
 
+def test_a_lease_that_fails_marks_its_backend_and_is_released_either_way() -> None:
+    """``Failover.lease``'s block: a backend's own fault marks the attempt failed on it (so
+    the retry goes elsewhere) and counts against its circuit; any end releases the slot."""
+
+    async def scenario() -> tuple[str | None, int, int, str | None, int]:
+        settings = Settings(backends=[{"url": "http://127.0.0.1:9", "max_concurrent": 1}])
+        router = Gateway(settings).router
+        [member] = router.members
+        plan = Failover(router, "m", 3)
+        with pytest.raises(UpstreamUnreachable):
+            async with plan.lease() as lease:
+                assert member.in_flight == 1 and lease.member is member
+                raise UpstreamUnreachable("refused")
+        failed = (plan.failed_on, member.in_flight, member.circuit.failures)
+        with pytest.raises(KeyError):
+            async with plan.lease():
+                raise KeyError("not the backend's")
+        return (*failed, plan.failed_on, member.in_flight)
+
+    assert asyncio.run(scenario()) == ("backend-1", 0, 1, None, 0)
+
+
 def test_waiters_are_served_in_turns_across_keys() -> None:
     async def scenario() -> list[str]:
         queue = AdmissionQueue[str](size=20, timeout=5)

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from cortex.access.hostguard import HostPolicy
+from cortex.access.hostguard import HostGuard, HostPolicy, Refusal
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import DEFAULT_MODEL, FakeOllama
 
@@ -130,6 +130,28 @@ def test_http11_without_a_host_or_with_two_is_a_400(
     )
     assert twice.startswith(b"HTTP/1.1 400")
     assert generations(fake) == []
+
+
+def test_the_host_guard_judges_in_one_pass_and_hands_on_the_first_origin() -> None:
+    """The pipeline's first check: the answer is a refusal, or the request's first
+    ``Origin`` (which decides whether the CORS layer answers), or None without one."""
+    guard = HostGuard("127.0.0.1", [], ["http://app.example"])
+
+    def check(*headers: tuple[bytes, bytes], version: str = "1.1") -> Refusal | bytes | None:
+        return guard.check({"type": "http", "http_version": version, "headers": list(headers)})
+
+    host = (b"host", b"localhost:4000")
+    assert check(host) is None
+    assert check((b"origin", b"http://app.example"), host) == b"http://app.example"
+    assert check(host, (b"origin", b"http://localhost:4000"), (b"origin", b"http://x")) == (
+        b"http://localhost:4000"
+    )
+    assert check(host, host) == Refusal(400, "a request needs exactly one Host header")
+    assert check() == Refusal(400, "a request needs exactly one Host header")
+    assert check(version="1.0") is None
+    assert isinstance(check((b"host", b"attacker.example")), Refusal)
+    refused = check(host, (b"origin", b"http://evil.example"))
+    assert isinstance(refused, Refusal) and refused.status == 403
 
 
 def test_a_request_line_in_absolute_form_is_judged_by_the_host_it_names(

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, observe, web
-from .access.hostguard import HostGuard
+from .access.hostguard import HostGuard, Refusal
 from .api import anthropic as anthropic_api
 from .api import ollama, ops
 from .api import openai as openai_api
@@ -61,17 +62,24 @@ class Pipeline:
         self._routes = routes
         self._telemetry = telemetry
         self._access_log = settings.access_log
-        entry: ASGIApp = self._dispatch
-        if settings.cors_origins:
-            entry = _cors(entry, settings.cors_origins)
-        self._entry = HostGuard(entry, settings.host, settings.allowed_hosts, settings.cors_origins)
+        self._guard = HostGuard(settings.host, settings.allowed_hosts, settings.cors_origins)
+        self._cors = _cors(self._dispatch, settings.cors_origins) if settings.cors_origins else None
 
     @property
     def state(self) -> State:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._entry(scope, receive, send)
+        if scope["type"] != "http":
+            await self._dispatch(scope, receive, send)
+            return
+        checked = self._guard.check(scope)
+        if isinstance(checked, Refusal):
+            await checked(scope, receive, send)
+        elif checked is not None and self._cors is not None and self._cors.allows(checked):
+            await self._cors.app(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,7 +105,7 @@ class Pipeline:
         metrics = gw.metrics if gw is not None else None
         handler = self._routes.get(scope["path"]) if scope["method"] == "POST" else None
         if handler is not None and metrics is not None:
-            metrics.active.inc()
+            metrics.active += 1
         try:
             refusal = await self._admit(gw, scope, made)
             if refusal is not None:
@@ -111,7 +119,7 @@ class Pipeline:
             if made.ticket is not None and gw is not None:
                 await gw.access.finish(made.ticket, record)
             if handler is not None and metrics is not None:
-                metrics.active.dec()
+                metrics.active -= 1
             ended = time.monotonic()
             if metrics is not None:
                 metrics.observe(record, ended)
@@ -221,14 +229,22 @@ def create_app(settings: Settings, started: Callable[[], None] | None = None) ->
     return Pipeline(app, streaming, settings, telemetry)
 
 
-def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
+@dataclass(frozen=True, slots=True)
+class _Cors:
+    app: ASGIApp  # the pipeline behind Starlette's CORS middleware
+    allowed: re.Pattern[str]
+
+    def allows(self, origin: bytes) -> bool:
+        return self.allowed.fullmatch(origin.decode("latin-1")) is not None
+
+
+def _cors(app: ASGIApp, origins: Sequence[str]) -> _Cors:
     """Browser pages from these origins may call the API (``*`` matches anything).
 
     A request from any other origin gets no CORS header at all, and its preflight
     goes to the app like any OPTIONS request (``405``).
     """
     pattern = "|".join(re.escape(origin).replace(r"\*", ".*") for origin in origins)
-    allowed = re.compile(pattern)
     cors = CORSMiddleware(
         app,
         allow_origin_regex=pattern,
@@ -244,15 +260,7 @@ def _cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
         ],
         max_age=600,
     )
-
-    async def checked(scope: Scope, receive: Receive, send: Send) -> None:
-        origin = next((v for k, v in scope.get("headers", ()) if k == b"origin"), None)
-        if origin is not None and allowed.fullmatch(origin.decode("latin-1")):
-            await cors(scope, receive, send)
-        else:
-            await app(scope, receive, send)
-
-    return checked
+    return _Cors(cors, re.compile(pattern))
 
 
 def _serving(gw: Gateway) -> str:

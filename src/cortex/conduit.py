@@ -79,6 +79,10 @@ class ClientConduit:
         return self._sender is not None and self._sender is self._task()
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._protocol.loop
+
+    @property
     def gone(self) -> bool:
         return self._cycle.disconnected
 
@@ -121,7 +125,10 @@ class ClientConduit:
             headers = message.get("headers", ())
             if not isinstance(headers, list | tuple):  # an iterable read once, here and by uvicorn
                 headers = message["headers"] = list(headers)
-            self._plain = not any(_encoded(name, value) for name, value in headers)
+            self._plain = True
+            for name, value in headers:
+                if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
+                    self._plain = False
         elif message["type"] == "http.response.body":
             if message.get("more_body", False):
                 if self._wrote:
@@ -154,10 +161,6 @@ class ClientConduit:
             self._watcher.client_lost()
         if self._on_lost is not None:
             self._on_lost()
-
-
-def _encoded(name: bytes, value: bytes) -> bool:
-    return name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
 
 
 def conduit_of(scope: Mapping[str, Any]) -> ClientConduit | None:

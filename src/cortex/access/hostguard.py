@@ -23,8 +23,9 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ..errors import CortexError, dialect_of, reply
 
@@ -90,36 +91,32 @@ def _host_name(host: str) -> str:
 
 
 class HostGuard:
-    """ASGI middleware: refuse requests for a foreign ``Host`` or from a foreign ``Origin``."""
+    """Refuse requests for a foreign ``Host`` or from a foreign ``Origin``: a check the
+    pipeline makes first (``app.Pipeline``), not a layer of the request's await chain."""
 
-    def __init__(
-        self, app: ASGIApp, bind: str, allowed_hosts: Sequence[str], origins: Sequence[str]
-    ) -> None:
-        self.app = app
+    def __init__(self, bind: str, allowed_hosts: Sequence[str], origins: Sequence[str]) -> None:
         self._hosts = HostPolicy(bind, allowed_hosts)
         self._origins = wildcard(origins)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        hosts = [v for k, v in scope["headers"] if k == b"host"]
-        if len(hosts) > 1 or (not hosts and scope.get("http_version") == "1.1"):
-            await _refuse(scope, send, 400, "a request needs exactly one Host header")
-            return
-        host = hosts[0] if hosts else b""
+    def check(self, scope: Scope) -> Refusal | bytes | None:
+        """An HTTP request's refusal, if it gets one; else its ``Origin``, if it has one."""
+        hosts = 0
+        host = origin = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                hosts += 1
+                host = value
+            elif name == b"origin" and origin is None:
+                origin = value
+        if hosts > 1 or (not hosts and scope.get("http_version") == "1.1"):
+            return Refusal(400, "a request needs exactly one Host header")
+        if host is None:
+            host = b""
         if not self._hosts.allows(host):
-            await _refuse(
-                scope, send, 403, "this host name is not allowed (see allowed_hosts in the README)"
-            )
-            return
-        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
+            return Refusal(403, "this host name is not allowed (see allowed_hosts in the README)")
         if origin is not None and not self._origin_allowed(origin, host):
-            await _refuse(
-                scope, send, 403, "requests from this origin are not allowed (see cors_origins)"
-            )
-            return
-        await self.app(scope, receive, send)
+            return Refusal(403, "requests from this origin are not allowed (see cors_origins)")
+        return origin
 
     def _origin_allowed(self, origin: bytes, host: bytes) -> bool:
         text = origin.decode("latin-1").lower()
@@ -128,8 +125,13 @@ class HostGuard:
         return self._origins is not None and self._origins.fullmatch(text) is not None
 
 
-async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
-    refusal = CortexError(message, status=status)
-    status, headers, body = reply(refusal, dialect_of(scope.get("path", "")))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = CortexError(self.message, status=self.status)
+        status, headers, body = reply(refusal, dialect_of(scope.get("path", "")))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

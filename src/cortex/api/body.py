@@ -24,12 +24,12 @@ Model = TypeVar("Model", bound=BaseModel)
 async def read_body(request: Request, settings: Settings) -> bytes:
     """The request's body, bounded in size (413) and in time (408)."""
     limit, timeout = settings.max_body_bytes, settings.body_timeout
+    conduit = conduit_of(request.scope)
+    if conduit is not None and conduit.body_arrived:  # most bodies come with their head
+        return _whole(await request.receive(), limit)  # as long as it said it would be
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
-    conduit = conduit_of(request.scope)
-    if conduit is not None and conduit.body_arrived:  # most bodies come with their head
-        return _whole(await request.receive(), limit)
     parts: list[bytes] = []
     size = 0
     try:

@@ -55,8 +55,7 @@ class RoutedSource:
         began = record.started if self.began is None else self.began
         async with self.failover.lease(self.ask.prompt, self.ctx.party) as lease:
             record.backend, record.queue_wait = lease.member.name, lease.waited
-            loop = asyncio.get_running_loop()
-            sent_at = loop.time()
+            sent_at = time.monotonic()
             ask = lease.member.prepared(self.ask)
             call = lease.backend.wire.generation(ask)
             limits = self.gw.limits
@@ -80,7 +79,7 @@ class RoutedSource:
                                 parts=driven.parts,
                                 error_frame=call.translator.error if call.translator else None,
                                 headers=headers,
-                                on_first_part=lambda: lease.first_byte(loop.time() - sent_at),
+                                on_first_part=lambda: lease.first_byte(time.monotonic() - sent_at),
                                 usage=driven.usage,
                                 direct=driven.direct,
                                 ended=driven.ended,

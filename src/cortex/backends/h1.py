@@ -40,7 +40,7 @@ class Connection(asyncio.Protocol):
     """One connection to a model server, and the state of its current exchange."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self.lost = False
@@ -195,9 +195,9 @@ class Connection(asyncio.Protocol):
         self._reset()
         self.resume()
         assert self._transport is not None
-        self.started_at = self._loop.time()
-        head = self._head = self._loop.create_future()
-        timer = Deadline(self._loop, deadline, self._late)  # after reading what came in time
+        self.started_at = self.loop.time()
+        head = self._head = self.loop.create_future()
+        timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
         self._transport.write(request)
         try:
             await head
@@ -217,7 +217,7 @@ class Connection(asyncio.Protocol):
                 raise self._error
             if self.complete:
                 return b""
-            self._waiter = self._loop.create_future()
+            self._waiter = self.loop.create_future()
             try:
                 await self._waiter
             finally:

@@ -10,8 +10,6 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -81,8 +79,7 @@ class HTTPBackend:
             headers.append(f"Authorization: Basic {_basic(parts.username, parts.password)}")
         self._headers = ("\r\n".join(headers) + "\r\n").encode("latin-1")
 
-    @asynccontextmanager
-    async def open(
+    def open(
         self,
         method: str,
         path: str,
@@ -92,9 +89,9 @@ class HTTPBackend:
         from_root: bool = False,
         request_id: str | None = None,
         trace: bytes = b"",
-    ) -> AsyncIterator[Connection]:
-        """Send a request; yield the connection, whose body reads the answer, once the
-        upstream answered with a success status.
+    ) -> Answer:
+        """Send a request; enter with the connection, whose body reads the answer, once
+        the upstream answered with a success status.
 
         Leaving the block before the answer ended (a client went away, a timeout)
         closes the upstream connection at once, which makes Ollama stop generating.
@@ -102,13 +99,7 @@ class HTTPBackend:
         """
         target = path if from_root else self._prefix + path
         request = self._request(method, target, body, request_id, trace)
-        connection = await self._send(request, first_byte or self._timeouts.first_byte)
-        try:
-            if connection.status >= 300:
-                raise await _status_error(connection)
-            yield connection
-        finally:
-            self._pool.give_back(connection)
+        return Answer(self, request, first_byte or self._timeouts.first_byte)
 
     @property
     def problem(self) -> str | None:
@@ -142,9 +133,11 @@ class HTTPBackend:
         return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
 
     async def _send(self, request: bytes, first_byte: float) -> Connection:
-        deadline = asyncio.get_running_loop().time() + first_byte
+        connection = self._pool.take()
+        # a kept-alive connection knows its loop: no getpid call to find the running one
+        loop = connection.loop if connection is not None else asyncio.get_running_loop()
+        deadline = loop.time() + first_byte
         while True:
-            connection = self._pool.take()
             reused = connection is not None
             if connection is None:
                 connection = await self._connect(deadline, first_byte)
@@ -155,6 +148,7 @@ class HTTPBackend:
                 connection.close()
                 if not reused:
                     raise self._unreachable(CLOSED) from None
+                connection = self._pool.take()
             except Late:
                 raise _no_answer(first_byte) from None
             except Closed:
@@ -188,6 +182,34 @@ class HTTPBackend:
     def _unreachable(self, reason: str) -> UpstreamError:
         logger.warning("model server %s unreachable: %s", redact_url(self.base_url), reason)
         return UpstreamUnreachable(f"cannot reach the model server: {reason}")
+
+
+class Answer:
+    """``HTTPBackend.open``'s block: a class, not a generator, as it is on every request's
+    way to the upstream (no async generator to start, hook and finalize)."""
+
+    __slots__ = ("_backend", "_connection", "_first_byte", "_request")
+
+    def __init__(self, backend: HTTPBackend, request: bytes, first_byte: float) -> None:
+        self._backend = backend
+        self._request = request
+        self._first_byte = first_byte
+        self._connection: Connection | None = None
+
+    async def __aenter__(self) -> Connection:
+        backend = self._backend
+        connection = await backend._send(self._request, self._first_byte)
+        if connection.status >= 300:
+            try:
+                raise await _status_error(connection)
+            finally:
+                backend._pool.give_back(connection)
+        self._connection = connection
+        return connection
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._connection is not None:
+            self._backend._pool.give_back(self._connection)
 
 
 def _basic(user: str, password: str | None) -> str:

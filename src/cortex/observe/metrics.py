@@ -55,7 +55,10 @@ class Metrics:
         self.tokens = Counter(
             "cortex_tokens", "Tokens, as the upstreams report them", ["model", "kind"], registry=r
         )
-        self.active = Gauge("cortex_active_streams", "Answers being relayed now", registry=r)
+        # counted by the pipeline, read at a scrape: no lock and four calls a request each way
+        self.active = 0
+        active = Gauge("cortex_active_streams", "Answers being relayed now", registry=r)
+        active.set_function(lambda: float(self.active))
         queued = Gauge("cortex_queue_depth", "Requests waiting for a busy backend", registry=r)
         queued.set_function(lambda: float(queue_depth()))
         self.queue_wait = Histogram(

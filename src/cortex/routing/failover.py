@@ -8,8 +8,6 @@ until their first byte has reached the client; after that, the fault is told.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,21 +25,10 @@ class Failover:
     attempts: int = 0
     failed_on: str | None = None  # the backend of the attempt that just failed
 
-    @asynccontextmanager
-    async def lease(self, prompt: Any = None, party: str = "") -> AsyncIterator[Lease]:
+    def lease(self, prompt: Any = None, party: str = "") -> Leased:
         """One attempt: a backend leased for the request (none that failed it), marked
         failed if the attempt raises a ``CortexError``, released at the end either way."""
-        self.failed_on = None
-        lease = await self.router.acquire(self.model, prompt, self.excluded, party)
-        self.started()
-        try:
-            yield lease
-        except CortexError as exc:
-            lease.failed(exc)
-            self.failed_on = lease.member.name
-            raise
-        finally:
-            lease.release()
+        return Leased(self, prompt, party)
 
     def retry_after(self, exc: CortexError) -> bool:
         """Whether the attempt that just failed with ``exc`` should be followed by another."""
@@ -59,3 +46,36 @@ class Failover:
         return self.attempts < self.max_attempts and self.router.has_alternative(
             self.model, self.excluded
         )
+
+
+class Leased:
+    """``Failover.lease``'s block: a class, not a generator, as it is on every request's
+    way to the upstream (no async generator to start, hook and finalize)."""
+
+    __slots__ = ("_failover", "_lease", "_party", "_prompt")
+
+    def __init__(self, failover: Failover, prompt: Any, party: str) -> None:
+        self._failover = failover
+        self._prompt = prompt
+        self._party = party
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        failover = self._failover
+        failover.failed_on = None
+        router = failover.router
+        lease = await router.acquire(failover.model, self._prompt, failover.excluded, self._party)
+        self._lease = lease
+        failover.started()
+        return lease
+
+    async def __aexit__(self, _: object, exc: BaseException | None, __: object) -> None:
+        lease = self._lease
+        if lease is None:
+            return
+        try:
+            if isinstance(exc, CortexError):
+                lease.failed(exc)
+                self._failover.failed_on = lease.member.name
+        finally:
+            lease.release()

@@ -189,6 +189,8 @@ class Router:
         if not roomy:
             return None, False
         self._turn += 1
+        if len(roomy) == 1 and rule != "state" and len(keys) < 2:
+            return roomy[0], False  # no choice to make: no load to compare, no affinity to find
         if rule == "round-robin":
             return roomy[self._turn % len(roomy)], False
         if rule == "state":

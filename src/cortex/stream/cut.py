@@ -70,7 +70,7 @@ async def _in_a_task_group(
 async def _in_this_task(
     body: Body, conduit: Conduit, stopping: asyncio.Future[None] | None, beat: Body | None
 ) -> Cut | None:
-    task = asyncio.current_task()
+    task = asyncio.current_task(conduit.loop)  # given the loop, no getpid call to find it
     assert task is not None
     why: Cut | None = "gone" if conduit.gone else None
 

@@ -67,6 +67,11 @@ class Conduit(Protocol):
     """The client's connection, for a response that has started (``protocol.py``)."""
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop that serves the connection."""
+        ...
+
+    @property
     def open(self) -> bool:
         """The response started, chunked, and has not ended: its body may be written here."""
         ...
@@ -116,8 +121,9 @@ class Push:
         self._paused_by_client = False
         self._timer: asyncio.TimerHandle | AfterReads | None = None
         self._settling = False  # the deadline came; judged once the loop has read
-        self._arm()
-        upstream.push(self)
+        upstream.push(self)  # what came with the head arrives now: the timer is set after it
+        if not self._core.finished:
+            self._arm()
 
     # the ASGI side
 

@@ -98,7 +98,10 @@ class RelayResponse(Response):
         self._heartbeat = heartbeat
         self._heartbeat_every = heartbeat_every
         self._framing = framing
-        self._sending = asyncio.Lock()
+        # only a heartbeat sends beside the body: without one, nothing to take turns with
+        self._sending: asyncio.Lock | _Alone = (
+            asyncio.Lock() if heartbeat is not None and streaming else _ALONE
+        )
         # until an attempt gives its own: a failure before one began (after a heartbeat)
         self._frame: FrameRenderer | None = error_frame
         self._media_type = media_type
@@ -157,11 +160,13 @@ class RelayResponse(Response):
                     self._frame, current = attempt.error_frame, attempt
                     async for part in parts:
                         if not self._started:
-                            attempt.on_first_part()
                             if self._record is not None:
                                 self._record.first_token = time.monotonic()
                             whole = not self._streaming or attempt.ended()
-                            await self._start(send, part, attempt.headers, not whole)
+                            try:
+                                await self._start(send, part, attempt.headers, not whole)
+                            finally:  # the backend's bookkeeping waits for the client's bytes
+                                attempt.on_first_part()
                             self._started = True
                             if whole:
                                 self._note_usage(attempt)
@@ -232,6 +237,19 @@ class RelayResponse(Response):
             status, headers, body = reply(exc, self._dialect)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
+
+
+class _Alone:
+    """The lock of a response whose body is its only sender: always free."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+_ALONE = _Alone()
 
 
 def _conduit(scope: Scope) -> Conduit | None:
