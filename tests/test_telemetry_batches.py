@@ -5,6 +5,7 @@ the wall clock once a batch."""
 from __future__ import annotations
 
 import random
+import socket
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -65,6 +66,42 @@ def test_a_batch_of_records_wakes_the_thread_before_its_schedule() -> None:
         assert measured == [(n,) for n in range(RECORDS)]
     finally:
         exporter.shutdown()
+
+
+def test_a_silent_collector_holds_up_posts_not_measurements() -> None:
+    """A collector that takes the connection and never answers holds each post for
+    OTEL_EXPORTER_OTLP_TIMEOUT; the records behind it are still measured, none dropped."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        environ = {
+            **ENVIRON,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "30000",
+            "OTEL_BSP_MAX_QUEUE_SIZE": str(RECORDS + RECORDS // 2),
+        }
+        settings = OTLPSettings.from_env(environ, traces=True, metrics=False)
+        measured: list[Record] = []
+        progress = threading.Condition()
+
+        def measure(records: Any) -> None:
+            with progress:
+                measured.extend(records)
+                progress.notify_all()
+
+        exporter = Exporter(settings, b"", b"", lambda records, offset: b"\n\x00", measure, list)
+        exporter.start()
+        try:
+            for batch in range(4):
+                for n in range(RECORDS):
+                    exporter.add((batch, n))
+                with progress:
+                    done = (batch + 1) * RECORDS
+                    assert progress.wait_for(lambda done=done: len(measured) >= done, 20)
+            assert exporter.dropped == 0
+            assert len(measured) == 4 * RECORDS
+        finally:
+            silent.close()  # the post that waits on it fails, and the threads stop
+            exporter.shutdown(timeout=20)
 
 
 class Collected:
