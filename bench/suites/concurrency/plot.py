@@ -25,8 +25,8 @@ def plot(figs: dict[str, dict[int, dict[str, Any]]], path: Path, title: str) -> 
         for name, levels in figs.items():
             cs = sorted(levels)
             values = [levels[c][key]["pooled"] * 1e3 for c in cs]
-            label = name if "worker" not in name else f"Córtex {name}"  # else a reference
-            ax.plot(cs, values, marker="o", label=label)
+            legend = name if "worker" not in name else f"Córtex {name}"  # else a reference
+            ax.plot(cs, values, marker="o", label=legend)
         if key == "ttft_p99":
             for name, published in PUBLISHED.items():
                 cs = sorted(published)
