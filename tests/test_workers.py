@@ -53,10 +53,15 @@ def start(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-    if chosen == 0:
-        chosen = wait_for(lambda: _announced_port(log) or 0, process)
-    wait_listening(chosen, process)
-    wait_for(lambda: len(workers_listening(process.pid, chosen)) == 2, process)
+    try:
+        if chosen == 0:
+            chosen = wait_for(lambda: _announced_port(log) or 0, process)
+        wait_listening(chosen, process)
+        wait_for(lambda: len(workers_listening(process.pid, chosen)) == 2, process)
+    except BaseException:  # a Córtex that never got ready is not left running
+        process.kill()
+        process.wait(10)
+        raise
     return chosen, process
 
 
