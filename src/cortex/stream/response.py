@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -99,7 +99,7 @@ class RelayResponse(Response):
         self._heartbeat_every = heartbeat_every
         self._framing = framing
         # only a heartbeat sends beside the body: without one, nothing to take turns with
-        self._sending: asyncio.Lock | _Alone = (
+        self._sending: AbstractAsyncContextManager[object] = (
             asyncio.Lock() if heartbeat is not None and streaming else _ALONE
         )
         # until an attempt gives its own: a failure before one began (after a heartbeat)
@@ -239,17 +239,7 @@ class RelayResponse(Response):
             await send({"type": "http.response.body", "body": body})
 
 
-class _Alone:
-    """The lock of a response whose body is its only sender: always free."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *_: object) -> None:
-        return None
-
-
-_ALONE = _Alone()
+_ALONE = nullcontext()  # the lock of a response whose body is its only sender: always free
 
 
 def _conduit(scope: Scope) -> Conduit | None:

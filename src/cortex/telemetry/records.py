@@ -53,7 +53,7 @@ AttemptRecord = tuple[
     int, float, float, Parameters, int | None, int | None, str | None, str | None, str | None
 ]
 # Every record starts with: CLIENT or SERVER, sampled, trace id, the SERVER span's id,
-# tracestate, the attempt's target (``Targets.find``, None without one), whether the
+# tracestate, the attempt's target (``targets.Targets``, None without one), whether the
 # client asked for a stream, and the attempt (None without one). A CLIENT record is
 # that alone (an attempt a failover followed, or one that ended after its request); a
 # SERVER record goes on: the parent span id (the client's, 8 bytes, or None), start and

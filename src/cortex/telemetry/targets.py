@@ -1,7 +1,7 @@
 """What every upstream attempt of one operation, on one model at one model server,
 shares: its *target*, the key its CLIENT span's name and GenAI attributes and its
 histogram series are kept by, in the exporter's thread. Found once per attempt by one
-dictionary lookup (``Targets.find``), so that a request builds no attributes.
+dictionary lookup (``targets[key]``), so that a request builds no attributes.
 """
 
 from __future__ import annotations
