@@ -9,8 +9,9 @@ sweep: answers at a model's pace (20 tokens, a token every 5 ms) over 1, 4, 16, 
 pins relays) and with ``--workers 2`` (on both CPUs), for Ollama → Ollama, OpenAI →
 OpenAI and OpenAI client → Ollama upstream: p50 and p99 added time to first token and
 inter-token gap. Two other relays are swept beside Córtex on the Ollama path, on the same
-CPU, as this machine's own references: nginx and a Go reverse proxy (bench/go/relay.go,
-built when Go is installed: ``apt-get install golang-go``). Then long prompts (1k, 10k,
+CPU, as this machine's own references: nginx, a Go reverse proxy (bench/go/relay.go,
+built when Go is installed: ``apt-get install golang-go``) and Python's floor, a byte
+pipe on uvloop that parses nothing (bench/pipe_relay.py). Then long prompts (1k, 10k,
 100k tokens of body), fast streams beside a slow one (head-of-line blocking), a tool
 call streamed in many small pieces (forwarded, and reassembled for an Ollama client), a
 flood of bad keys, the throughput of one worker and two, and a py-spy profile at

@@ -1,5 +1,6 @@
-"""The relays Córtex is compared with: nginx (the reference), the hand-written relay, and a
-Go reverse proxy built from bench/go/relay.go when Go is installed."""
+"""The relays Córtex is compared with: nginx (the reference), the hand-written relay, a
+Go reverse proxy built from bench/go/relay.go when Go is installed, and Python's floor
+(bench/pipe_relay.py)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,14 @@ async def start_handwritten(procs: Processes, upstream_port: int) -> Gateway:
     port = free_port()
     argv = [sys.executable, str(HERE / "handwritten.py"), "--port", str(port)]
     argv += ["--upstream", f"http://{HOST}:{upstream_port}"]
+    return await start_gateway(procs, argv, port)
+
+
+async def start_pipe_relay(procs: Processes, upstream_port: int) -> Gateway:
+    """bench/pipe_relay.py: bytes copied both ways on uvloop, no HTTP (Python's floor)."""
+    port = free_port()
+    argv = [sys.executable, str(HERE / "pipe_relay.py"), "--port", str(port)]
+    argv += ["--upstream", f"{HOST}:{upstream_port}"]
     return await start_gateway(procs, argv, port)
 
 

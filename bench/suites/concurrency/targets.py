@@ -1,8 +1,8 @@
 """The targets: the fake upstream straight in each dialect, Córtex in front of it with one
 worker (pinned to the relays' CPU, as the harness pins relays) or two (on both CPUs: the
 only way two workers get two cores here, so they share one with the load side), and the
-references measured beside it on the same machine: nginx and a Go reverse proxy, each on
-the relays' CPU, forwarding the Ollama path."""
+references measured beside it on the same machine: nginx, a Go reverse proxy and Python's
+floor (a byte pipe), each on the relays' CPU, forwarding the Ollama path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.cpu import family
 from harness.loadgen import DIALECTS, Dialect
 from harness.processes import Gateway, Processes
-from harness.relays import nginx_binary, start_go_relay, start_nginx
+from harness.relays import nginx_binary, start_go_relay, start_nginx, start_pipe_relay
 from harness.servers import start_cortex
 
 from suites.compare.targets import Target as Relay
@@ -70,11 +70,13 @@ async def widen(gateway: Gateway, workers: int, cpus: set[int] | None) -> None:
 
 NGINX = "nginx"
 GO = "Go ReverseProxy"
+PIPE = "Python byte pipe"
 
 
 async def reference_targets(procs: Processes, upstream_port: int, workdir: Path) -> list[Target]:
-    """nginx and the Go relay in front of the fake, Ollama → Ollama, one process each on the
-    relays' CPU; a reference that is not installed is left out, with a line saying so."""
+    """nginx, the Go relay and the Python byte pipe in front of the fake, Ollama → Ollama, one
+    process each on the relays' CPU; a reference that is not installed is left out, with a
+    line saying so."""
     out = []
     try:
         nginx_binary()
@@ -88,6 +90,7 @@ async def reference_targets(procs: Processes, upstream_port: int, workdir: Path)
         print("  no Go reference: Go is not installed (apt-get install golang-go)", flush=True)
     else:
         out.append(reference(GO, go))
+    out.append(reference(PIPE, await start_pipe_relay(procs, upstream_port)))
     return out
 
 
