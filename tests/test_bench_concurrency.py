@@ -1,6 +1,7 @@
 """The pure parts of bench/concurrency.py: added percentiles, gaps, the pairing of direct
 and gateway rounds, the workers' estimate, the profile's own-time count, the fake
-upstream's tool-call pieces and the load generator's token arrivals."""
+upstream's tool-call pieces, the load generator's token arrivals, and Python's floor (the
+byte pipe) over real sockets."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
 
 from fake_upstream import tool_pieces
 from harness.loadgen import StreamConnection, chat_request
+from pipe_relay import client_side
 from suites.concurrency.added import added, gaps, paired, pooled_gaps
 from suites.concurrency.hotspots import leaves
 from suites.concurrency.scaling import FIGURES, estimate, over_rounds
@@ -143,3 +145,32 @@ def test_a_timed_request_notes_one_arrival_per_token_sharing_a_read() -> None:
 
 def test_an_untimed_request_notes_no_arrivals() -> None:
     assert not chat_request("127.0.0.1", 1, 3).timed
+
+
+def test_the_byte_pipe_relays_both_ways_and_passes_the_upstreams_close_on() -> None:
+    async def through_the_pipe() -> tuple[bytes, bytes]:
+        got = bytearray()
+
+        async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.extend(await reader.readexactly(10))
+            writer.write(b"answer: " + bytes(got))
+            await writer.drain()
+            writer.close()
+
+        model = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        tasks: set[asyncio.Task[None]] = set()
+        address = model.sockets[0].getsockname()[:2]
+        loop = asyncio.get_running_loop()
+        pipe = await loop.create_server(lambda: client_side(address, tasks), "127.0.0.1", 0)
+        async with model, pipe:
+            reader, writer = await asyncio.open_connection(*pipe.sockets[0].getsockname()[:2])
+            writer.write(b"01234")  # may come before the pipe's upstream connection is open
+            await asyncio.sleep(0.05)
+            writer.write(b"56789")
+            answer = await asyncio.wait_for(reader.read(), 5)  # the upstream's close reaches us
+            writer.close()
+            return bytes(got), answer
+
+    got, answer = asyncio.run(through_the_pipe())
+    assert got == b"0123456789"
+    assert answer == b"answer: 0123456789"
