@@ -135,6 +135,7 @@ class Settings(BaseModel):
     idle_timeout: float = Field(default=30.0, gt=0)
     heartbeat_interval: float = Field(default=15.0, gt=0)
     max_body_bytes: int = Field(default=10 * MiB, gt=0)
+    max_blob_bytes: int = Field(default=1024 * 1024 * MiB, gt=0)  # a model's weights, streamed
     max_connections: int = Field(default=10_000, ge=1)
     max_head_bytes: int = Field(default=64 * 1024, ge=1024)
     head_timeout: float = Field(default=10.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
 import orjson
@@ -19,6 +20,7 @@ from ..json_depth import MAX_JSON_DEPTH, too_deep
 from .fields import check_keys
 
 Model = TypeVar("Model", bound=BaseModel)
+GONE = "the client closed the connection before sending its whole body"
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:
@@ -40,7 +42,7 @@ async def read_body(request: Request, settings: Settings) -> bytes:
                     raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
                 parts.append(chunk)
     except ClientDisconnect:
-        raise BadRequest("the client closed the connection before sending its whole body") from None
+        raise BadRequest(GONE) from None
     except TimeoutError:
         raise BadRequest(
             f"the request body took more than {timeout:g} s to arrive", status=408
@@ -48,10 +50,34 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     return b"".join(parts)
 
 
+async def body_pieces(request: Request, limit: int, idle: float) -> AsyncGenerator[bytes, None]:
+    """The request's body piece by piece as it arrives, for a body too large to hold
+    (a blob): bounded in size (413) and in the time between two pieces (408)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+    pieces = request.stream()
+    size = 0
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                piece = await anext(pieces)
+        except StopAsyncIteration:
+            return
+        except ClientDisconnect:
+            raise BadRequest(GONE) from None
+        except TimeoutError:
+            raise BadRequest(f"the request body stopped for {idle:g} s", status=408) from None
+        size += len(piece)
+        if size > limit:
+            raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+        yield piece
+
+
 def _whole(message: Message, limit: int) -> bytes:
     """The body of the one message a body that already arrived makes, without a clock."""
     if message["type"] != "http.request":
-        raise BadRequest("the client closed the connection before sending its whole body")
+        raise BadRequest(GONE)
     body: bytes = message.get("body", b"")
     if len(body) > limit:
         raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")

@@ -9,23 +9,28 @@ and residency are read again after every change.
 
 from __future__ import annotations
 
+import re
+from contextlib import aclosing
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from ..backends.http import HTTPBackend
+from ..backends.upload import Upload
 from ..context import RequestContext, context
 from ..errors import BadRequest, CortexError, ModelNotFound
 from ..gateway import Gateway, gateway
 from ..routing import Member
 from ..routing.placement import destinations, holders
 from ..stream.pull import read_whole
-from .body import read_body, read_json_object, request_schema, validate
+from .body import body_pieces, read_json_object, request_schema, validate
 from .progress import ProgressSource, progress_response
 from .replies import json_reply
 
 router = APIRouter(tags=["Ollama"])
+DIGEST = re.compile("sha256[:-][0-9a-fA-F]{64}")  # what Ollama accepts
 
 
 class PullBody(BaseModel):
@@ -115,13 +120,35 @@ async def has_blob(request: Request, digest: str) -> Response:
 
 @router.post("/api/blobs/{digest}")
 async def create_blob(request: Request, digest: str) -> Response:
-    """A blob, uploaded to every server a create may go to (at most ``max_body_bytes``)."""
+    """A blob, streamed as it arrives to every server a create may go to, at the pace of
+    the slowest (at most ``max_blob_bytes``): 201 when one of them stored it, 200 when
+    all had it already."""
     gw, ctx = gateway(request), context(request)
     _allow(ctx)
-    blob = await read_body(request, gw.settings)
-    created = False
-    for member in destinations(gw.router.members, None, gw.settings.pull_to):
-        created |= await _send(gw, member, "POST", f"/api/blobs/{digest}", blob, ctx) == 201
+    if DIGEST.fullmatch(digest) is None:
+        raise BadRequest("invalid digest format")  # Ollama's words; never a path of our own
+    settings = gw.settings
+    declared = request.headers.get("content-length")
+    length = int(declared) if declared is not None and declared.isdigit() else None
+    uploads = []
+    for member in destinations(gw.router.members, None, settings.pull_to):
+        assert isinstance(member.backend, HTTPBackend)  # only Ollama servers manage models
+        ctx.record.backend = member.name
+        uploads.append(Upload(member.backend, f"/api/blobs/{digest}", length, ctx.record.id))
+    try:
+        for upload in uploads:
+            await upload.start()
+        pieces = body_pieces(request, settings.max_blob_bytes, settings.body_timeout)
+        async with aclosing(pieces):
+            async for piece in pieces:
+                for upload in uploads:
+                    await upload.send(piece)
+        created = False
+        for upload in uploads:
+            created |= await upload.finish() == 201
+    finally:
+        for upload in uploads:
+            upload.close()
     return Response(status_code=201 if created else 200)
 
 

@@ -48,6 +48,7 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._fed: list[bytes] = []  # a pushed body's chunks from the read being parsed
         self._feeding = False  # a read is being parsed for a sink: its chunks go to _fed
+        self._drained: asyncio.Future[None] | None = None  # a streamed body's writer waits
         self._reset()
 
     def _reset(self) -> None:
@@ -103,6 +104,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.resume_writing()  # a streamed body's writer stops waiting
         if self.complete:
             return
         if self._head is not None and not self._head.done():
@@ -117,10 +119,15 @@ class Connection(asyncio.Protocol):
         self._fail(UpstreamIncomplete(BROKEN))
 
     def pause_writing(self) -> None:
-        pass  # requests are small and written at once
+        # Only a streamed request body (``upload.py``) waits for the server to read;
+        # other requests are small and written at once.
+        if self._drained is None:
+            self._drained = self.loop.create_future()
 
     def resume_writing(self) -> None:
-        pass
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _stray(self) -> None:
         """The server sent more than its answer: the connection cannot carry another."""
@@ -157,6 +164,8 @@ class Connection(asyncio.Protocol):
             return
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
+            if self._drained is not None:  # a streamed body's writer waits: it stops now
+                self.resume_writing()
 
     def on_body(self, body: bytes) -> None:
         if self.status < 200:
@@ -192,17 +201,37 @@ class Connection(asyncio.Protocol):
     async def send(self, request: bytes, deadline: float) -> None:
         """Write a request; return once the answer's status line and headers arrived,
         or raise ``Late`` at ``deadline`` (event-loop time) and close the connection."""
+        await self.answered(self.begin(request), deadline)
+
+    def begin(self, request: bytes) -> asyncio.Future[None]:
+        """Start an exchange with ``request`` (its head, or all of it); the future is
+        done when the answer's head arrived (or with the exchange's failure)."""
         self._reset()
         self.resume()
         assert self._transport is not None
         self.started_at = self.loop.time()
         head = self._head = self.loop.create_future()
-        timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
         self._transport.write(request)
+        return head
+
+    async def answered(self, head: asyncio.Future[None], deadline: float) -> None:
+        """Wait for the head ``begin`` gave, or raise ``Late`` at ``deadline``."""
+        timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
         try:
             await head
         finally:
             timer.cancel()
+
+    def write(self, data: bytes) -> None:
+        """More of a streamed request's body (``begin`` wrote its head)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    async def drained(self) -> None:
+        """Return once the server has read enough of what was written (at once if so)."""
+        drained = self._drained
+        if drained is not None:
+            await asyncio.shield(drained)
 
     def _late(self) -> None:
         head = self._head

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import os
 import re
 import socket
@@ -122,6 +123,22 @@ class HTTPBackend:
     async def close(self) -> None:
         self._pool.close()
 
+    def upload_head(self, path: str, framing: bytes, request_id: str) -> bytes:
+        """The head of a POST whose body is streamed after it (``upload.py``); ``framing``
+        is its Content-Length or Transfer-Encoding line."""
+        head = b"POST %s HTTP/1.1\r\n%s" % ((self._prefix + path).encode(), self._headers)
+        head = head.replace(b"application/json", b"application/octet-stream")  # Content-Type
+        return b"%sX-Request-ID: %s\r\n%s\r\n\r\n" % (head, request_id.encode(), framing)
+
+    async def connect(self) -> Connection:
+        """A new connection, within the connect timeout."""
+        return await self._connect(math.inf, self._timeouts.first_byte)
+
+    @property
+    def first_byte(self) -> float:
+        """How long the server may take to answer once it has the whole request."""
+        return self._timeouts.first_byte
+
     def _request(
         self, method: str, target: str, body: bytes | None, request_id: str | None, trace: bytes
     ) -> bytes:
@@ -150,7 +167,7 @@ class HTTPBackend:
                     raise self._unreachable(CLOSED) from None
                 connection = self._pool.take()
             except Late:
-                raise _no_answer(first_byte) from None
+                raise no_answer(first_byte) from None
             except Closed:
                 connection.close()
                 raise self._unreachable(CLOSED) from None
@@ -167,7 +184,7 @@ class HTTPBackend:
                 return await self._pool.connect()
         except TimeoutError:
             if connect_by > deadline:
-                raise _no_answer(first_byte) from None
+                raise no_answer(first_byte) from None
             raise ConnectTimeout(
                 f"timed out connecting to the model server after {connect:g} s"
             ) from None
@@ -201,7 +218,7 @@ class Answer:
         connection = await backend._send(self._request, self._first_byte)
         if connection.status >= 300:
             try:
-                raise await _status_error(connection)
+                raise await status_error(connection)
             finally:
                 backend._pool.give_back(connection)
         self._connection = connection
@@ -217,11 +234,11 @@ def _basic(user: str, password: str | None) -> str:
     return base64.b64encode(pair.encode()).decode("ascii")
 
 
-def _no_answer(first_byte: float) -> FirstByteTimeout:
+def no_answer(first_byte: float) -> FirstByteTimeout:
     return FirstByteTimeout(f"the model server did not answer within {first_byte:g} s")
 
 
-async def _status_error(connection: Connection) -> UpstreamError:
+async def status_error(connection: Connection) -> UpstreamError:
     """Turn an upstream error status into an error that keeps its status and message."""
     status = connection.status
     raw = b""
