@@ -99,6 +99,7 @@ class SlowDisk:
         self.half = threading.Event()
         self.ended = threading.Event()
         self.cut_short = False
+        self.give_up_at: int | None = None  # bytes after which it drops the connection
         self.expected = 0
         self._loop = asyncio.new_event_loop()
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -135,6 +136,8 @@ class SlowDisk:
                         self.ended.set()
                         return
                     self.received += len(piece)
+                    if self.give_up_at is not None and self.received >= self.give_up_at:
+                        return  # its disk is full: it hangs up
                     if self.received >= length // 2:
                         self.half.set()
                     await asyncio.sleep(0.001)  # a slow disk
@@ -210,3 +213,17 @@ def test_the_ollama_client_uploads_a_gguf_larger_than_max_body_bytes_then_create
     created = client.create(model="made:1", files={"model.gguf": digest}, stream=False)
     assert created.status == "success"
     assert "made:1" in fake.models
+
+
+def test_a_server_that_goes_away_mid_blob_is_reported_before_the_body_ends(
+    slow_disk: SlowDisk, start_gateway: StartGateway
+) -> None:
+    blob = b"d" * (8 * MiB)
+    gateway = start_gateway(upstream=slow_disk.url, upstream_kind="ollama")
+    slow_disk.give_up_at = 2 * MiB
+    with _send_blob_head(gateway.url, _digest(blob), len(blob)) as client:
+        client.sendall(blob[: 4 * MiB])
+        client.settimeout(10)
+        reply = client.recv(4096)  # without the other half of the body
+    assert reply.startswith(b"HTTP/1.1 502 "), reply
+    assert b"closed the connection before it answered the upload" in reply

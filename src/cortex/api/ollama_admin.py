@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from ..backends.http import HTTPBackend
-from ..backends.upload import Upload
+from ..backends.upload import Upload, stream_to
 from ..context import RequestContext, context
 from ..errors import BadRequest, CortexError, ModelNotFound
 from ..gateway import Gateway, gateway
@@ -140,9 +140,7 @@ async def create_blob(request: Request, digest: str) -> Response:
             await upload.start()
         pieces = body_pieces(request, settings.max_blob_bytes, settings.body_timeout)
         async with aclosing(pieces):
-            async for piece in pieces:
-                for upload in uploads:
-                    await upload.send(piece)
+            await stream_to(uploads, pieces)
         created = False
         for upload in uploads:
             created |= await upload.finish() == 201

@@ -13,6 +13,8 @@ connection is closed at the end rather than kept, since it carries an unread bod
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 from ..errors import UpstreamIncomplete
 from .h1 import Connection
@@ -38,19 +40,30 @@ class Upload:
         self._connection: Connection | None = None
         self._answer: asyncio.Future[None] | None = None
 
+    @property
+    def answer(self) -> asyncio.Future[None]:
+        """Done when the server answered (or went away)."""
+        assert self._answer is not None, "start() comes first"
+        return self._answer
+
     async def start(self) -> None:
         self._connection = await self._backend.connect()
         self._answer = self._connection.begin(self._head)
         self._answer.add_done_callback(_seen)  # an upload cut short never awaits its answer
 
     async def send(self, piece: bytes) -> None:
-        """Write a piece of the body, and wait until the server has read enough of it."""
+        """Write a piece of the body, and wait until the server has read enough of it.
+        A server that answered already gets no more: its error, or its going away, is
+        raised at once (the client need not send gigabytes more to learn of it)."""
         connection, answer = self._connection, self._answer
         assert connection is not None and answer is not None, "start() comes first"
-        if answer.done() or not piece:
-            return  # it answered already (or failed): the rest is not for it
-        connection.write(b"%x\r\n%s\r\n" % (len(piece), piece) if self._chunked else piece)
-        await connection.drained()
+        if answer.done():
+            if answer.exception() is not None or connection.status >= 300:
+                await self.finish()  # raises what went wrong
+            return
+        if piece:
+            connection.write(b"%x\r\n%s\r\n" % (len(piece), piece) if self._chunked else piece)
+            await connection.drained()
 
     async def finish(self) -> int:
         """The body ended: the server's success status, or its error raised."""
@@ -75,6 +88,34 @@ class Upload:
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
+
+
+async def stream_to(uploads: list[Upload], pieces: AsyncIterator[bytes]) -> None:
+    """Each piece of a body to every upload, until the body ends. An upload that fails
+    (its server went away, or answered with an error) is raised at once, also while the
+    client's next piece is awaited: a client that sent everything the buffers hold
+    learns of it then, not after ``body_timeout``."""
+    watched: dict[asyncio.Future[Any], Upload] = {upload.answer: upload for upload in uploads}
+    while True:
+        reading: asyncio.Future[Any] = asyncio.ensure_future(anext(pieces))
+        try:
+            while not reading.done():
+                done, _ = await asyncio.wait(
+                    [reading, *watched], return_when=asyncio.FIRST_COMPLETED
+                )
+                for answer in done:
+                    if answer is not reading:  # raises a failure; a success waits
+                        await watched.pop(answer).send(b"")
+        finally:
+            if not reading.done():  # the body is closed after: its read must have ended
+                reading.cancel()
+                await asyncio.wait([reading])
+        try:
+            piece = reading.result()
+        except StopAsyncIteration:
+            return
+        for upload in uploads:
+            await upload.send(piece)
 
 
 def _seen(answer: asyncio.Future[None]) -> None:
