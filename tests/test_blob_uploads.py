@@ -227,3 +227,17 @@ def test_a_server_that_goes_away_mid_blob_is_reported_before_the_body_ends(
         reply = client.recv(4096)  # without the other half of the body
     assert reply.startswith(b"HTTP/1.1 502 "), reply
     assert b"closed the connection before it answered the upload" in reply
+
+
+def test_a_blob_goes_to_every_server_a_create_may_go_to_at_once(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    with FakeOllama(models=["other:7b"]) as second:
+        gateway = start_gateway(backends=[{"url": fake.url}, {"url": second.url}])
+        blob = bytes(range(256)) * (3 * MiB // 256)
+        second.blobs.add(_digest(blob))  # one has it already: it answers 200
+        answer = httpx.post(gateway.url + f"/api/blobs/{_digest(blob)}", content=_pieces(blob))
+        assert answer.status_code == 201  # the other stored it
+        assert _digest(blob) in fake.blobs
+        for server in (fake, second):
+            assert any(r.path == f"/api/blobs/{_digest(blob)}" for r in server.requests)
