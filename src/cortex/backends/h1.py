@@ -201,7 +201,12 @@ class Connection(asyncio.Protocol):
     async def send(self, request: bytes, deadline: float) -> None:
         """Write a request; return once the answer's status line and headers arrived,
         or raise ``Late`` at ``deadline`` (event-loop time) and close the connection."""
-        await self.answered(self.begin(request), deadline)
+        head = self.begin(request)
+        timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
+        try:
+            await head
+        finally:
+            timer.cancel()
 
     def begin(self, request: bytes) -> asyncio.Future[None]:
         """Start an exchange with ``request`` (its head, or all of it); the future is
@@ -215,8 +220,8 @@ class Connection(asyncio.Protocol):
         return head
 
     async def answered(self, head: asyncio.Future[None], deadline: float) -> None:
-        """Wait for the head ``begin`` gave, or raise ``Late`` at ``deadline``."""
-        timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
+        """Wait for the head ``begin`` gave, or raise ``Late`` at ``deadline`` (as ``send``)."""
+        timer = Deadline(self.loop, deadline, self._late)
         try:
             await head
         finally:
