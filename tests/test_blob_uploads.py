@@ -60,10 +60,14 @@ def test_a_blob_the_server_has_is_a_200_at_once(
 def test_an_invalid_digest_is_a_400_that_never_reaches_a_server(
     fake: FakeOllama, start_gateway: StartGateway, digest: str
 ) -> None:
-    answer = httpx.post(start_gateway().url + f"/api/blobs/{digest}", content=b"x")
-    assert answer.status_code in (400, 404)  # ".." is not even a blob's path
-    if answer.status_code == 400:
-        assert answer.json() == {"error": "invalid digest format"}
+    gateway = start_gateway()
+    for answer in (
+        httpx.post(gateway.url + f"/api/blobs/{digest}", content=b"x"),
+        httpx.head(gateway.url + f"/api/blobs/{digest}"),
+    ):
+        assert answer.status_code in (400, 404)  # ".." is not even a blob's path
+        if answer.status_code == 400 and answer.request.method == "POST":
+            assert answer.json() == {"error": "invalid digest format"}
     assert not any(r.path.startswith("/api/blobs") for r in fake.requests)
 
 

@@ -111,6 +111,7 @@ async def has_blob(request: Request, digest: str) -> Response:
     create may go to has the blob."""
     gw, ctx = gateway(request), context(request)
     _allow(ctx)
+    _check_digest(digest)
     for member in destinations(gw.router.members, None, gw.settings.pull_to):
         status = await _send(gw, member, "HEAD", f"/api/blobs/{digest}", None, ctx, missing=True)
         if status == 404:
@@ -125,8 +126,7 @@ async def create_blob(request: Request, digest: str) -> Response:
     all had it already."""
     gw, ctx = gateway(request), context(request)
     _allow(ctx)
-    if DIGEST.fullmatch(digest) is None:
-        raise BadRequest("invalid digest format")  # Ollama's words; never a path of our own
+    _check_digest(digest)
     settings = gw.settings
     declared = request.headers.get("content-length")
     length = int(declared) if declared is not None and declared.isdigit() else None
@@ -148,6 +148,11 @@ async def create_blob(request: Request, digest: str) -> Response:
         for upload in uploads:
             upload.close()
     return Response(status_code=201 if created else 200)
+
+
+def _check_digest(digest: str) -> None:
+    if DIGEST.fullmatch(digest) is None:
+        raise BadRequest("invalid digest format")  # Ollama's words; never a path of our own
 
 
 def _allow(ctx: RequestContext) -> None:
