@@ -82,6 +82,8 @@ def test_a_blob_over_max_blob_bytes_is_a_413(
     assert answer.status_code == 413
     assert "larger than the 100000-byte limit" in answer.json()["error"]
     assert _digest(blob) not in fake.blobs
+    if framing == "content-length":  # refused before any server is asked
+        assert not any(r.path.startswith("/api/blobs") for r in fake.requests)
 
 
 def test_a_digest_mismatch_is_the_servers_own_400(

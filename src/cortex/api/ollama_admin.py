@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from ..backends.http import HTTPBackend
 from ..backends.upload import Upload, stream_to
 from ..context import RequestContext, context
-from ..errors import BadRequest, CortexError, ModelNotFound
+from ..errors import BadRequest, BodyTooLarge, CortexError, ModelNotFound
 from ..gateway import Gateway, gateway
 from ..routing import Member
 from ..routing.placement import destinations, holders
@@ -130,6 +130,8 @@ async def create_blob(request: Request, digest: str) -> Response:
     settings = gw.settings
     declared = request.headers.get("content-length")
     length = int(declared) if declared is not None and declared.isdigit() else None
+    if length is not None and length > settings.max_blob_bytes:  # before any server is asked
+        raise BodyTooLarge(f"request body is larger than the {settings.max_blob_bytes}-byte limit")
     uploads = []
     for member in destinations(gw.router.members, None, settings.pull_to):
         assert isinstance(member.backend, HTTPBackend)  # only Ollama servers manage models
