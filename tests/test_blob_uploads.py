@@ -107,6 +107,7 @@ class SlowDisk:
         self.cut_short = False
         self.give_up_at: int | None = None  # bytes after which it drops the connection
         self.expected = 0
+        self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
@@ -119,12 +120,20 @@ class SlowDisk:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
 
+    async def _stop(self) -> None:
+        """Close the listener and every connection still open (Córtex's probes too)."""
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await asyncio.sleep(0.05)  # their transports finish closing on the loop
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -152,6 +161,7 @@ class SlowDisk:
         except (asyncio.IncompleteReadError, ConnectionError):
             self.ended.set()
         finally:
+            self._writers.discard(writer)
             writer.close()
 
 
@@ -213,10 +223,10 @@ def test_the_ollama_client_uploads_a_gguf_larger_than_max_body_bytes_then_create
     gateway = start_gateway(max_body_bytes=1000)
     weights = tmp_path / "model.gguf"
     weights.write_bytes(b"GGUF" + bytes(range(256)) * (5 * MiB // 256))
-    client = ollama.Client(host=gateway.url)
-    digest = client.create_blob(weights)
-    assert digest in fake.blobs
-    created = client.create(model="made:1", files={"model.gguf": digest}, stream=False)
+    with ollama.Client(host=gateway.url) as client:
+        digest = client.create_blob(weights)
+        assert digest in fake.blobs
+        created = client.create(model="made:1", files={"model.gguf": digest}, stream=False)
     assert created.status == "success"
     assert "made:1" in fake.models
 
