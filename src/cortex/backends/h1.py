@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -29,6 +29,9 @@ from ..deadline import Deadline
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
 from ..stream.push import Sink
 from .signals import Closed, Late, Stale, Stray
+
+if TYPE_CHECKING:
+    from .upload import Upload
 
 logger = logging.getLogger("cortex.upstream")
 
@@ -48,7 +51,7 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._fed: list[bytes] = []  # a pushed body's chunks from the read being parsed
         self._feeding = False  # a read is being parsed for a sink: its chunks go to _fed
-        self._drained: asyncio.Future[None] | None = None  # a streamed body's writer waits
+        self.writer: Upload | None = None  # a streamed request body's, told of the buffer
         self._reset()
 
     def _reset(self) -> None:
@@ -104,7 +107,6 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self.resume_writing()  # a streamed body's writer stops waiting
         if self.complete:
             return
         if self._head is not None and not self._head.done():
@@ -119,15 +121,12 @@ class Connection(asyncio.Protocol):
         self._fail(UpstreamIncomplete(BROKEN))
 
     def pause_writing(self) -> None:
-        # Only a streamed request body (``upload.py``) waits for the server to read;
-        # other requests are small and written at once.
-        if self._drained is None:
-            self._drained = self.loop.create_future()
+        if self.writer is not None:  # other requests are small and written at once
+            self.writer.pause_writing()
 
     def resume_writing(self) -> None:
-        drained, self._drained = self._drained, None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
+        if self.writer is not None:
+            self.writer.resume_writing()
 
     def _stray(self) -> None:
         """The server sent more than its answer: the connection cannot carry another."""
@@ -164,8 +163,6 @@ class Connection(asyncio.Protocol):
             return
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
-            if self._drained is not None:  # a streamed body's writer waits: it stops now
-                self.resume_writing()
 
     def on_body(self, body: bytes) -> None:
         if self.status < 200:
@@ -201,12 +198,7 @@ class Connection(asyncio.Protocol):
     async def send(self, request: bytes, deadline: float) -> None:
         """Write a request; return once the answer's status line and headers arrived,
         or raise ``Late`` at ``deadline`` (event-loop time) and close the connection."""
-        head = self.begin(request)
-        timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
-        try:
-            await head
-        finally:
-            timer.cancel()
+        await self.answered(self.begin(request), deadline)
 
     def begin(self, request: bytes) -> asyncio.Future[None]:
         """Start an exchange with ``request`` (its head, or all of it); the future is
@@ -220,8 +212,8 @@ class Connection(asyncio.Protocol):
         return head
 
     async def answered(self, head: asyncio.Future[None], deadline: float) -> None:
-        """Wait for the head ``begin`` gave, or raise ``Late`` at ``deadline`` (as ``send``)."""
-        timer = Deadline(self.loop, deadline, self._late)
+        """Wait for the head ``begin`` gave, or raise ``Late`` at ``deadline``."""
+        timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
         try:
             await head
         finally:
@@ -231,12 +223,6 @@ class Connection(asyncio.Protocol):
         """More of a streamed request's body (``begin`` wrote its head)."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
-
-    async def drained(self) -> None:
-        """Return once the server has read enough of what was written (at once if so)."""
-        drained = self._drained
-        if drained is not None:
-            await asyncio.shield(drained)
 
     def _late(self) -> None:
         head = self._head

@@ -2,8 +2,8 @@
 (a model's weights, often gigabytes), which Córtex must neither hold whole nor refuse.
 
 Each ``Upload`` has a connection of its own: the head first, then each piece of the
-client's body as it comes, written only as fast as the server reads it (the writer
-waits while the connection's send buffer is full), so a gateway in front of a slow
+client's body as it comes, written only as fast as the server reads it (the connection
+tells its ``writer`` when its send buffer fills and empties), so a gateway in front of a slow
 disk holds one buffer's worth, not the file. The body keeps the client's framing: its
 ``Content-Length`` when it gave one, else chunked. A server may answer before the body
 ended (Ollama answers 200 at once for a blob it has): the upload stops sending, and the
@@ -39,6 +39,7 @@ class Upload:
         self._chunked = length is None
         self._connection: Connection | None = None
         self._answer: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None  # set while the buffer is full
 
     @property
     def answer(self) -> asyncio.Future[None]:
@@ -48,6 +49,7 @@ class Upload:
 
     async def start(self) -> None:
         self._connection = await self._backend.connect()
+        self._connection.writer = self
         self._answer = self._connection.begin(self._head)
         self._answer.add_done_callback(_seen)  # an upload cut short never awaits its answer
 
@@ -63,7 +65,17 @@ class Upload:
             return
         if piece:
             connection.write(b"%x\r\n%s\r\n" % (len(piece), piece) if self._chunked else piece)
-            await connection.drained()
+            if self._drained is not None:  # until the server read enough, answered or went
+                await asyncio.wait([self._drained, answer], return_when=asyncio.FIRST_COMPLETED)
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     async def finish(self) -> int:
         """The body ended: the server's success status, or its error raised."""
@@ -87,6 +99,7 @@ class Upload:
 
     def close(self) -> None:
         if self._connection is not None:
+            self._connection.writer = None  # they held each other
             self._connection.close()
 
 
