@@ -29,9 +29,7 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     conduit = conduit_of(request.scope)
     if conduit is not None and conduit.body_arrived:  # most bodies come with their head
         return _whole(await request.receive(), limit)  # as long as it said it would be
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+    declared_length(request, limit)
     parts: list[bytes] = []
     size = 0
     try:
@@ -39,7 +37,7 @@ async def read_body(request: Request, settings: Settings) -> bytes:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+                    raise too_large(limit)
                 parts.append(chunk)
     except ClientDisconnect:
         raise BadRequest(GONE) from None
@@ -52,10 +50,8 @@ async def read_body(request: Request, settings: Settings) -> bytes:
 
 async def body_pieces(request: Request, limit: int, idle: float) -> AsyncGenerator[bytes, None]:
     """The request's body piece by piece as it arrives, for a body too large to hold
-    (a blob): bounded in size (413) and in the time between two pieces (408)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+    (a blob): bounded in size (413) and in the time between two pieces (408). A length
+    declared over the bound is for the caller to refuse first (``declared_length``)."""
     pieces = request.stream()
     size = 0
     while True:
@@ -70,8 +66,22 @@ async def body_pieces(request: Request, limit: int, idle: float) -> AsyncGenerat
             raise BadRequest(f"the request body stopped for {idle:g} s", status=408) from None
         size += len(piece)
         if size > limit:
-            raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+            raise too_large(limit)
         yield piece
+
+
+def declared_length(request: Request, limit: int) -> int | None:
+    """The body's length as its head declares it, if it does; 413 when it is over ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return None
+    if int(declared) > limit:
+        raise too_large(limit)
+    return int(declared)
+
+
+def too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"request body is larger than the {limit}-byte limit")
 
 
 def _whole(message: Message, limit: int) -> bytes:
@@ -80,7 +90,7 @@ def _whole(message: Message, limit: int) -> bytes:
         raise BadRequest(GONE)
     body: bytes = message.get("body", b"")
     if len(body) > limit:
-        raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+        raise too_large(limit)
     return body
 
 

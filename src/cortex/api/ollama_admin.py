@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict
 from ..backends.http import HTTPBackend
 from ..backends.upload import Upload, stream_to
 from ..context import RequestContext, context
-from ..errors import BadRequest, BodyTooLarge, CortexError, ModelNotFound
+from ..errors import BadRequest, CortexError, ModelNotFound
 from ..gateway import Gateway, gateway
 from ..routing import Member
 from ..routing.placement import destinations, holders
 from ..stream.pull import read_whole
-from .body import body_pieces, read_json_object, request_schema, validate
+from .body import body_pieces, declared_length, read_json_object, request_schema, validate
 from .progress import ProgressSource, progress_response
 from .replies import json_reply
 
@@ -128,10 +128,7 @@ async def create_blob(request: Request, digest: str) -> Response:
     _allow(ctx)
     _check_digest(digest)
     settings = gw.settings
-    declared = request.headers.get("content-length")
-    length = int(declared) if declared is not None and declared.isdigit() else None
-    if length is not None and length > settings.max_blob_bytes:  # before any server is asked
-        raise BodyTooLarge(f"request body is larger than the {settings.max_blob_bytes}-byte limit")
+    length = declared_length(request, settings.max_blob_bytes)  # before any server is asked
     uploads = []
     for member in destinations(gw.router.members, None, settings.pull_to):
         assert isinstance(member.backend, HTTPBackend)  # only Ollama servers manage models
