@@ -79,6 +79,8 @@ class HTTPBackend:
         elif parts.username is not None:  # http://user:password@host, as behind a proxy
             headers.append(f"Authorization: Basic {_basic(parts.username, parts.password)}")
         self._headers = ("\r\n".join(headers) + "\r\n").encode("latin-1")
+        headers[1] = "Content-Type: application/octet-stream"  # a streamed blob's (upload.py)
+        self._upload_headers = ("\r\n".join(headers) + "\r\n").encode("latin-1")
 
     def open(
         self,
@@ -126,9 +128,13 @@ class HTTPBackend:
     def upload_head(self, path: str, framing: bytes, request_id: str) -> bytes:
         """The head of a POST whose body is streamed after it (``upload.py``); ``framing``
         is its Content-Length or Transfer-Encoding line."""
-        head = b"POST %s HTTP/1.1\r\n%s" % ((self._prefix + path).encode(), self._headers)
-        head = head.replace(b"application/json", b"application/octet-stream")  # Content-Type
-        return b"%sX-Request-ID: %s\r\n%s\r\n\r\n" % (head, request_id.encode(), framing)
+        target = (self._prefix + path).encode()
+        return b"POST %s HTTP/1.1\r\n%sX-Request-ID: %s\r\n%s\r\n\r\n" % (
+            target,
+            self._upload_headers,
+            request_id.encode(),
+            framing,
+        )
 
     async def connect(self) -> Connection:
         """A new connection, within the connect timeout."""
