@@ -174,3 +174,42 @@ def test_a_stream_relayed_as_it_comes_is_not_bounded_in_total() -> None:
     assert core.data(LINES[2] + b"\n", STARTED + 1) == LINES[2] + b"\n"
     core.end()
     assert core.finished and core.failure is None
+
+
+ENDINGS = {
+    "an error line": b'{"error":"model runner crashed"}',
+    "a line that is not JSON": b"<html>oops",
+    "a JSON array": b"[1,2]",
+    "JSON null": b"null",
+    "a JSON string": b'"done"',
+    "the final line": LINES[-1],
+}
+
+
+def fed(lines: list[bytes], batches: list[list[bytes]]) -> tuple[bytes, object, bool, bool]:
+    """What an Ollama passthrough makes of ``batches``, fed until it fails or ends."""
+    translator = OllamaPassthrough(NDJSON)
+    out = b""
+    for batch in batches:
+        out += translator.feed(batch)
+        if translator.failure is not None or translator.ended:
+            break
+    failure = translator.failure and str(translator.failure)
+    return out, failure, translator.complete, translator.ended
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_line_alone_in_its_batch_is_judged_as_in_a_batch_of_many(ending: str) -> None:
+    lines = [*LINES[:2], ENDINGS[ending], LINES[0]]
+    one_by_one = fed(lines, [[line] for line in lines])
+    assert one_by_one == fed(lines, [lines])
+    out, failure, complete, ended = one_by_one
+    forwarded = LINES[0] + b"\n" + LINES[1] + b"\n"
+    if ending == "an error line":  # forwarded, and the stream ends with it
+        assert (out, failure, ended) == (forwarded + ENDINGS[ending] + b"\n", None, True)
+    elif ending == "the final line":
+        assert out == forwarded + LINES[2] + b"\n" + LINES[0] + b"\n"
+        assert (failure, complete, ended) == (None, True, False)
+    else:
+        assert out == forwarded
+        assert failure is not None and "not a JSON object" in failure

@@ -74,7 +74,13 @@ class RelayCore:
             lines = self._decoder.feed(chunk)
         except LineTooLong as exc:
             return self._fail(UpstreamProtocolError(f"the model server sent {exc}"))
-        out = self._feed(lines) if lines else b""
+        if lines:
+            translator = self.translator
+            out = translator.feed(lines)
+            if translator.failure is not None or translator.ended:  # rare: see _feed
+                self._judge(translator)
+        else:
+            out = b""
         if out:
             self._held = 0
             return out
@@ -126,12 +132,16 @@ class RelayCore:
     def _feed(self, lines: list[bytes]) -> bytes:
         translator = self.translator
         out = translator.feed(lines)
+        self._judge(translator)
+        return out
+
+    def _judge(self, translator: Translator) -> None:
+        """After a feed: the translator's failure, or its end, ends the relay."""
         if translator.failure is not None:
             self.failure = translator.failure
             self.finished = True
         elif translator.ended:
             self.finished = True
-        return out
 
     def _fail(self, exc: CortexError) -> bytes:
         self.failure = exc

@@ -32,7 +32,7 @@ class LineDecoder:
         newline = chunk.find(b"\n")
         if 0 <= newline == len(chunk) - 1 and not self._pieces and newline <= self._max:
             line = chunk[:newline].rstrip(b"\r")  # one whole line, a token's usual chunk
-            return [line] if self._keep_blank or line.strip() else []
+            return [line] if self._keep_blank or (line and not line.isspace()) else []
         if newline < 0:
             if chunk:
                 self._pieces.append(chunk)

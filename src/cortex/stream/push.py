@@ -203,7 +203,13 @@ class Push:
         if core.finished:
             return
         first = not core.got_data
-        self._after(core.data(chunk, self._loop.time()))
+        out = core.data(chunk, self._loop.time())
+        conduit = self._conduit
+        if conduit is not None and not core.finished:  # a token on its way: _after, inlined
+            if out:
+                conduit.write(out)
+        else:
+            self._after(out)
         if first and self._timer is not None:
             self._timer.cancel()  # the idle deadline may come before the first-byte one
             self._arm()

@@ -18,6 +18,7 @@ from ..errors import CortexError
 from .push import Pushing, Sink
 
 SLICE = 16 * 1024  # bytes handed on in one turn: about a millisecond of translation
+NO_SINK = "the connection pushes only once a sink is set"
 
 
 class _Released:
@@ -87,8 +88,10 @@ class Sliced:
     # Sink, for the connection
 
     def data(self, chunk: bytes) -> None:
-        if self._turn is None and len(chunk) <= SLICE:
-            self._sink_now().data(chunk)
+        if self._turn is None and len(chunk) <= SLICE:  # a token's chunk: one call less
+            sink = self._sink
+            assert sink is not None, NO_SINK
+            sink.data(chunk)
             return
         self._backlog += chunk
         self._later()
@@ -110,7 +113,7 @@ class Sliced:
     # inside
 
     def _sink_now(self) -> Sink:
-        assert self._sink is not None, "the connection pushes only once a sink is set"
+        assert self._sink is not None, NO_SINK
         return self._sink
 
     def _later(self) -> None:

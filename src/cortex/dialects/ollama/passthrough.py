@@ -35,6 +35,14 @@ class OllamaPassthrough:
         self.response_model: str | None = None  # the model the server named, on its last line
 
     def feed(self, lines: list[bytes]) -> bytes:
+        if len(lines) == 1:  # a token, the usual batch: an ordinary line goes on at once
+            try:
+                message = orjson.loads(lines[0])
+            except orjson.JSONDecodeError:
+                message = None
+            if type(message) is dict and "error" not in message and message.get("done") is not True:
+                self.pieces += 1
+                return self._framing.lines(lines)
         good, outcome, done = _check_ollama(lines)
         self.pieces += good - (done is not None)
         if done is not None:
