@@ -108,3 +108,17 @@ def test_a_long_line_in_one_byte_pieces_is_joined_once_whole() -> None:
     assert decoder.feed(b"\n") == [line]
     assert decoder.pending == 0
     assert decoder.flush() is None
+
+
+@pytest.mark.parametrize("keep_blank", [False, True])
+@given(st.lists(st.sampled_from([b"data: {}", b"", b" ", b"\t\r", b"x", b": ping"]), max_size=12))
+def test_event_sized_chunks_decode_as_the_whole_stream_does(
+    keep_blank: bool, lines: list[bytes]
+) -> None:
+    """A server-sent event's usual chunk is one line and a blank one: read the same way."""
+    stream = b"".join(line + b"\n" for line in lines)
+    whole = LineDecoder(keep_blank=keep_blank).feed(stream)
+    decoder = LineDecoder(keep_blank=keep_blank)
+    pieces = stream.split(b"\n")[:-1]
+    chunks = [b"".join(p + b"\n" for p in pieces[i : i + 2]) for i in range(0, len(pieces), 2)]
+    assert [line for chunk in chunks for line in decoder.feed(chunk)] == whole

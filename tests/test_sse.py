@@ -68,3 +68,24 @@ def test_a_multi_line_openai_event_passes_through_as_one_event() -> None:
     assert passthrough.pieces == 1
     assert passthrough.complete
     assert events_of(out) == [Event(chunk), Event(b"[DONE]")]
+
+
+def test_an_event_whose_data_lines_come_in_two_reads_is_one_event() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed([b"data: one"]) == []
+    assert decoder.feed([b"data: two", b""]) == [Event(b"one\ntwo")]
+    assert decoder.feed([b"event: error"]) == []
+    assert decoder.feed([b"data: three", b""]) == [Event(b"three", b"error")]
+
+
+def test_a_completions_piece_counts_and_the_first_finish_reason_is_the_answers() -> None:
+    passthrough = OpenAIPassthrough()
+    events = [
+        b'{"choices":[{"index":0,"text":""},{"index":1,"text":"hola"}]}',
+        b'{"choices":[{"index":0,"text":"","finish_reason":"stop"},'
+        b'{"index":1,"text":"","finish_reason":"length"}]}',
+    ]
+    for event in events:
+        passthrough.feed([b"data: " + event, b""])
+    assert passthrough.failure is None
+    assert (passthrough.pieces, passthrough.finish_reason) == (1, "stop")

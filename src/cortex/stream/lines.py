@@ -8,6 +8,8 @@ text itself, so a character cut in two is rejoined before anyone reads it.
 
 from __future__ import annotations
 
+NEWLINE = ord("\n")
+
 
 class LineTooLong(ValueError):
     """A line grew past the decoder's bound."""
@@ -30,9 +32,17 @@ class LineDecoder:
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add a chunk; return the complete lines it finished (without ``\\n``)."""
         newline = chunk.find(b"\n")
-        if 0 <= newline == len(chunk) - 1 and not self._pieces and newline <= self._max:
-            line = chunk[:newline].rstrip(b"\r")  # one whole line, a token's usual chunk
-            return [line] if self._keep_blank or (line and not line.isspace()) else []
+        last = len(chunk) - 1
+        if 0 <= newline >= last - 1 and not self._pieces and newline <= self._max:
+            # One whole line (an NDJSON token's usual chunk), or one and a blank line after
+            # it (a server-sent event's); anything else goes the general way.
+            line = chunk[:newline].rstrip(b"\r")
+            if newline == last:
+                return [line] if self._keep_blank or (line and not line.isspace()) else []
+            if chunk[last] == NEWLINE:
+                if self._keep_blank:
+                    return [line, b""]
+                return [line] if line and not line.isspace() else []
         if newline < 0:
             if chunk:
                 self._pieces.append(chunk)

@@ -10,13 +10,12 @@ and losing their ``[DONE]`` would make a finished answer look cut short).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 COLON = ord(":")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):  # a tuple: made at once, a token's event at a time
     data: bytes
     name: bytes = b""  # the ``event`` field; empty means the default, "message"
 
@@ -35,6 +34,10 @@ class SSEDecoder:
 
     def feed(self, lines: list[bytes]) -> list[Event]:
         """Read lines (blank ones included); return the events they completed."""
+        if len(lines) == 2 and not lines[1] and not self._data and lines[0][:6] == b"data: ":
+            event = Event(lines[0][6:], self._name)  # one whole event: a token's usual lines
+            self._name = b""
+            return [event]
         events: list[Event] = []
         for line in lines:
             if not line:

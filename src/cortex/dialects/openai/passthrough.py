@@ -3,8 +3,6 @@ they are, each checked to be JSON and read for how the answer ends."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from ...errors import CortexError, UpstreamProtocolError, in_band
@@ -52,42 +50,35 @@ class OpenAIPassthrough(SSEPassthrough):
                 break
             if self.response_model is None:
                 self.response_model = model_name(message.get("model"))
-            if not self._finished:
-                self.finish_reason = _finish_reason(message)
-                self._finished = self.finish_reason is not None
-            self._count(message)
-        return b"".join(out)
+            piece, finish = _read_choices(message.get("choices"))
+            if finish is not None and not self._finished:
+                self.finish_reason, self._finished = finish, True
+            usage = message.get("usage")
+            if isinstance(usage, dict):
+                self.usage = usage_of(usage)
+            elif piece:
+                self.pieces += 1
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def error(self, exc: CortexError) -> bytes:
         return in_band(exc, "openai-sse")
 
-    def _count(self, event: dict[str, Any]) -> None:
-        usage = event.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage_of(usage)
-        elif _has_piece(event):
-            self.pieces += 1
 
-
-def _has_piece(event: dict[str, Any]) -> bool:
-    """The event carries part of the answer (not just a role, a finish reason or usage)."""
-    for choice in event.get("choices") or ():
+def _read_choices(choices: object) -> tuple[bool, str | None]:
+    """Whether an event's choices carry part of the answer (not just a role, a finish
+    reason or usage), and the first finish reason they give."""
+    piece, finish = False, None
+    if not isinstance(choices, list):
+        return piece, finish
+    for choice in choices:
         if not isinstance(choice, dict):
             continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and (
-            delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls")
-        ):
-            return True
-        if choice.get("text"):
-            return True
-    return False
-
-
-def _finish_reason(event: dict[str, object]) -> str | None:
-    choices = event.get("choices")
-    if isinstance(choices, list):
-        for choice in choices:
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                return str(choice["finish_reason"])
-    return None
+        if finish is None and choice.get("finish_reason"):
+            finish = str(choice["finish_reason"])
+        if not piece:
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                content = delta.get("content") or delta.get("reasoning_content")
+                piece = bool(content or delta.get("tool_calls"))
+            piece = piece or bool(choice.get("text"))
+    return piece, finish
