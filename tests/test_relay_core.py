@@ -3,11 +3,12 @@ time given by hand (the core reads no clock and does no I/O)."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from cortex.dialects.ollama.passthrough import OllamaPassthrough
 from cortex.dialects.ollama.reader import OllamaReader
-from cortex.dialects.openai.writer import OpenAIWriter
+from cortex.dialects.openai.writer import CHUNK, Envelope, OpenAIWriter
 from cortex.errors import FirstByteTimeout, IdleTimeout, UpstreamIncomplete, UpstreamProtocolError
 from cortex.stream.core import RelayCore, RelayLimits
 from cortex.stream.encode import NDJSON, SSE
@@ -213,3 +214,17 @@ def test_a_line_alone_in_its_batch_is_judged_as_in_a_batch_of_many(ending: str) 
     else:
         assert out == forwarded
         assert failure is not None and "not a JSON object" in failure
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("model", ["llama3.2:1b", 'a "quoted" módel\\🦄'])
+def test_a_streamed_chunk_is_its_whole_object_encoded(include_usage: bool, model: str) -> None:
+    """The envelope encodes what repeats once; the bytes are those of the whole object."""
+    envelope = Envelope("chatcmpl-", model, include_usage)
+    choices = [{"index": 0, "delta": {"content": "Había 🦄"}, "finish_reason": None}]
+    for usage in (None, {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}):
+        whole = envelope.whole(CHUNK, choices)
+        if include_usage:
+            whole["usage"] = usage
+        for _ in range(2):  # the second time from the kept start
+            assert envelope.event(CHUNK, choices, usage) == b"data: %s\n\n" % orjson.dumps(whole)

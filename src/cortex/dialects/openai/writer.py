@@ -35,6 +35,7 @@ class Envelope:
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self._heads: dict[str, bytes] = {}  # each kind's encoded start of a streamed chunk
 
     def whole(self, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -49,17 +50,16 @@ class Envelope:
     def event(
         self, kind: str, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None
     ) -> bytes:
-        chunk = {  # built here, not through whole(): this is the translated stream's hot path
-            "id": self.id,
-            "object": kind,
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": None,
-            "choices": choices,
-        }
+        """A streamed chunk as a server-sent event: the same bytes as ``whole(kind, choices)``
+        (with its ``usage`` when asked for) encoded, with what repeats encoded once."""
+        head = self._heads.get(kind)
+        if head is None:  # everything before the choices, without the closing brace
+            head = orjson.dumps({**self.whole(kind, []), "choices": None})[: -len(b"null}")]
+            head = self._heads[kind] = b"data: " + head
         if self.include_usage:
-            chunk["usage"] = usage
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+            tail = b',"usage":' + orjson.dumps(usage) + b"}\n\n"
+            return b"".join((head, orjson.dumps(choices), tail))
+        return b"".join((head, orjson.dumps(choices), b"}\n\n"))
 
 
 class OpenAIWriter:
@@ -76,10 +76,11 @@ class OpenAIWriter:
             self._sent_role = True
             out.append(self._chunk({"role": "assistant", "content": ""}))
         for event in events:
+            if type(event) is Text:  # a token, the usual event: written without a match
+                self._pieces += 1
+                out.append(self._chunk({"content": event.text}, logprobs=event.logprobs))
+                continue
             match event:
-                case Text(text, logprobs):
-                    self._pieces += 1
-                    out.append(self._chunk({"content": text}, logprobs=logprobs))
                 case Reasoning(text) if text:
                     self._pieces += 1
                     out.append(self._chunk({"content": "", "reasoning_content": text}))
@@ -99,7 +100,7 @@ class OpenAIWriter:
                 case Failure(message):
                     out.append(in_band(CortexError(message, status=502), "openai-sse"))
                     break
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def whole(self, answer: Answer) -> bytes:
         finish = answer.finish or Finish("stop")
