@@ -228,3 +228,22 @@ def test_a_streamed_chunk_is_its_whole_object_encoded(include_usage: bool, model
             whole["usage"] = usage
         for _ in range(2):  # the second time from the kept start
             assert envelope.event(CHUNK, choices, usage) == b"data: %s\n\n" % orjson.dumps(whole)
+
+
+@pytest.mark.parametrize("cuts", [(1, 2), (1,), (2,), ()])
+def test_a_translated_batch_relays_the_lines_before_a_bad_one(cuts: tuple[int, ...]) -> None:
+    """However the lines are batched, those before a bad line reach the client."""
+    lines = [*LINES[:2], b"<html>oops"]
+    translator = CrossDialect(OllamaReader(), OpenAIWriter("m", False), aggregate=False)
+    out = b""
+    for start, end in zip((0, *cuts), (*cuts, len(lines)), strict=True):
+        out += translator.feed(lines[start:end])
+        if translator.failure is not None:
+            break
+    assert translator.failure is not None
+    contents = [
+        orjson.loads(event[len(b"data: ") :])["choices"][0]["delta"].get("content")
+        for event in out.split(b"\n\n")
+        if event
+    ]
+    assert contents == ["", "Había", " una vez 🦄"]  # the role's chunk, then both pieces

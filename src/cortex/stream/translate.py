@@ -32,7 +32,9 @@ class CrossDialect:
         self._whole = b""
 
     def feed(self, lines: list[bytes]) -> bytes:
-        if len(lines) == 1:
+        # One line, or a server-sent event's line and the blank one that ends it (the line
+        # alone makes no event, so nothing comes before a failure): read at once.
+        if len(lines) == 1 or (len(lines) == 2 and not lines[1]):
             try:
                 return self._follow(self._reader.read(lines))
             except UpstreamProtocolError as exc:

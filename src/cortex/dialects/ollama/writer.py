@@ -135,12 +135,13 @@ class OllamaWriter:
         objects = self._objects
         lines: list[bytes] = []
         for event in events:
+            if type(event) is Text:  # a token, the usual event: written without a match
+                token = objects.piece(event.text)
+                if event.logprobs:
+                    token["logprobs"] = list(event.logprobs)
+                lines.append(orjson.dumps(token))
+                continue
             match event:
-                case Text(text, logprobs):
-                    piece = objects.piece(text)
-                    if logprobs:
-                        piece["logprobs"] = list(logprobs)
-                    lines.append(orjson.dumps(piece))
                 case Reasoning(text) if text:
                     lines.append(orjson.dumps(objects.piece(thinking=text)))
                 case ToolStart(index, call_id, name):

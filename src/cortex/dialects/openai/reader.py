@@ -107,7 +107,7 @@ class OpenAIReader:
         if content:
             probabilities = choice.get("logprobs")
             found = probabilities.get("content") if isinstance(probabilities, dict) else None
-            events.append(Text(content, logprobs(found)))
+            events.append(Text(content, logprobs(found) if found else None))
         fragments = delta.get("tool_calls") or []
         if not isinstance(fragments, list):
             raise UpstreamProtocolError(UNEXPECTED_SHAPE)
