@@ -673,3 +673,11 @@ def test_the_sdk_reads_the_writers_stream_and_whole_message() -> None:
     message = anthropic.types.Message.model_validate_json(MessagesWriter("m").whole(answer))
     assert [block.type for block in message.content] == ["thinking", "text", "tool_use", "tool_use"]
     assert message.stop_reason == "tool_use"
+
+
+def test_an_empty_text_opens_no_block() -> None:
+    writer = MessagesWriter("m", message_id="msg_1")
+    out = writer.write([Text(""), Finish("stop", Usage(26, 0))])
+    assert out.decode() == (
+        START + message_delta("end_turn", '{"input_tokens":26,"output_tokens":0}') + STOP
+    )

@@ -563,3 +563,8 @@ def test_items_written_come_back_as_the_same_turn() -> None:
 
 def test_the_heartbeat_is_an_sse_comment() -> None:
     assert ResponsesWriter.heartbeat == b": keep-alive\n\n"
+
+
+def test_an_empty_text_makes_no_message_item() -> None:
+    _, events = run([Text(""), Finish("stop", Usage(5, 0))])
+    assert types(events) == [*OPENING, "completed"]

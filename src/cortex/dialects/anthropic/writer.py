@@ -116,11 +116,12 @@ class MessagesWriter:
             self._started = True
             out.append(self._message_start())
         for event in events:
+            if type(event) is Text and event.text:  # a token, the usual event: no match
+                self._pieces += 1
+                out += self._enter("text", TEXT_BLOCK)
+                out.append(_delta(self._index, {"type": "text_delta", "text": event.text}))
+                continue
             match event:
-                case Text(text) if text:
-                    self._pieces += 1
-                    out += self._enter("text", TEXT_BLOCK)
-                    out.append(_delta(self._index, {"type": "text_delta", "text": text}))
                 case Reasoning(text, signature) if text or signature:
                     self._pieces += bool(text)
                     out += self._enter("thinking", THINKING_BLOCK)
@@ -149,7 +150,7 @@ class MessagesWriter:
                     out.append(error_event(message))
                 case _:
                     pass
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _call_id(self, upstream: str | None) -> str:
         call_id = upstream if upstream and upstream not in self._taken else tool_id()

@@ -115,9 +115,10 @@ class ResponsesWriter:
         for event in events:
             if self._ended:
                 break
+            if type(event) is Text and event.text:  # a token, the usual event: no match
+                out += self._piece(MESSAGE, event.text)
+                continue
             match event:
-                case Text(text) if text:
-                    out += self._piece(MESSAGE, text)
                 case Reasoning(text) if text:
                     out += self._piece(self._reasoning, text)
                 case ToolStart(index, call_id, name):
