@@ -8,7 +8,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
@@ -202,4 +202,5 @@ def _drain_then(gw: Gateway, previous: Callable[[int, Any], Any], signum: int, f
 
 
 def gateway(request: Request) -> Gateway:
-    return cast(Gateway, request.app.state.gateway)
+    gw: Gateway = request.scope["app"].state.gateway
+    return gw

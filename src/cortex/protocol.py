@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from uvicorn.config import Config
@@ -126,7 +126,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.scope is self.scope:
             conduit: dict[object, object] = {"conduit": ClientConduit(self, cycle)}
             self.scope.setdefault("extensions", {})["cortex.conduit"] = conduit
-            cycle.transport = cast(asyncio.Transport, HeadWithBody(cycle.transport, self.loop))
+            head_with_body: Any = HeadWithBody(cycle.transport, self.loop)  # a Transport's subset
+            cycle.transport = head_with_body
 
     async def _run_app(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -145,7 +146,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         finally:
             conduit.finish()
             # the scope and the conduit held each other: a young collection's work
-            cast(dict[str, Any], scope)["extensions"].pop("cortex.conduit", None)
+            extensions: dict[str, Any] = scope["extensions"]  # type: ignore[typeddict-item]
+            extensions.pop("cortex.conduit", None)
 
     def _start_head(self) -> None:
         self._reading_head = True

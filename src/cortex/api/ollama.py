@@ -100,7 +100,7 @@ async def generate(request: Request) -> Response:
 def _generation(
     gw: Gateway, request: Request, raw: bytes | None, payload: dict[str, Any], shape: Shape
 ) -> Response:
-    framing = SSE if wants_sse(request.headers.get("accept")) else NDJSON
+    framing = SSE if wants_sse(request.scope["headers"]) else NDJSON
     empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
     if empty and not any(m.backend.wire.speaks("ollama") for m in gw.router.members):
         return _loaded(payload["model"], shape, unload=requested(payload.get("keep_alive")) == 0)

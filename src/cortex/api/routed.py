@@ -73,7 +73,8 @@ class RoutedSource:
                     opened = _opened(lease, call, limits.first_byte, record.id, watch.traceparent)
                     async with opened as upstream:
                         driven = drive(upstream, call.translator, limits)
-                        watch.reading(driven.usage, call.translator)
+                        if trace is not None:
+                            watch.reading(driven.usage, call.translator)
                         try:
                             yield Attempt(
                                 parts=driven.parts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import CortexError, StreamFraming, in_band
@@ -57,5 +58,10 @@ SSE = SSEFraming(
 )
 
 
-def wants_sse(accept: str | None) -> bool:
-    return accept is not None and "text/event-stream" in accept
+def wants_sse(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """The request's (first) ``Accept`` header asks for server-sent events; ``headers`` are
+    the ASGI scope's, names in lower case."""
+    for name, value in headers:
+        if name == b"accept":
+            return b"text/event-stream" in value
+    return False
