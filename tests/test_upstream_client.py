@@ -11,10 +11,12 @@ import base64
 import gzip
 from collections.abc import Awaitable, Callable
 
+import httptools
 import pytest
 
 from cortex.backends.base import Timeouts
 from cortex.backends.http import HTTPBackend
+from cortex.backends.signals import Stray, parse_failure
 from cortex.errors import (
     UpstreamError,
     UpstreamIncomplete,
@@ -362,3 +364,39 @@ def test_a_reader_that_stops_reading_stops_the_socket_being_read() -> None:
             assert total == len(piece) * 1000
 
     run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid HTTP response"),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", "invalid HTTP response"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ws\r\n\r\n",
+            "switched protocols",
+        ),
+    ],
+)
+def test_an_answer_the_parser_cannot_read_is_a_protocol_error(
+    response: bytes, message: str
+) -> None:
+    async def scenario() -> None:
+        async with Server(replying(response)) as backend:
+            with pytest.raises(UpstreamProtocolError) as caught:
+                await read_all(backend)
+        assert message in caught.value.message
+
+    run(scenario)
+
+
+def test_a_failure_in_a_parser_callback_is_an_internal_error_and_a_stray_none() -> None:
+    def raised(inside: Exception) -> Exception:
+        """What httptools raises when a callback raised ``inside``."""
+        exc = httptools.HttpParserCallbackError("the callback failed")
+        exc.__context__ = inside
+        return exc
+
+    failure = parse_failure(raised(ValueError("a bug")))
+    assert failure is not None and failure.message == "internal error in the gateway"
+    assert not isinstance(failure, UpstreamError)  # Córtex's fault, not the server's
+    assert parse_failure(raised(Stray())) is None

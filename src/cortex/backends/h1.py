@@ -28,7 +28,7 @@ import httptools
 from ..deadline import Deadline
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
 from ..stream.push import Sink
-from .signals import Closed, Late, Stale, Stray
+from .signals import Closed, Late, Stale, Stray, parse_failure
 
 if TYPE_CHECKING:
     from .upload import Upload
@@ -84,15 +84,8 @@ class Connection(asyncio.Protocol):
         error: CortexError | None = None
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, Stray):
-                logger.exception("relaying an upstream answer failed")
-                error = CortexError("internal error in the gateway")
-        except httptools.HttpParserUpgrade:
-            error = UpstreamProtocolError("the model server switched protocols")
-        except httptools.HttpParserError as exc:
-            message = f"the model server sent an invalid HTTP response ({exc})"
-            error = UpstreamProtocolError(message)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            error = parse_failure(exc)
         self._feeding = False
         fed = self._fed
         if fed and self._sink is not None:
@@ -195,11 +188,6 @@ class Connection(asyncio.Protocol):
 
     # the exchange
 
-    async def send(self, request: bytes, deadline: float) -> None:
-        """Write a request; return once the answer's status line and headers arrived,
-        or raise ``Late`` at ``deadline`` (event-loop time) and close the connection."""
-        await self.answered(self.begin(request), deadline)
-
     def begin(self, request: bytes) -> asyncio.Future[None]:
         """Start an exchange with ``request`` (its head, or all of it); the future is
         done when the answer's head arrived (or with the exchange's failure)."""
@@ -212,7 +200,8 @@ class Connection(asyncio.Protocol):
         return head
 
     async def answered(self, head: asyncio.Future[None], deadline: float) -> None:
-        """Wait for the head ``begin`` gave, or raise ``Late`` at ``deadline``."""
+        """Wait for the head ``begin`` gave: return once the answer's status line and headers
+        arrived, or raise ``Late`` at ``deadline`` (event-loop time) and close the connection."""
         timer = Deadline(self.loop, deadline, self._late)  # after reading what came in time
         try:
             await head

@@ -165,7 +165,7 @@ class HTTPBackend:
             if connection is None:
                 connection = await self._connect(deadline, first_byte)
             try:
-                await connection.send(request, deadline)
+                await connection.answered(connection.begin(request), deadline)
                 return connection
             except Stale:
                 connection.close()
