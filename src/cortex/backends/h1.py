@@ -171,7 +171,8 @@ class Connection(asyncio.Protocol):
         self._held += len(body)
         if self._held > HIGH_WATER:
             self.pause()
-        self._wake()
+        if self._waiter is not None:  # else no reader waits yet: it finds the chunk itself
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.status < 200:
