@@ -77,7 +77,7 @@ class RelayCore:
         if lines:
             translator = self.translator
             out = translator.feed(lines)
-            if translator.failure is not None or translator.ended:  # rare: see _feed
+            if translator.failure is not None or translator.ended:  # the relay ends: rare
                 self._judge(translator)
         else:
             out = b""
