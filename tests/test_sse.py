@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cortex.dialects.openai.passthrough import OpenAIPassthrough
 from cortex.stream.lines import LineDecoder
 from cortex.stream.sse import Event, SSEDecoder
@@ -89,3 +92,29 @@ def test_a_completions_piece_counts_and_the_first_finish_reason_is_the_answers()
         passthrough.feed([b"data: " + event, b""])
     assert passthrough.failure is None
     assert (passthrough.pieces, passthrough.finish_reason) == (1, "stop")
+
+
+def test_a_whole_named_event_in_one_read_leaves_no_name_behind() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed([b"event: stale"]) == []
+    assert decoder.feed([b"event: ping", b"data: 1", b""]) == [Event(b"1", b"ping")]
+    assert decoder.feed([b"data: 2", b""]) == [Event(b"2")]
+
+
+FIELDS = st.sampled_from(
+    [b"event: ping", b"event:x", b"data: {}", b"data:1", b"data: [DONE]", b": ok", b"id: 7", b""]
+)
+
+
+@given(st.lists(FIELDS, max_size=16), st.lists(st.integers(1, 4), max_size=16))
+def test_lines_read_in_any_batches_make_the_events_they_make_one_by_one(
+    lines: list[bytes], sizes: list[int]
+) -> None:
+    one_by_one, batched = SSEDecoder(), SSEDecoder()
+    expected = [event for line in lines for event in one_by_one.feed([line])]
+    got, start = [], 0
+    for size in [*sizes, len(lines)]:
+        got += batched.feed(lines[start : start + size])
+        start += size
+    assert got == expected
+    assert one_by_one.flush() == batched.flush()

@@ -34,10 +34,16 @@ class SSEDecoder:
 
     def feed(self, lines: list[bytes]) -> list[Event]:
         """Read lines (blank ones included); return the events they completed."""
-        if len(lines) == 2 and not lines[1] and not self._data and lines[0][:6] == b"data: ":
-            event = Event(lines[0][6:], self._name)  # one whole event: a token's usual lines
-            self._name = b""
-            return [event]
+        count = len(lines)
+        if 2 <= count <= 3 and not lines[-1] and not self._data and lines[-2][:6] == b"data: ":
+            # one whole event, a token's usual lines: its data line, its name perhaps before
+            if count == 2:
+                event = Event(lines[0][6:], self._name)
+                self._name = b""
+                return [event]
+            if lines[0][:7] == b"event: ":
+                self._name = b""
+                return [Event(lines[1][6:], lines[0][7:])]
         events: list[Event] = []
         for line in lines:
             if not line:
