@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cortex.dialects.openai.passthrough import OpenAIPassthrough
+from cortex.errors import UpstreamIncomplete
 from cortex.stream.lines import LineDecoder
 from cortex.stream.sse import Event, SSEDecoder
 
@@ -87,11 +89,20 @@ def test_a_completions_piece_counts_and_the_first_finish_reason_is_the_answers()
         b'{"choices":[{"index":0,"text":""},{"index":1,"text":"hola"}]}',
         b'{"choices":[{"index":0,"text":"","finish_reason":"stop"},'
         b'{"index":1,"text":"","finish_reason":"length"}]}',
+        b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}',
     ]
     for event in events:
         passthrough.feed([b"data: " + event, b""])
     assert passthrough.failure is None
     assert (passthrough.pieces, passthrough.finish_reason) == (1, "stop")
+    assert passthrough.close() == b"data: [DONE]\n\n"  # a finished answer that omits it
+
+
+def test_an_unfinished_answer_without_its_done_is_incomplete() -> None:
+    passthrough = OpenAIPassthrough()
+    passthrough.feed([b'data: {"choices":[{"index":0,"delta":{"content":"ho"}}]}', b""])
+    with pytest.raises(UpstreamIncomplete):
+        passthrough.close()
 
 
 def test_a_whole_named_event_in_one_read_leaves_no_name_behind() -> None:

@@ -73,8 +73,7 @@ class RoutedSource:
                     opened = _opened(lease, call, limits.first_byte, record.id, watch.traceparent)
                     async with opened as upstream:
                         driven = drive(upstream, call.translator, limits)
-                        if trace is not None:
-                            watch.reading(driven.usage, call.translator)
+                        watch.reading(driven.usage, call.translator)
                         try:
                             yield Attempt(
                                 parts=driven.parts,

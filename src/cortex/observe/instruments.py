@@ -5,7 +5,7 @@ each was four or five Python calls and a lock (forty calls a request, more than 
 part of a request's end); here each is one call and a dict update. Every update comes from
 the event loop's thread, so there is nothing to lock; a scrape runs on the same thread.
 What a scrape shows is what ``prometheus_client``'s instruments showed: the same families,
-samples, bucket bounds and ``_created`` series (``tests/test_observability.py``).
+samples, bucket bounds and ``_created`` series (``tests/test_metrics_instruments.py``).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class HistogramSeries:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
         for labels, series in self._series.items():
             cumulative, buckets = 0.0, []
-            for le, count in zip(self._les, series, strict=False):
+            for le, count in zip(self._les, series[:-1], strict=True):
                 cumulative += count
                 buckets.append((le, cumulative))
             family.add_metric(labels, buckets, series[-1])

@@ -150,7 +150,7 @@ class MessagesWriter:
                     out.append(error_event(message))
                 case _:
                     pass
-        return out[0] if len(out) == 1 else b"".join(out)
+        return b"".join(out)
 
     def _call_id(self, upstream: str | None) -> str:
         call_id = upstream if upstream and upstream not in self._taken else tool_id()

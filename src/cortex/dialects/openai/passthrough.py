@@ -21,12 +21,8 @@ class OpenAIPassthrough(SSEPassthrough):
 
     heartbeat = SSE.heartbeat
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._finished = False
-
     def _unfinished(self) -> bytes:
-        if self._finished:
+        if self.finish_reason is not None:
             return DONE  # some servers omit the sentinel after a finished answer
         return super()._unfinished()
 
@@ -51,14 +47,14 @@ class OpenAIPassthrough(SSEPassthrough):
             if self.response_model is None:
                 self.response_model = model_name(message.get("model"))
             piece, finish = _read_choices(message.get("choices"))
-            if finish is not None and not self._finished:
-                self.finish_reason, self._finished = finish, True
+            if self.finish_reason is None:  # the first one given is the answer's
+                self.finish_reason = finish
             usage = message.get("usage")
             if isinstance(usage, dict):
                 self.usage = usage_of(usage)
             elif piece:
                 self.pieces += 1
-        return out[0] if len(out) == 1 else b"".join(out)
+        return b"".join(out)
 
     def error(self, exc: CortexError) -> bytes:
         return in_band(exc, "openai-sse")

@@ -100,7 +100,7 @@ class OpenAIWriter:
                 case Failure(message):
                     out.append(in_band(CortexError(message, status=502), "openai-sse"))
                     break
-        return out[0] if len(out) == 1 else b"".join(out)
+        return b"".join(out)
 
     def whole(self, answer: Answer) -> bytes:
         finish = answer.finish or Finish("stop")
