@@ -15,7 +15,8 @@ from cortex.config import Settings
 from cortex.listening import listen_socket
 from cortex.server import build_server
 from cortex.stream import push
-from cortex.stream.push import Conduit, Push
+from cortex.stream.ends import Conduit
+from cortex.stream.push import Push
 from tests.fakes import FakeOllama
 
 

@@ -16,7 +16,8 @@ from cortex.deadline import AfterReads, Deadline
 from cortex.dialects.ollama.passthrough import OllamaPassthrough
 from cortex.stream.core import RelayLimits
 from cortex.stream.encode import NDJSON
-from cortex.stream.push import Push, Sink
+from cortex.stream.ends import Sink
+from cortex.stream.push import Push
 
 FIRST_BYTE = 0.05
 LIMITS = RelayLimits(

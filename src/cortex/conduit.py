@@ -30,7 +30,7 @@ from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from .stream.push import Watcher
+from .stream.ends import Watcher
 
 HELD_BACK = "a wrapper of send held back part of a body that the relay already wrote past"
 

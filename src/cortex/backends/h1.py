@@ -27,7 +27,7 @@ import httptools
 
 from ..deadline import Deadline
 from ..errors import CortexError, UpstreamIncomplete, UpstreamProtocolError
-from ..stream.push import Sink
+from ..stream.ends import Sink
 from .signals import Closed, Late, Stale, Stray, parse_failure
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from starlette.types import Receive
 
-from .push import Conduit
+from .ends import Conduit
 
 Cut = Literal["gone", "stopping"]  # the client left; Córtex is shutting down
 Body = Callable[[], Awaitable[None]]

@@ -18,8 +18,9 @@ from ..errors import UpstreamProtocolError
 from ..events import Usage
 from .contract import Translator
 from .core import RelayLimits
+from .ends import Conduit, Pushing
 from .pull import UpstreamBody, pull, read_whole
-from .push import Conduit, Push, Pushing
+from .push import Push
 from .slices import Sliced
 
 

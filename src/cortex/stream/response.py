@@ -24,7 +24,7 @@ from ..errors import CortexError, Dialect, StreamFraming, in_band, reply
 from ..events import Usage
 from ..observe import RequestRecord
 from .cut import Cut, run_body
-from .push import Conduit
+from .ends import Conduit
 
 logger = logging.getLogger("cortex.relay")
 

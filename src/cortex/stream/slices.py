@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from ..errors import CortexError
-from .push import Pushing, Sink
+from .ends import Pushing, Sink
 
 SLICE = 16 * 1024  # bytes handed on in one turn: about a millisecond of translation
 NO_SINK = "the connection pushes only once a sink is set"
