@@ -8,6 +8,7 @@ import socket
 import time
 
 import httpx
+import ollama
 import openai
 import orjson
 import pytest
@@ -82,6 +83,47 @@ def test_openai_client_streams_from_the_embedded_model(local: RunningGateway) ->
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == len(contents)
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+
+
+def test_the_ollama_client_gets_whole_answers_from_the_embedded_model(
+    local: RunningGateway,
+) -> None:
+    """The ``ollama`` SDK asks for whole answers (``stream: false``) unless told otherwise;
+    the embedded model only streams, so the relay gathers its lines into one object."""
+    client = ollama.Client(host=local.url)
+    chat = client.chat(
+        model=BUNDLED_NAME,
+        messages=[{"role": "user", "content": "Say hi"}],
+        options={"num_predict": 8, "seed": 1},
+    )
+    assert chat.done is True
+    assert chat.done_reason in ("stop", "length")
+    assert chat.message.role == "assistant"
+    assert chat.message.content.strip()
+    assert chat.eval_count and chat.eval_count <= 8
+    assert chat.prompt_eval_count and chat.prompt_eval_count > 1
+    generated = client.generate(
+        model=BUNDLED_NAME, prompt=COUNTING, raw=True, options={"num_predict": 6, "temperature": 0}
+    )
+    assert generated.done is True
+    assert generated.response.strip()
+    assert generated.eval_count == 6
+    assert generated.done_reason == "length"
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+def test_a_request_that_only_loads_or_unloads_the_embedded_model_is_answered(
+    local: RunningGateway, path: str
+) -> None:
+    backend = backend_of(local)
+    before = backend.tokens_generated
+    loaded = httpx.post(local.url + path, json={"model": BUNDLED_NAME}, timeout=30)
+    unloaded = httpx.post(local.url + path, json={"model": BUNDLED_NAME, "keep_alive": 0})
+    assert (loaded.status_code, unloaded.status_code) == (200, 200)
+    assert loaded.json()["done_reason"] == "load"
+    assert unloaded.json()["done_reason"] == "unload"
+    assert loaded.json()["done"] is True
+    assert backend.tokens_generated == before  # nothing was generated for them
 
 
 def test_a_client_that_leaves_stops_the_generation(local: RunningGateway) -> None:

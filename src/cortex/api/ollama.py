@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from ..asks import Embedding, Generation
+from ..backends.base import Wire
 from ..context import context
 from ..dialects.ollama.writer import created_at
 from ..gateway import Gateway
@@ -102,11 +103,16 @@ def _generation(
 ) -> Response:
     framing = SSE if wants_sse(request.scope["headers"]) else NDJSON
     empty = not (payload.get("messages") if shape == "chat" else payload.get("prompt"))
-    if empty and not any(m.backend.wire.speaks("ollama") for m in gw.router.members):
+    if empty and not any(_loads_models(m.backend.wire) for m in gw.router.members):
         return _loaded(payload["model"], shape, unload=requested(payload.get("keep_alive")) == 0)
     stream = payload.get("stream") is not False and not empty  # a load's answer is one object
     ask = Generation(payload, raw, "ollama", shape, stream, framing)
     return relay_response(gw, ask, context(request))
+
+
+def _loads_models(wire: Wire) -> bool:
+    """The server answers Ollama's load and unload requests itself (Ollama does)."""
+    return wire.speaks("ollama") and not wire.streams_only
 
 
 def _loaded(model: str, shape: Shape, *, unload: bool) -> Response:

@@ -55,6 +55,7 @@ class Wire(Protocol):
     exact_names: bool  # the server matches model names exactly (else by Ollama's rule)
     load_signal: Literal["residency", "engine"]  # /api/ps, or the engine's /metrics or /slots
     tokenizes: bool  # the server may have llama.cpp's or vLLM's /tokenize at its root
+    streams_only: bool = False  # it answers every generation as a stream (the embedded model)
 
     def models(self, catalogue: bytes) -> list[ModelEntry]:
         """The server's model list, read."""

@@ -17,14 +17,16 @@ from typing import Any
 import orjson
 
 from .. import __version__
+from ..asks import Call, Generation
 from ..catalog import name_digest
+from ..dialects.codecs import plan
 from ..dialects.ollama import request as ollama_wire
 from ..embedded.answer import Answer
 from ..embedded.supervisor import ModelProcess, State
 from ..embedded.worker import WorkerSettings
 from ..errors import BadRequest, ModelNotFound, UpstreamStatus
 from ..modelname import same_model
-from .ollama import OLLAMA
+from .ollama import OllamaWire
 
 BUNDLED_NAME = "gemma3-270m:local"
 
@@ -39,10 +41,24 @@ class StaticBody:
         return data
 
 
+class EmbeddedWire(OllamaWire):
+    """Ollama's wire format as the embedded model speaks it: always streamed. A whole
+    answer is asked for as a stream and gathered by the relay, and a request that only
+    loads or unloads the model is answered by the API layer (``streams_only``)."""
+
+    streams_only = True
+
+    def generation(self, ask: Generation) -> Call:
+        return plan(ask, self.kind, streams_only=True)
+
+
+EMBEDDED = EmbeddedWire()
+
+
 class LocalBackend:
     """The embedded model as a backend; its dialect towards the relay is Ollama's."""
 
-    wire = OLLAMA
+    wire = EMBEDDED
     manages_models = False  # it serves its one model; nothing is pulled or created here
     base_url = "embedded"
 

@@ -30,10 +30,12 @@ CODECS: dict[Dialect, Codec] = {
 }
 
 
-def plan(ask: Generation, upstream: Dialect) -> Call:
-    """How a server speaking ``upstream`` serves ``ask``: the call, and how its answer comes."""
+def plan(ask: Generation, upstream: Dialect, *, streams_only: bool = False) -> Call:
+    """How a server speaking ``upstream`` serves ``ask``: the call, and how its answer comes.
+    ``streams_only``: the server always streams (the embedded model), so a whole answer in
+    its own dialect is asked for as a stream and gathered, as for a client of another."""
     client, server = CODECS[ask.dialect], CODECS[upstream]
-    if client is server:
+    if client is server and (ask.stream or not streams_only):
         return client.passthrough(ask)
     asked = [k for k in client.untranslated(ask) if ask.payload.get(k) not in (None, False, "")]
     if asked:
