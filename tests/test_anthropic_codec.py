@@ -121,6 +121,33 @@ def test_every_block_type_reads_into_the_neutral_request() -> None:
     assert request.include_usage is True
 
 
+def test_a_system_turn_in_the_messages_is_a_system_message_in_its_place() -> None:
+    payload = body(
+        system="Be brief.",
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "Now in Spanish."}]},
+            {"role": "assistant", "content": "Hola."},
+            {"role": "system", "content": "Shorter."},
+        ],
+    )
+    MessagesRequest.model_validate(payload)
+    assert chat_request(payload).messages == [
+        Message("system", "Be brief."),
+        Message("user", "hi"),
+        Message("system", "Now in Spanish."),
+        Message("assistant", "Hola."),
+        Message("system", "Shorter."),
+    ]
+    image = {"type": "image", "source": {"type": "base64", "data": PNG}}
+    with pytest.raises(BadRequest, match=r"messages\.1\.content\.0: only text blocks"):
+        chat_request(
+            body(
+                messages=[{"role": "user", "content": "hi"}, {"role": "system", "content": [image]}]
+            )
+        )
+
+
 def test_a_tool_result_with_is_error_says_so_in_its_content() -> None:
     messages = [
         {

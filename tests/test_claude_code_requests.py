@@ -84,7 +84,7 @@ def upstream_view(dialect: str, received: dict[str, Any]) -> tuple[str, list[dic
         system = received.get("system") or []
         text = "\n\n".join(block["text"] for block in system)
         return text, [{"name": t["name"], "schema": t["input_schema"]} for t in received["tools"]]
-    [system] = [m for m in received["messages"] if m["role"] == "system"]
+    system = next(m for m in received["messages"] if m["role"] == "system")  # the first
     tools = [t["function"] for t in received["tools"]]
     return system["content"], [{"name": t["name"], "schema": t["parameters"]} for t in tools]
 
@@ -127,6 +127,25 @@ def test_each_claude_code_request_streams_an_answer_from_every_kind_of_server(
         if block["type"] == "tool_result"
     ]
     assert sorted(tool_results(dialect, received)) == sorted(asked)
+
+
+def test_an_instruction_claude_code_gives_mid_conversation_reaches_the_model_in_its_place(
+    fake: FakeOllama, gateway: RunningGateway, dialect: str
+) -> None:
+    """For a model it does not know, Claude Code sends its list of agents as a ``system``
+    turn after the first user turn (beta ``mid-conversation-system``), not as a reminder."""
+    sent = fixture("other-model")
+    [user, instruction] = sent["body"]["messages"]
+    assert instruction["role"] == "system"
+    fake.script = Script(tokens=TOKENS)
+    assert replay(gateway, fake, sent).content[0].text == "".join(TOKENS)
+    received = fake.requests[-1].json
+    if dialect == "anthropic":
+        assert received["messages"] == [user, instruction]
+        return
+    roles = [m["role"] for m in received["messages"]]
+    assert roles == ["system", "user", "system"]
+    assert received["messages"][-1]["content"] == instruction["content"]
 
 
 def test_reasoning_reaches_claude_code_as_a_thinking_block_before_the_text(

@@ -6,6 +6,8 @@ How the blocks map:
   Claude Code's attribution block (``x-anthropic-billing-header: …``) is left out: it is
   for Anthropic's billing, not the model, and it changes with each conversation's first
   prompt, so keeping it at the head of the prompt would defeat the server's prompt cache.
+- A ``system`` turn in ``messages`` (an instruction given mid-conversation, as Claude
+  Code sends its own for models it does not know): a system message at that place.
 - ``text`` blocks of one turn are joined with a blank line; ``image`` blocks with a
   base64 source become the turn's images (a ``url`` or ``file`` source is refused).
 - ``document`` blocks with a ``text`` source, or a ``content`` source of text blocks, are
@@ -83,9 +85,9 @@ def count_request(payload: dict[str, Any]) -> ChatRequest:
     return request
 
 
-def _system(system: Any) -> list[Message]:
+def _system(system: Any, where: str = "system") -> list[Message]:
     if isinstance(system, list):
-        texts = _texts(system, "system")
+        texts = _texts(system, where)
         system = BLOCK_SEPARATOR.join(t for t in texts if not t.startswith(BILLING_HEADER))
     return [Message("system", system)] if system else []
 
@@ -113,6 +115,8 @@ def _turn(raw: dict[str, Any], where: str, names: dict[str, str]) -> list[Messag
     if isinstance(content, str):
         return [Message(role, content)]
     where = f"{where}.content"
+    if role == "system":
+        return _system(content, where)
     texts: list[str] = []
     turn = Message(role)
     results: list[Message] = []

@@ -20,7 +20,7 @@ class ContentBlock(BaseModel):
 class MessageParam(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # system: an instruction mid-conversation
     content: str | list[ContentBlock]
 
 
