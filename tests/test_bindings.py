@@ -112,8 +112,11 @@ def test_a_closed_generation_frees_the_model_for_the_next(binding: bindings.Bind
 def test_a_prompt_longer_than_the_context_is_an_error_not_a_hang(
     binding: bindings.Binding,
 ) -> None:
-    with pytest.raises(Exception, match=r"(?i)context|exceed"):
+    with pytest.raises(bindings.PromptTooLong, match=r"(?i)context"):
         list(binding.complete(COUNTING * 60, {"max_tokens": 8}))
+    with pytest.raises(bindings.PromptTooLong, match=r"(?i)context"):
+        list(binding.chat([{"role": "user", "content": COUNTING * 60}], {"max_tokens": 8}))
+    assert list(binding.complete("Hola", {"max_tokens": 2}))  # and the model serves on
 
 
 def test_the_prebuilt_engine_reuses_the_transcripts_shared_preamble(

@@ -6,6 +6,7 @@ import concurrent.futures
 import os
 import socket
 import time
+from typing import Any
 
 import httpx
 import ollama
@@ -124,6 +125,54 @@ def test_a_request_that_only_loads_or_unloads_the_embedded_model_is_answered(
     assert unloaded.json()["done_reason"] == "unload"
     assert loaded.json()["done"] is True
     assert backend.tokens_generated == before  # nothing was generated for them
+
+
+TOO_LONG = "word " * 4000  # some 4,000 tokens: twice the test model's context
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error_of"),
+    [
+        ("/api/chat", {"messages": [{"role": "user", "content": TOO_LONG}]}, lambda b: b["error"]),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": TOO_LONG}], "stream": True},
+            lambda b: b["error"],
+        ),
+        (
+            "/v1/messages",
+            {"max_tokens": 8, "messages": [{"role": "user", "content": TOO_LONG}], "stream": True},
+            lambda b: b["error"],
+        ),
+        ("/v1/responses", {"input": TOO_LONG}, lambda b: b["error"]),
+    ],
+    ids=["ollama", "openai", "anthropic", "responses"],
+)
+def test_a_prompt_longer_than_the_context_is_the_clients_400_in_its_dialect(
+    local: RunningGateway, path: str, body: dict[str, Any], error_of: Any
+) -> None:
+    """Not a 502 nor an error in a 200 stream: agents retry a server error (Codex five
+    times) but not a prompt that is too long, and a 4xx leaves the backend's circuit be."""
+    response = httpx.post(local.url + path, json={"model": BUNDLED_NAME, **body}, timeout=60)
+    assert response.status_code == 400
+    error = error_of(response.json())
+    message = error if isinstance(error, str) else error["message"]
+    assert "2048" in message and "CORTEX_LOCAL_CONTEXT" in message
+    if path in ("/v1/chat/completions", "/v1/responses"):
+        assert (error["type"], error["code"]) == (
+            "invalid_request_error",
+            "context_length_exceeded",
+        )
+    if path == "/v1/messages":
+        assert error["type"] == "invalid_request_error"
+    status = httpx.get(local.url + "/cortex/backends").json()["backends"][0]
+    assert (status["circuit"], status["failures"]) == ("closed", 0)
+    answer = httpx.post(  # and the model serves the next request
+        local.url + "/api/generate",
+        json={"model": BUNDLED_NAME, "prompt": "Hola", "options": {"num_predict": 2}},
+        timeout=60,
+    )
+    assert answer.status_code == 200
 
 
 def test_a_client_that_leaves_stops_the_generation(local: RunningGateway) -> None:

@@ -2,7 +2,8 @@
 
     CortexError                       500
     ├── BadRequest                    400  the client's request is malformed
-    │   └── BodyTooLarge              413
+    │   ├── BodyTooLarge              413
+    │   └── ContextTooLong            400  the prompt does not fit in the model's context
     ├── Unauthorized                  401  no API key, or not a valid one
     ├── ModelNotAllowed               403  the key may not use this model
     ├── NotFound                      404
@@ -74,6 +75,10 @@ class BadRequest(CortexError):
 
 class BodyTooLarge(BadRequest):
     status = 413
+
+
+class ContextTooLong(BadRequest):
+    code = "context_length_exceeded"  # OpenAI's, which agents read as not worth a retry
 
 
 class NotFound(CortexError):

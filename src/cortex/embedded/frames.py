@@ -11,6 +11,7 @@ Child to gateway, on the child's original stdout:
     b"7 <an Ollama NDJSON line>\n"         a line of answer 7, relayed as is
     b"! {\"event\": \"ready\", ...}\n"     the model loaded and generated a token
     b"! {\"event\": \"failed\", \"error\": \"...\"}\n"   it could not; the child exits
+    b"! {\"event\": \"refused\", \"id\": 7, \"error\": \"...\"}\n"   its prompt is too long
     b"! {\"event\": \"end\", \"id\": 7, \"tokens\": 12}\n"   answer 7 is over
 """
 

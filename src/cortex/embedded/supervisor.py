@@ -24,12 +24,13 @@ from typing import Any, Literal
 import orjson
 
 from ..backoff import LONGEST_PAUSE, Backoff
-from ..errors import CortexError, ModelProcessDied, Overloaded
+from ..errors import ContextTooLong, CortexError, ModelProcessDied, Overloaded
 from . import frames
 from .answer import Answer
 from .worker import WorkerSettings
 
 logger = logging.getLogger("cortex.embedded")
+CONTEXT_HINT = "the embedded model's context is set by CORTEX_LOCAL_CONTEXT (local_context)"
 
 State = Literal["starting", "ready", "restarting", "down", "stopped"]
 
@@ -189,6 +190,10 @@ class ModelProcess:
             answer = self._answers.pop(event["id"], None)
             if answer is not None:
                 answer.finish()
+        elif name == "refused":
+            answer = self._answers.get(event["id"])
+            if answer is not None:
+                answer.fail(ContextTooLong(f"{event['error']} ({CONTEXT_HINT})"))
         elif name == "ready":
             self.state, self.reason = "ready", None
             self._ready_since = time.monotonic()

@@ -188,6 +188,8 @@ class Worker:
                 },
             )
             self._send_line(job, orjson.dumps(objects.final(last)))
+        except bindings.PromptTooLong as exc:  # before any piece: the request's fault
+            self.send(frames.event("refused", id=job.id, error=str(exc)))
         except Exception as exc:  # a model failure becomes Ollama's in-band error line
             self._send_line(job, orjson.dumps({"error": f"the embedded model failed: {exc}"}))
         return pieces

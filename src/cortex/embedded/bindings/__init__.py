@@ -24,11 +24,16 @@ PREBUILT_X86_FLAGS = frozenset({"avx", "avx2", "fma", "f16c", "bmi1", "bmi2"})
 NOT_INSTALLED = "the embedded model is not installed: run ./scripts/install local"
 
 
+class PromptTooLong(ValueError):
+    """The prompt does not fit in the model's context: the request's fault, not the model's."""
+
+
 class Generation(Protocol):
     """One answer's text pieces with their finish reasons (``"stop"``, ``"length"`` or None).
 
     ``prompt_tokens`` is complete once the pieces end; ``close`` stops the
-    generation at the next token."""
+    generation at the next token. A prompt longer than the context raises
+    ``PromptTooLong`` before any piece."""
 
     prompt_tokens: int
 

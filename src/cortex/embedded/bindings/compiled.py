@@ -6,7 +6,9 @@ import importlib
 from collections.abc import Iterator
 from typing import Any
 
-from . import Kind, LoadSettings, default_threads
+from . import Kind, LoadSettings, PromptTooLong, default_threads
+
+TOO_LONG = "exceed context window"  # llama-cpp-python's ValueError for a prompt over the context
 
 
 class CompiledGeneration:
@@ -18,11 +20,16 @@ class CompiledGeneration:
 
     def __iter__(self) -> Iterator[tuple[str, str | None]]:
         pieces = 0
-        for chunk in self._chunks:
-            choice = chunk["choices"][0]
-            text = (choice["delta"].get("content") or "") if self._chat else choice["text"]
-            pieces += bool(text)
-            yield text, choice["finish_reason"]
+        try:
+            for chunk in self._chunks:
+                choice = chunk["choices"][0]
+                text = (choice["delta"].get("content") or "") if self._chat else choice["text"]
+                pieces += bool(text)
+                yield text, choice["finish_reason"]
+        except ValueError as exc:
+            if TOO_LONG in str(exc):
+                raise PromptTooLong(str(exc)) from exc
+            raise
         if self._chat:  # a chat template: what is in the context but the answer
             self.prompt_tokens = max(int(self._llm.n_tokens) - pieces, 0)
 

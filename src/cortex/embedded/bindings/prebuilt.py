@@ -19,11 +19,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import Kind, LoadSettings, default_threads
+from . import Kind, LoadSettings, PromptTooLong, default_threads
 
 QUEUE_SIZE = 64  # chunks between the engine's thread and the worker's
 LOG_WARNINGS = 2  # llama.cpp's log levels: 1 errors, 2 warnings, 3 information
 _END = object()
+TOO_LONG = "exceed_context_size_error"  # the engine's error type for a prompt over the context
 
 
 class EngineError(RuntimeError):
@@ -51,7 +52,8 @@ class PrebuiltGeneration:
         if "choices" not in chunk and "usage" not in chunk:  # an error, in the server's shape
             error = chunk.get("error", chunk)
             message = error.get("message", error) if isinstance(error, dict) else error
-            self._put(EngineError(str(message)))
+            too_long = isinstance(error, dict) and error.get("type") == TOO_LONG
+            self._put((PromptTooLong if too_long else EngineError)(str(message)))
             return True
         return not self._put(chunk)
 
@@ -66,7 +68,7 @@ class PrebuiltGeneration:
 
     def __iter__(self) -> Iterator[tuple[str, str | None]]:
         while (item := self._chunks.get()) is not _END:
-            if isinstance(item, EngineError):
+            if isinstance(item, Exception):
                 raise item
             assert isinstance(item, dict)
             if usage := item.get("usage"):
