@@ -175,6 +175,20 @@ def test_a_prompt_longer_than_the_context_is_the_clients_400_in_its_dialect(
     assert answer.status_code == 200
 
 
+def test_embeddings_from_the_embedded_model_are_the_clients_400_in_its_dialect(
+    local: RunningGateway,
+) -> None:
+    ollama_style = httpx.post(local.url + "/api/embed", json={"model": BUNDLED_NAME, "input": "hi"})
+    assert ollama_style.status_code == 400
+    assert ollama_style.json() == {"error": f'"{BUNDLED_NAME}" does not support embeddings'}
+    openai_style = httpx.post(
+        local.url + "/v1/embeddings", json={"model": BUNDLED_NAME, "input": "hi"}
+    )
+    assert openai_style.status_code == 400
+    assert openai_style.json()["error"]["type"] == "invalid_request_error"
+    assert "embeddings" in openai_style.json()["error"]["message"]
+
+
 def test_a_client_that_leaves_stops_the_generation(local: RunningGateway) -> None:
     backend = backend_of(local)
     payload = {"prompt": COUNTING, "raw": True, "options": {"num_predict": 400, "temperature": 0}}

@@ -187,6 +187,8 @@ class LocalBackend:
                     "capabilities": ["completion"],
                 }
             )
+        if path in ("/api/embed", "/api/embeddings"):  # as Ollama answers for such a model
+            raise BadRequest(f'"{self.name}" does not support embeddings')
         raise UpstreamStatus(f"the embedded model does not serve {path}", status=501)
 
     def _entry(self) -> dict[str, Any]:
