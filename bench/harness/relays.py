@@ -1,6 +1,6 @@
 """The relays Córtex is compared with: nginx (the reference), the hand-written relay, a
-Go reverse proxy built from bench/go/relay.go when Go is installed, and Python's floor
-(bench/pipe_relay.py)."""
+Go reverse proxy built from bench/go/relay.go when Go is installed, Python's floor
+(bench/pipe_relay.py), and LiteLLM's proxy, a gateway in Python, when it is installed."""
 
 from __future__ import annotations
 
@@ -92,3 +92,41 @@ async def start_go_relay(procs: Processes, upstream_port: int, workdir: Path) ->
     port = free_port()
     argv = [str(binary), "-listen", f"{HOST}:{port}", "-upstream", f"http://{HOST}:{upstream_port}"]
     return await start_gateway(procs, argv, port, env={"GOMAXPROCS": "1"})
+
+
+LITELLM_CONFIG = Template("""\
+model_list:
+  - model_name: "*"
+    litellm_params:
+      model: "openai/*"
+      api_base: "http://$host:$upstream/v1"
+      api_key: "unused"
+""")
+# LiteLLM's proxy refuses to start without a master key unless told this is a local trial;
+# the cost map is read from the package instead of fetched; only errors are logged.
+LITELLM_ENV = {
+    "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_LOG": "ERROR",
+}
+
+
+def litellm_binary() -> str | None:
+    """LiteLLM's proxy command: ``$CORTEX_BENCH_LITELLM``, else ``litellm`` on the PATH."""
+    return os.environ.get("CORTEX_BENCH_LITELLM") or shutil.which("litellm")
+
+
+async def start_litellm(procs: Processes, upstream_port: int, workdir: Path) -> Gateway | None:
+    """LiteLLM's proxy with one worker on the relays' CPU, every model name sent on to the
+    fake's OpenAI-compatible ``/v1`` as it came; none when it is not installed. It is big
+    (a few hundred packages): install it in a virtualenv of its own, ``python3 -m venv
+    /tmp/litellm && /tmp/litellm/bin/pip install 'litellm[proxy]'``, and set
+    ``CORTEX_BENCH_LITELLM=/tmp/litellm/bin/litellm``."""
+    binary = litellm_binary()
+    if binary is None:
+        return None
+    port = free_port()
+    conf = workdir / f"litellm-{port}.yaml"
+    conf.write_text(LITELLM_CONFIG.substitute(host=HOST, upstream=upstream_port))
+    argv = [binary, "--config", str(conf), "--host", HOST, "--port", str(port)]
+    return await start_gateway(procs, [*argv, "--num_workers", "1"], port, env=LITELLM_ENV)

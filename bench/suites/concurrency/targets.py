@@ -2,7 +2,8 @@
 worker (pinned to the relays' CPU, as the harness pins relays) or two (on both CPUs: the
 only way two workers get two cores here, so they share one with the load side), and the
 references measured beside it on the same machine: nginx, a Go reverse proxy and Python's
-floor (a byte pipe), each on the relays' CPU, forwarding the Ollama path."""
+floor (a byte pipe), each on the relays' CPU, forwarding the Ollama path, and LiteLLM's
+proxy, a gateway in Python, on OpenAI's path, when it is installed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from pathlib import Path
 from harness.cpu import family
 from harness.loadgen import DIALECTS, Dialect
 from harness.processes import Gateway, Processes
-from harness.relays import nginx_binary, start_go_relay, start_nginx, start_pipe_relay
+from harness.relays import (
+    nginx_binary,
+    start_go_relay,
+    start_litellm,
+    start_nginx,
+    start_pipe_relay,
+)
 from harness.servers import start_cortex
 
 from suites.compare.targets import Target as Relay
@@ -71,12 +78,13 @@ async def widen(gateway: Gateway, workers: int, cpus: set[int] | None) -> None:
 NGINX = "nginx"
 GO = "Go ReverseProxy"
 PIPE = "Python byte pipe"
+LITELLM = "LiteLLM"
 
 
 async def reference_targets(procs: Processes, upstream_port: int, workdir: Path) -> list[Target]:
-    """nginx, the Go relay and the Python byte pipe in front of the fake, Ollama → Ollama, one
-    process each on the relays' CPU; a reference that is not installed is left out, with a
-    line saying so."""
+    """nginx, the Go relay and the Python byte pipe in front of the fake, Ollama → Ollama,
+    and LiteLLM, OpenAI → OpenAI, one process each on the relays' CPU; a reference that is
+    not installed is left out, with a line saying so."""
     out = []
     try:
         nginx_binary()
@@ -91,16 +99,21 @@ async def reference_targets(procs: Processes, upstream_port: int, workdir: Path)
     else:
         out.append(reference(GO, go))
     out.append(reference(PIPE, await start_pipe_relay(procs, upstream_port)))
+    litellm = await start_litellm(procs, upstream_port, workdir)
+    if litellm is None:
+        print("  no LiteLLM reference: not installed (see harness/relays.py)", flush=True)
+    else:
+        out.append(reference(LITELLM, litellm, "openai"))
     return out
 
 
-def reference(name: str, relay: Gateway) -> Target:
+def reference(name: str, relay: Gateway, dialect: Dialect = "ollama") -> Target:
     return Target(
-        name=f"{name}, ollama→ollama",
+        name=f"{name}, {dialect}→{dialect}",
         port=relay.port,
         server=relay,
-        client="ollama",
-        upstream="ollama",
+        client=dialect,
+        upstream=dialect,
         workers=1,
         reference=True,
     )
