@@ -25,7 +25,8 @@ def post_raw(gateway: RunningGateway, body: bytes, **kwargs: object) -> httpx.Re
         (b'{"messages": [{"role": "user", "content": 5}]}', "messages.0.content"),
         (b'{"messages": [], "stream": "yes"}', "stream"),
         (b'{"messages": [], "model": 7}', "model"),
-        (b"\xff\xfe{}", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid JSON: it is not UTF-8 (invalid start byte) at byte 0"),
+        (b'{"messages": "ab\xe9"}', "not UTF-8 (invalid continuation byte) at byte 16"),
         (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
     ],
 )

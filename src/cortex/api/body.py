@@ -102,13 +102,23 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc.msg} at byte {exc.pos}") from None
+        raise BadRequest(f"request body is not valid JSON: {_where(raw, exc)}") from None
     if not isinstance(parsed, dict):
         raise BadRequest("request body must be a JSON object")
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and too_deep(parsed):
         raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     check_keys(raw, parsed)
     return raw, parsed
+
+
+def _where(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """What is wrong and at which byte; orjson says byte 0 of any bad UTF-8, so that is
+    looked for again."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as bad:
+        return f"it is not UTF-8 ({bad.reason}) at byte {bad.start}"
+    return f"{exc.msg} at byte {exc.pos}"
 
 
 async def read_request(
