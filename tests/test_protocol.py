@@ -9,14 +9,16 @@ import socket
 import time
 from typing import Any
 
+import orjson
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cortex.conduit import ClientConduit
 from cortex.config import Settings
-from cortex.protocol import BoundedHttpToolsProtocol, protocol_factory
+from cortex.protocol import BoundedHttpToolsProtocol, protocol_factory, unframed
 from cortex.server import build_server
 from tests.conftest import StartGateway
+from tests.fakes import DEFAULT_MODEL, FakeOllama, Script
 from tests.fakes.connection import connect, finished, request
 from tests.helpers import read_until
 
@@ -95,3 +97,53 @@ def test_the_conduit_joins_the_extensions_uvicorn_put_in_the_scope(
     [seen] = extensions
     assert seen["http.response.trailers"] == {}
     assert isinstance(seen["cortex.conduit"]["conduit"], ClientConduit)
+
+
+def http_10(host: str, port: int, method: str, path: str, body: bytes = b"") -> bytes:
+    """An HTTP/1.0 request; everything the server sends until it closes."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(
+            b"%s %s HTTP/1.0\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s"
+            % (method.encode(), path.encode(), len(body), body)
+        )
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    return answer
+
+
+def test_an_http_10_client_gets_a_stream_without_chunked_framing(
+    start_gateway: StartGateway, fake: FakeOllama
+) -> None:
+    """An HTTP/1.0 client reads no chunked framing (RFC 9112, 6.1): the stream's bytes come
+    bare and end where the connection closes."""
+    fake.script = Script(tokens=["Había", " una", " vez"], delay=0.01)
+    gateway = start_gateway()
+    chat = b'{"model": "%s", "messages": [{"role": "user", "content": "hola"}]}' % (
+        DEFAULT_MODEL.encode()
+    )
+    head, _, body = http_10(gateway.host, gateway.port, "POST", "/api/chat", chat).partition(
+        b"\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+    lines = body.splitlines()
+    assert [orjson.loads(line)["message"]["content"] for line in lines[:-1]] == [
+        "Había",
+        " una",
+        " vez",
+    ]
+    assert orjson.loads(lines[-1])["done"] is True
+    head, _, body = http_10(gateway.host, gateway.port, "GET", "/api/version").partition(
+        b"\r\n\r\n"
+    )
+    assert b"content-length: %d" % len(body) in head.lower()
+    assert "version" in orjson.loads(body)
+
+
+def test_chunks_lose_exactly_their_framing() -> None:
+    assert unframed(b"5\r\nHola \r\n3\r\n\r\n\r\r\n") == b"Hola \r\n\r"
+    assert unframed(b"a\r\n0123456789\r\n0\r\n\r\n") == b"0123456789"
+    assert unframed(b"0\r\n\r\n") == b""
+    assert unframed(b"") == b""

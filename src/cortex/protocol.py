@@ -123,11 +123,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _host_of_absolute_form(self.url, self.headers)
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:
-            conduit: dict[object, object] = {"conduit": ClientConduit(self, cycle)}
-            self.scope.setdefault("extensions", {})["cortex.conduit"] = conduit
-            head_with_body: Any = HeadWithBody(cycle.transport, self.loop)  # a Transport's subset
-            cycle.transport = head_with_body
+        if cycle is None or cycle.scope is not self.scope:
+            return
+        head_with_body: Any = HeadWithBody(cycle.transport, self.loop)  # a Transport's subset
+        if self.scope["http_version"] == "1.0":  # no conduit: the relay goes through send
+            unchunked: Any = Unchunked(head_with_body)  # a Transport's subset too
+            cycle.transport = unchunked
+            return
+        conduit: dict[object, object] = {"conduit": ClientConduit(self, cycle)}
+        self.scope.setdefault("extensions", {})["cortex.conduit"] = conduit
+        cycle.transport = head_with_body
 
     async def _run_app(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -221,6 +226,52 @@ class HeadWithBody:
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
+
+
+CHUNKED = b"transfer-encoding: chunked\r\n"  # as uvicorn writes it in a head
+
+
+class Unchunked:
+    """An HTTP/1.0 client's transport. Such a client reads no chunked framing (RFC 9112,
+    6.1), so the head goes out without ``transfer-encoding: chunked`` and each chunk
+    uvicorn writes as its bare bytes: the body ends where the connection closes, as
+    uvicorn closes every HTTP/1.0 one after its response."""
+
+    __slots__ = ("_chunked", "_transport")
+
+    def __init__(self, transport: HeadWithBody) -> None:
+        self._transport = transport
+        self._chunked = False
+
+    def write(self, data: bytes) -> None:
+        if data.startswith(b"HTTP/"):  # a head; a chunk starts with its size
+            self._chunked = CHUNKED in data
+            data = data.replace(CHUNKED, b"", 1)
+        elif self._chunked:
+            data = unframed(data)
+        if data:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
+def unframed(data: bytes) -> bytes:
+    """The bytes of the whole chunks uvicorn writes at once (``size CRLF data CRLF``, the
+    last one of size 0), without their framing."""
+    pieces = []
+    at = 0
+    while at < len(data):
+        end = data.index(b"\r\n", at)
+        size = int(data[at:end], 16)
+        if size == 0:
+            break
+        pieces.append(data[end + 2 : end + 2 + size])
+        at = end + 2 + size + 2
+    return b"".join(pieces)
 
 
 def _host_of_absolute_form(target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
