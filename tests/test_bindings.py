@@ -13,7 +13,7 @@ import pytest
 from cortex.chat import Message
 from cortex.embedded import bindings, transcript
 from cortex.embedded.bindings import PREBUILT_X86_FLAGS, choose
-from cortex.embedded.bindings.prebuilt import Prebuilt
+from cortex.embedded.bindings.prebuilt import Prebuilt, PrebuiltGeneration
 
 AVX2_CPU = PREBUILT_X86_FLAGS | {"sse4_2", "avx512f", "amx_tile"}
 OLD_CPU = frozenset({"sse4_2", "avx", "popcnt"})
@@ -60,6 +60,30 @@ def test_an_unknown_cortex_llama_value_is_refused() -> None:
 def test_nothing_installed_says_how_to_install() -> None:
     with pytest.raises(ImportError, match=r"\./scripts/install local"):
         choose(None, set(), AVX2_CPU)
+
+
+def test_the_prebuilt_engines_pieces_count_its_tokens_not_themselves() -> None:
+    """Text the engine holds back (it might begin a stop sequence) comes later in one piece
+    with the next token's, so the answer's token count is the engine's, not the pieces'."""
+
+    def run(take: object) -> None:
+        for text in ("Hola", "\n\nLa", " casa"):
+            take({"choices": [{"delta": {"content": text}, "finish_reason": None}]})  # type: ignore[operator]
+        take({"choices": [{"delta": {}, "finish_reason": "length"}]})  # type: ignore[operator]
+        take({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 4}})  # type: ignore[operator]
+
+    generation = PrebuiltGeneration(run)
+    assert [text for text, _ in generation if text] == ["Hola", "\n\nLa", " casa"]
+    assert (generation.prompt_tokens, generation.completion_tokens) == (7, 4)
+
+
+def test_a_prompt_too_long_for_the_prebuilt_engine_is_named_so() -> None:
+    def run(take: object) -> None:
+        error = {"code": 400, "type": "exceed_context_size_error", "message": "too long"}
+        take({"error": error})  # type: ignore[operator]
+
+    with pytest.raises(bindings.PromptTooLong, match="too long"):
+        list(PrebuiltGeneration(run))
 
 
 # The real model through each binding that is installed here.

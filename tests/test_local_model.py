@@ -58,7 +58,9 @@ def test_real_tokens_stream_and_the_done_line_counts_them(local: RunningGateway)
     assert "".join(pieces).strip()
     done = messages[-1]
     assert done["done"] is True
-    assert done["eval_count"] == len(pieces)
+    assert done["eval_count"] >= len(pieces)  # a piece may hold two tokens (held back)
+    if done["done_reason"] == "length":
+        assert done["eval_count"] == 12  # tokens, as the engine counts them
     assert done["prompt_eval_count"] > 10
     assert done["total_duration"] >= done["eval_duration"] > 0
     if len(lines) > 2:
@@ -82,8 +84,11 @@ def test_openai_client_streams_from_the_embedded_model(local: RunningGateway) ->
     ]
     assert "".join(contents).strip()
     assert chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == len(contents)
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert chunks[-1].usage.completion_tokens >= len(contents)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    assert finish in ("stop", "length")
+    if finish == "length":
+        assert chunks[-1].usage.completion_tokens == 10
 
 
 def test_the_ollama_client_gets_whole_answers_from_the_embedded_model(

@@ -179,7 +179,7 @@ class Worker:
             first = first or now
             last = Finish(
                 "length" if finish == "length" else "stop",
-                Usage(prompt_tokens, pieces),
+                Usage(prompt_tokens, generation.completion_tokens or pieces),
                 {
                     "total_duration": now - began,
                     "load_duration": 0,

@@ -31,11 +31,13 @@ class PromptTooLong(ValueError):
 class Generation(Protocol):
     """One answer's text pieces with their finish reasons (``"stop"``, ``"length"`` or None).
 
-    ``prompt_tokens`` is complete once the pieces end; ``close`` stops the
-    generation at the next token. A prompt longer than the context raises
-    ``PromptTooLong`` before any piece."""
+    ``prompt_tokens`` is complete once the pieces end, and so is ``completion_tokens``
+    where the engine counts them (a piece may hold more than one token: text held back
+    until a stop sequence is ruled out); ``close`` stops the generation at the next
+    token. A prompt longer than the context raises ``PromptTooLong`` before any piece."""
 
     prompt_tokens: int
+    completion_tokens: int | None  # None: one token a piece
 
     def __iter__(self) -> Iterator[tuple[str, str | None]]: ...
 

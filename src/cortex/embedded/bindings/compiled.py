@@ -17,6 +17,7 @@ class CompiledGeneration:
         self._chat = chat
         self._llm = llm
         self.prompt_tokens = prompt_tokens
+        self.completion_tokens: int | None = None  # llama-cpp-python streams a token a piece
 
     def __iter__(self) -> Iterator[tuple[str, str | None]]:
         pieces = 0

@@ -34,6 +34,7 @@ class EngineError(RuntimeError):
 class PrebuiltGeneration:
     def __init__(self, run: Callable[[Callable[[dict[str, Any]], bool]], None]) -> None:
         self.prompt_tokens = 0
+        self.completion_tokens: int | None = None
         self.cached_tokens = 0  # of the prompt's, taken from the context's shared prefix
         self._chunks: queue.Queue[object] = queue.Queue(QUEUE_SIZE)
         self._stopped = threading.Event()
@@ -73,6 +74,8 @@ class PrebuiltGeneration:
             assert isinstance(item, dict)
             if usage := item.get("usage"):
                 self.prompt_tokens = int(usage.get("prompt_tokens", 0))
+                if "completion_tokens" in usage:
+                    self.completion_tokens = int(usage["completion_tokens"])
                 details = usage.get("prompt_tokens_details") or {}
                 self.cached_tokens = int(details.get("cached_tokens", 0))
             for choice in item.get("choices") or ():
