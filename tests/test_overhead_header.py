@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -62,3 +63,22 @@ def test_overhead_leaves_out_a_failed_attempts_upstream_time(
         assert failed_over, "no request failed over"
         for mine, total in failed_over:
             assert mine < total - HEAD_DELAY * 1000
+
+
+def test_overhead_leaves_out_the_time_the_client_took_to_send_its_body(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway()
+    pause = 0.3
+
+    def slowly() -> Iterator[bytes]:
+        yield b'{"model": "%s", "messages": [{"role": "user", ' % DEFAULT_MODEL.encode()
+        time.sleep(pause)  # a client on a slow link: its time, not Córtex's
+        yield b'"content": "hola"}]}'
+
+    began = time.monotonic()
+    response = httpx.post(gateway.url + "/api/chat", content=slowly(), timeout=10)
+    took_ms = (time.monotonic() - began) * 1000
+    assert response.status_code == 200
+    assert took_ms >= pause * 1000
+    assert overhead_ms(response) < pause * 1000 / 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     declared_length(request, limit)
     parts: list[bytes] = []
     size = 0
+    began = time.monotonic()
     try:
         async with asyncio.timeout(timeout):  # a trickled body must not hold a connection
             async for chunk in request.stream():
@@ -45,6 +47,9 @@ async def read_body(request: Request, settings: Settings) -> bytes:
         raise BadRequest(
             f"the request body took more than {timeout:g} s to arrive", status=408
         ) from None
+    made = request.scope.get("state", {}).get("context")
+    if made is not None:  # the client's time, not Córtex's (x-cortex-overhead-ms)
+        made.record.body_wait = time.monotonic() - began
     return b"".join(parts)
 
 

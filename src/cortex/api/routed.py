@@ -52,7 +52,8 @@ class RoutedSource:
     async def attempt(self) -> AsyncIterator[Attempt]:
         record = self.ctx.record
         record.model, record.relayed = self.ask.model, True
-        began = record.started if self.began is None else self.began
+        # the first attempt begins with the request, less the client's time sending its body
+        began = record.started + record.body_wait if self.began is None else self.began
         async with self.failover.lease(self.ask.prompt, self.ctx.party) as lease:
             record.backend, record.queue_wait = lease.member.name, lease.waited
             sent_at = time.monotonic()

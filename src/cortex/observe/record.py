@@ -34,6 +34,7 @@ class RequestRecord:
     backend: str | None = None
     first_token: float | None = None
     queue_wait: float = 0.0
+    body_wait: float = 0.0  # the time its body took to arrive after its head (the client's)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     outcome: Outcome | None = None
