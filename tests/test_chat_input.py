@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import FakeOllama
+from tests.fakes import DEFAULT_MODEL, FakeOllama
 
 
 def post_raw(gateway: RunningGateway, body: bytes, **kwargs: object) -> httpx.Response:
@@ -40,6 +40,23 @@ def test_bad_request_is_a_400_that_says_what_is_wrong(
     assert fragment in error["error"]
     assert "Traceback" not in response.text
     assert not [r for r in fake.requests if r.path == "/api/chat"]
+
+
+def test_an_escaped_lone_surrogate_is_read_as_ollama_reads_it(
+    fake: FakeOllama, gateway: RunningGateway
+) -> None:
+    """Valid JSON that names no character (``\\ud800`` alone): Ollama's decoder makes it
+    U+FFFD, and so does Córtex, instead of refusing the body."""
+    body = (
+        b'{"model": "%s", "messages": [{"role": "user", "content": "x\\ud800y \\ud83d\\ude00"}]}'
+        % DEFAULT_MODEL.encode()
+    )
+    response = post_raw(gateway, body)
+    assert response.status_code == 200
+    [sent] = [r for r in fake.requests if r.path == "/api/chat"]
+    assert sent.json["messages"][0]["content"] == "x\ufffdy \U0001f600"
+    nested = b'{"messages": [{"role": "user", "content": "\\udc00"}], "x": ' + b"[" * 5000
+    assert post_raw(gateway, nested + b"]" * 5000 + b"}").status_code == 400
 
 
 def test_body_over_the_limit_is_a_413(fake: FakeOllama, start_gateway: StartGateway) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
@@ -107,13 +108,36 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {_where(raw, exc)}") from None
+        parsed = _lone_surrogates_replaced(raw) if b"\\u" in raw else None
+        if parsed is None:
+            raise BadRequest(f"request body is not valid JSON: {_where(raw, exc)}") from None
+        raw = orjson.dumps(parsed)
     if not isinstance(parsed, dict):
         raise BadRequest("request body must be a JSON object")
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and too_deep(parsed):
         raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     check_keys(raw, parsed)
     return raw, parsed
+
+
+def _lone_surrogates_replaced(raw: bytes) -> Any:
+    """The body read as Ollama's Go decoder reads it, where orjson refuses an escaped lone
+    surrogate (``"\\ud800"``, valid JSON, no character): it becomes U+FFFD. None if the
+    body is not JSON for Python's decoder either."""
+    try:
+        return _replaced(json.loads(raw))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _replaced(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replaced(item) for item in value]
+    if isinstance(value, dict):
+        return {_replaced(key): _replaced(item) for key, item in value.items()}
+    return value
 
 
 def _where(raw: bytes, exc: orjson.JSONDecodeError) -> str:
