@@ -354,11 +354,22 @@ def test_allowed_models(fake: FakeOllama, start_gateway: StartGateway) -> None:
     assert len([r for r in fake.requests if r.path == "/api/chat"]) == 2  # refusals never left
     assert post(gw, model="made-up-1").status_code == 403
     assert post(gw, model="made-up-2").status_code == 403
-    # Models never answered and not in a catalogue share one row, so that made-up names
-    # cannot grow the table (one backend is not asked for its catalogue: other:7b is there).
-    assert rows(usage_after(gw, 7)) == {("ci", DEFAULT_MODEL): (1, 26, 3, 0),
-                                  ("ci", "fake-llama"): (1, 26, 3, 0),
-                                  ("ci", "other"): (5, 0, 0, 5)}  # fmt: skip
+    # A refused request counts toward nothing: the five 403s are not usage.
+    assert rows(usage_after(gw, 2)) == {("ci", DEFAULT_MODEL): (1, 26, 3, 0),
+                                  ("ci", "fake-llama"): (1, 26, 3, 0)}  # fmt: skip
+
+
+def test_a_model_the_key_may_not_use_counts_toward_no_limit(
+    redis_url: str | None, fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    """The README's rule: a refused request counts toward nothing. A 403 comes after the
+    request was admitted (its model is in its body), so it gives back what it took."""
+    gw = start_gateway(
+        redis_url=redis_url, keys=[entry(rpm=3, concurrent=1, models=["fake-llama"])]
+    )
+    assert [post(gw, model="other:7b").status_code for _ in range(3)] == [403, 403, 403]
+    assert post(gw).status_code == 200  # neither the minute's 3 requests nor the one slot
+    assert [post(gw).status_code for _ in range(3)] == [200, 200, 429]
 
 
 # Redis going away
@@ -422,17 +433,17 @@ def test_a_crashed_instances_slots_expire(
     async def scenario() -> None:
         store = RedisLimitStore(connect(redis_server.url))
         try:
-            assert await store.admit("ci", 0, 0, 1, "crashed") is None
-            refusal = await store.admit("ci", 0, 0, 1, "next")
+            assert await store.admit("ci", 0, 0, 1, "crashed", "") is None
+            refusal = await store.admit("ci", 0, 0, 1, "next", "")
             assert refusal is not None and refusal.limit == "concurrent"
             await asyncio.sleep(0.4)  # nobody renewed "crashed"
-            assert await store.admit("ci", 0, 0, 1, "next") is None
+            assert await store.admit("ci", 0, 0, 1, "next", "") is None
             for _ in range(3):  # a live holder renews, and keeps its slot
                 await asyncio.sleep(0.15)
                 await store.renew({"ci": ["next"]}, 0.3)
-            assert await store.admit("ci", 0, 0, 1, "third") is not None
+            assert await store.admit("ci", 0, 0, 1, "third", "") is not None
             await store.release("ci", "next")
-            assert await store.admit("ci", 0, 0, 1, "third") is None
+            assert await store.admit("ci", 0, 0, 1, "third", "") is None
         finally:
             await store.close()
 

@@ -38,6 +38,7 @@ class RequestContext:
         ticket.model = model
         names = (model,) if self.alias is None else (model, self.alias)
         if not any(ticket.key.allows(name) for name in names):
+            ticket.refused = True  # it counts toward nothing (keyguard's finish)
             raise ModelNotAllowed(f"model '{model}' is not allowed for key '{ticket.key.name}'")
 
     def visible(self) -> Callable[[str], bool] | None:

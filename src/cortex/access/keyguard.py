@@ -27,6 +27,7 @@ with the token counts and outcome from the request's record.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -117,12 +118,17 @@ class Access:
         record.key = key.name
         if ops:
             return Ticket(key, limited=False)
-        lease = await self.limiter.admit(key, answer=scope["method"] == "POST")
-        return Ticket(key, lease)
+        # its own id for the limits: a client's X-Request-ID may repeat, and would count once
+        request = uuid.uuid4().hex if key.rpm else ""
+        lease = await self.limiter.admit(key, request, answer=scope["method"] == "POST")
+        return Ticket(key, lease, request=request)
 
     async def finish(self, ticket: Ticket, record: RequestRecord) -> None:
-        """Free the ticket's slot and record its usage."""
+        """Free the ticket's slot and record its usage (none for a refused request)."""
         if not ticket.limited:
+            return
+        if ticket.refused:
+            await self.limiter.refund(ticket.key.name, ticket.request, ticket.lease)
             return
         model = ticket.model or record.model
         prompt, completion = record.prompt_tokens or 0, record.completion_tokens or 0

@@ -71,10 +71,20 @@ class StoreUnavailable(Exception):
 
 class LimitStore(Protocol):
     async def admit(
-        self, name: str, rpm: int, tokens_per_day: int, concurrent: int, lease: str | None
+        self,
+        name: str,
+        rpm: int,
+        tokens_per_day: int,
+        concurrent: int,
+        lease: str | None,
+        request: str,
     ) -> Refusal | None:
-        """Check every limit given (0: none) and, if all pass, count the request
-        and take the lease (when ``lease`` is given). Atomic."""
+        """Check every limit given (0: none) and, if all pass, count the request (as
+        ``request``) and take the lease (when ``lease`` is given). Atomic."""
+        ...
+
+    async def refund(self, name: str, request: str, lease: str | None) -> None:
+        """Uncount an admitted request that was refused after all, and free its lease."""
         ...
 
     async def renew(self, held: Mapping[str, Collection[str]], ttl: float) -> None: ...
@@ -107,20 +117,26 @@ class MemoryLimitStore:
     """Limits for one process."""
 
     def __init__(self) -> None:
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._recent: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
         self._leases: dict[str, set[str]] = defaultdict(set)
         self._tokens: dict[tuple[str, int], int] = defaultdict(int)
         self._usage: dict[tuple[str, str], UsageRow] = {}
 
     async def admit(
-        self, name: str, rpm: int, tokens_per_day: int, concurrent: int, lease: str | None
+        self,
+        name: str,
+        rpm: int,
+        tokens_per_day: int,
+        concurrent: int,
+        lease: str | None,
+        request: str,
     ) -> Refusal | None:
         now = time.monotonic()
         recent = self._recent[name]
-        while recent and recent[0] <= now - WINDOW:
+        while recent and recent[0][0] <= now - WINDOW:
             recent.popleft()
         if rpm and len(recent) >= rpm:
-            return Refusal("rpm", recent[0] + WINDOW - now)
+            return Refusal("rpm", recent[0][0] + WINDOW - now)
         if tokens_per_day and self._tokens[name, today()] >= tokens_per_day:
             return Refusal("tokens", until_midnight())
         if concurrent and lease is not None:
@@ -128,8 +144,17 @@ class MemoryLimitStore:
                 return Refusal("concurrent", 1.0)
             self._leases[name].add(lease)
         if rpm:
-            recent.append(now)
+            recent.append((now, request))
         return None
+
+    async def refund(self, name: str, request: str, lease: str | None) -> None:
+        recent = self._recent[name]
+        for entry in recent:
+            if entry[1] == request:
+                recent.remove(entry)
+                break
+        if lease is not None:
+            self._leases[name].discard(lease)
 
     async def renew(self, held: Mapping[str, Collection[str]], ttl: float) -> None:
         pass  # leases here live and die with the process
@@ -204,8 +229,9 @@ class Limiter:
         self._renewer: asyncio.Task[None] | None = None
         self._recheck_at = 0.0
 
-    async def admit(self, key: KeyRecord, *, answer: bool) -> str | None:
-        """Count a request for ``key``; raise RateLimited if a limit refuses it.
+    async def admit(self, key: KeyRecord, request: str, *, answer: bool) -> str | None:
+        """Count a request for ``key`` (as ``request``, which ``refund`` names again); raise
+        RateLimited if a limit refuses it.
 
         Only ``answer`` requests (POSTs: generation, embeddings) take a concurrency
         slot and are held to the daily tokens. Returns the slot's lease, if any.
@@ -220,6 +246,7 @@ class Limiter:
                 (key.tokens_per_day or 0) if answer else 0,
                 key.concurrent or 0,
                 lease,
+                request,
             )
         except StoreUnavailable as exc:
             self._failed(exc)
@@ -254,6 +281,18 @@ class Limiter:
             if lease is not None:
                 await self._store.release(name, lease)
             await self._store.record(name, model, prompt, completion, error)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+
+    async def refund(self, name: str, request: str, lease: str | None) -> None:
+        """A request admitted, then refused (a model its key may not use): it counts
+        toward nothing, neither the minute's requests nor usage, and its slot is free."""
+        if lease is not None:
+            self._held[name].discard(lease)
+        if self._waiting():
+            return
+        try:
+            await self._store.refund(name, request, lease)
         except StoreUnavailable as exc:
             self._failed(exc)
 

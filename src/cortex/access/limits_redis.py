@@ -16,7 +16,6 @@ Any Redis failure becomes ``StoreUnavailable``; calls time out after
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
@@ -119,11 +118,17 @@ class RedisLimitStore:
         self._renew = client.register_script(RENEW)
 
     async def admit(
-        self, name: str, rpm: int, tokens_per_day: int, concurrent: int, lease: str | None
+        self,
+        name: str,
+        rpm: int,
+        tokens_per_day: int,
+        concurrent: int,
+        lease: str | None,
+        request: str,
     ) -> Refusal | None:
         keys = [_key(name, "rpm"), _key(name, f"tokens:{today()}"), _key(name, "leases")]
         args: list[int | str] = [rpm, int(WINDOW * 1000), tokens_per_day, concurrent]
-        args += [lease or "", int(limits.LEASE_TTL * 1000), uuid.uuid4().hex]
+        args += [lease or "", int(limits.LEASE_TTL * 1000), request]
         code, retry_ms = await _call(lambda: self._admit(keys=keys, args=args))
         if int(code) == 0:
             return None
@@ -144,6 +149,16 @@ class RedisLimitStore:
 
     async def release(self, name: str, lease: str) -> None:
         await _call(lambda: self._redis.zrem(_key(name, "leases"), lease))
+
+    async def refund(self, name: str, request: str, lease: str | None) -> None:
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(_key(name, "rpm"), request)
+                if lease is not None:
+                    pipe.zrem(_key(name, "leases"), lease)
+                await pipe.execute()
+
+        await _call(run)
 
     async def record(
         self, name: str, model: str, prompt: int, completion: int, error: bool
