@@ -63,6 +63,32 @@ def test_a_request_goes_only_to_a_backend_that_has_its_model(
     assert openai_missing.json()["error"]["code"] == "model_not_found"
 
 
+def test_a_model_no_backend_lists_is_a_404_while_another_backend_is_down(
+    fake: FakeOllama, start_gateway: StartGateway
+) -> None:
+    """A backend down since the start never listed its models. Once its circuit is open,
+    a name no backend that answers lists is a 404 (a typo, not worth a retry), not the
+    down backend's connection error (a 502, which the OpenAI SDK retries)."""
+    fake.models = ["alpha:latest"]
+    down = {"url": f"http://127.0.0.1:{unused_port()}", "name": "down"}
+    gateway = start_gateway(
+        backends=[{"url": fake.url}, down], circuit_failures=1, circuit_cooldown=60
+    )
+    status = httpx.get(gateway.url + "/cortex/backends").json()["backends"]
+    assert next(b for b in status if b["name"] == "down")["circuit"] == "open"
+    for path, body in (
+        ("/api/chat", {"model": "gamma", "messages": [{"role": "user", "content": "hi"}]}),
+        (
+            "/v1/chat/completions",
+            {"model": "gamma", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ):
+        missing = httpx.post(gateway.url + path, json=body, timeout=10)
+        assert missing.status_code == 404, missing.text
+        assert "gamma" in missing.text
+    assert chat(gateway, [{"role": "user", "content": "hi"}], "alpha").status_code == 200
+
+
 def test_the_catalogue_is_merged_without_duplicates(
     fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
 ) -> None:

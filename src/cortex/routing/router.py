@@ -127,11 +127,11 @@ class Router:
         if not self._refreshed and len(self.members) > 1:
             await self.refresh()
         candidates = [m for m in self.members if m.name not in exclude]
+        now = time.monotonic()
         if len(self.members) > 1:
             candidates = [m for m in candidates if m.serves(model)]
-            if not candidates and not exclude:
+            if not exclude and not any(_may_list(m, now) for m in candidates):
                 raise ModelNotFound(f'model "{asked}" not found on any backend')
-        now = time.monotonic()
         admitted = _open_to(model, candidates, now)
         if not admitted:
             wait = min((m.circuit.retry_in(now) for m in candidates), default=1.0)
@@ -258,6 +258,13 @@ class Router:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+
+def _may_list(member: Member, now: float) -> bool:
+    """The member lists the model, or may: its catalogue is unknown but it is not known
+    to be down. One whose circuit is open and whose models were never read lists
+    nothing: a name no other backend has is then a 404, not its connection error."""
+    return member.models is not None or member.circuit.admits(now)
 
 
 def _open_to(model: str, candidates: list[Member], now: float) -> list[Member]:
