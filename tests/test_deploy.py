@@ -94,10 +94,12 @@ def test_every_chart_option_renders_a_config_cortex_reads(tmp_path: Path) -> Non
     assert [(b.name, b.kind, b.max_concurrent) for b in backends] == [
         ("gpu-a", "ollama", 4),
         ("vllm", "openai", 16),
-        ("backend-3", "anthropic", None),
+        ("cpu", "ollama", None),
+        ("backend-4", "anthropic", None),
     ]
     assert backends[0].models == ["llama3.2", "qwen3:8b"] and backends[0].weight == 2
     assert backends[0].keep_alive_max == "30m"
+    assert backends[2].keep_alive_override == 0  # a zero the template once dropped
     assert backends[1].api_key is not None and backends[1].api_key.get_secret_value() == "sk-vllm"
     assert settings.aliases == {"claude-sonnet-4-5": "qwen3:8b", "claude-haiku-*": "llama3.2"}
     assert [(k.name, k.rpm, k.models) for k in settings.keys] == [("ci", 60, ["llama3.2"])]

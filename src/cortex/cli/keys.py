@@ -161,7 +161,7 @@ def list_keys(config: ConfigOption = None) -> None:
 def revoke(
     name: Annotated[str, typer.Argument(help="The key's name")], config: ConfigOption = None
 ) -> None:
-    """Delete a key; gateways refuse it within ``keys_refresh seconds."""
+    """Delete a key; gateways refuse it within ``keys_refresh`` seconds."""
     settings = _settings(config)
     if any(k.name == name for k in settings.keys):
         raise _fail(f"key {name!r} is in the settings file: remove its [[keys]] table there")
