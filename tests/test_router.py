@@ -6,6 +6,7 @@ import concurrent.futures
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import orjson
@@ -381,6 +382,42 @@ def test_a_model_failing_on_one_backend_goes_to_another(
     status = {b["name"]: b for b in httpx.get(gateway.url + "/cortex/backends").json()["backends"]}
     assert status["sick"]["circuit"] == "closed"
     assert status["sick"]["failing_models"] == {MODEL: "open"}
+
+
+def test_a_model_that_never_starts_answering_stops_being_sent_there(
+    fake: FakeOllama, second: FakeOllama, start_gateway: StartGateway
+) -> None:
+    """A wedged runner: the server takes the request and sends nothing, while its catalogue
+    answers every health check. The first-byte timeouts open that model's circuit there,
+    which the checks do not close, so requests stop waiting on it."""
+    fake.models = second.models = [MODEL]
+    fake.script = Script(fault="stall_before_first", stall=3)
+    gateway = start_gateway(
+        backends=[{"url": fake.url, "name": "stuck"}, {"url": second.url, "name": "well"}],
+        routing="round-robin",
+        first_byte_timeout=0.3,
+        health_interval=0.1,
+        circuit_failures=2,
+        circuit_cooldown=60,
+    )
+
+    def stuck() -> dict[str, Any]:
+        backends = httpx.get(gateway.url + "/cortex/backends").json()["backends"]
+        return next(b for b in backends if b["name"] == "stuck")  # type: ignore[no-any-return]
+
+    for i in range(8):  # round-robin: half of them are sent to the stuck one until it opens
+        assert chat(gateway, [{"role": "user", "content": f"q{i}"}]).status_code == 200
+        if stuck()["failing_models"]:
+            break
+    assert stuck()["failing_models"] == {MODEL: "open"}
+    assert stuck()["circuit"] == "closed"  # the server is up: its catalogue answers
+    asked = served(fake)
+    for i in range(4):
+        began = time.monotonic()
+        answer = chat(gateway, [{"role": "user", "content": f"after {i}"}])
+        assert answer.headers["x-cortex-backend"] == "well"
+        assert time.monotonic() - began < 0.3  # no first-byte timeout waited on first
+    assert served(fake) == asked
 
 
 def test_one_heavy_key_does_not_starve_another_in_the_queue(

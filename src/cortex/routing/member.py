@@ -13,7 +13,7 @@ from ..backends.http import HTTPBackend
 from ..backends.local import LocalBackend
 from ..catalog import ModelEntry
 from ..config import BackendSettings
-from ..errors import CortexError, UpstreamStatus
+from ..errors import CortexError, FirstByteTimeout, UpstreamStatus
 from ..keepalive import policed
 from ..modelname import pick
 from ..urls import redact_url
@@ -184,8 +184,10 @@ class Lease:
             return
         self.member.failures += 1
         # A server that answered with a 5xx is up; the fault is its model's (a runner that
-        # died, a model that does not fit), and must not shut out its other models.
-        answered = isinstance(exc, UpstreamStatus)
+        # died, a model that does not fit), and must not shut out its other models. So is
+        # one that took the request and gave no first byte in time (a wedged runner): its
+        # catalogue still answers, and each answer would close the server's circuit again.
+        answered = isinstance(exc, UpstreamStatus | FirstByteTimeout)
         circuit = self.member.model_circuit(self.model) if answered else self.member.circuit
         circuit.failure(time.monotonic())
         logger.warning("backend %s failed on %s: %s", self.member.name, self.model, exc.message)
