@@ -423,6 +423,18 @@ def test_an_unreachable_redis_at_start_and_its_password_stay_out_of_the_logs(
     assert unknown.json() == {"error": "API keys cannot be checked right now"}
     assert "redis://:***@127.0.0.1:1/0 is not answering" in caplog.text
     assert "hunter2" not in caplog.text
+    assert httpx.get(gw.url + "/ready", timeout=10).status_code == 200  # its key works
+
+
+def test_ready_says_so_while_no_key_can_be_checked(start_gateway: StartGateway) -> None:
+    """A shared key store that has never answered and no key in the settings: every keyed
+    request gets a 503, so a load balancer must not send any here."""
+    gw = start_gateway(redis_url="redis://127.0.0.1:1/0")
+    assert post(gw, key=WRONG).status_code == 503
+    ready = httpx.get(gw.url + "/ready", timeout=10)
+    assert ready.status_code == 503
+    assert "key store has not answered" in ready.text
+    assert httpx.get(gw.url + "/health", timeout=10).status_code == 200
 
 
 def test_a_crashed_instances_slots_expire(

@@ -83,6 +83,14 @@ class Access:
         """Keys are required: some exist, or the settings say so (``require_keys``)."""
         return self.settings.keys_always_required or self.keys.any or not self.keys.loaded
 
+    @property
+    def problem(self) -> str | None:
+        """Why no keyed request can be served (``/ready``): the key store has never
+        answered and no key is configured in the settings."""
+        if self.keys.loaded or self.keys.any:
+            return None
+        return "API keys cannot be checked: the key store has not answered yet"
+
     async def start(self) -> None:
         await self.keys.load(strict=True)
         self.keys.start()

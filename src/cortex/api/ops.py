@@ -26,9 +26,12 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    """At least one backend answers; a load balancer may send traffic."""
+    """At least one backend answers and keys can be checked; a load balancer may send
+    traffic."""
     if gateway(request).draining:
         return _unready("Córtex is shutting down")
+    if (keys := gateway(request).access.problem) is not None:  # every keyed request: 503
+        return _unready(keys)
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             problems = await gateway(request).router.refresh()
