@@ -57,6 +57,14 @@ def test_an_escaped_lone_surrogate_is_read_as_ollama_reads_it(
     assert sent.json["messages"][0]["content"] == "x\ufffdy \U0001f600"
     nested = b'{"messages": [{"role": "user", "content": "\\udc00"}], "x": ' + b"[" * 5000
     assert post_raw(gateway, nested + b"]" * 5000 + b"}").status_code == 400
+    # what orjson refuses stays refused when an escape takes the body down this path
+    for refused in (b"NaN", b"Infinity", b"1e400", b"1" + b"0" * 400):
+        body = b'{"messages": [{"role": "user", "content": "\\u00e9"}], "n": %s}' % refused
+        answer = post_raw(gateway, body)
+        assert answer.status_code == 400, (refused, answer.text)
+        assert "not valid JSON" in answer.json()["error"]
+    big = b'{"model": "%s", "messages": [{"role": "user", "content": "\\ud800"}], "n": %d}'
+    assert post_raw(gateway, big % (DEFAULT_MODEL.encode(), 2**64)).status_code == 200  # a double
 
 
 def test_body_over_the_limit_is_a_413(fake: FakeOllama, start_gateway: StartGateway) -> None:

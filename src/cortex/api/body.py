@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
@@ -108,10 +109,10 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        parsed = _lone_surrogates_replaced(raw) if b"\\u" in raw else None
-        if parsed is None:
+        replaced = _lone_surrogates_replaced(raw) if b"\\u" in raw else None
+        if replaced is None:
             raise BadRequest(f"request body is not valid JSON: {_where(raw, exc)}") from None
-        raw = orjson.dumps(parsed)
+        raw, parsed = replaced
     if not isinstance(parsed, dict):
         raise BadRequest("request body must be a JSON object")
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and too_deep(parsed):
@@ -120,14 +121,34 @@ async def read_json_object(request: Request, settings: Settings) -> tuple[bytes,
     return raw, parsed
 
 
-def _lone_surrogates_replaced(raw: bytes) -> Any:
+def _lone_surrogates_replaced(raw: bytes) -> tuple[bytes, Any] | None:
     """The body read as Ollama's Go decoder reads it, where orjson refuses an escaped lone
-    surrogate (``"\\ud800"``, valid JSON, no character): it becomes U+FFFD. None if the
-    body is not JSON for Python's decoder either."""
+    surrogate (``"\\ud800"``, valid JSON, no character): it becomes U+FFFD. The body is
+    written again for the upstream. Numbers are read as orjson reads them, and None
+    means refused for anything else orjson refuses: not JSON, ``NaN``, beyond a double."""
     try:
-        return _replaced(json.loads(raw))
-    except (ValueError, RecursionError):
+        read = json.loads(raw, parse_constant=_not_json, parse_float=_finite, parse_int=_integer)
+        parsed = _replaced(read)
+        return orjson.dumps(parsed), parsed
+    except (ValueError, TypeError, RecursionError):  # orjson's errors are of these kinds
         return None
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _integer(text: str) -> int | float:
+    """An integer as orjson reads one: beyond 64 bits, a double."""
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else _finite(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a double")
+    return value
 
 
 def _replaced(value: Any) -> Any:
