@@ -64,6 +64,8 @@ class Conversation:
         if not isinstance(item, dict):
             raise BadRequest("invalid request: every input item must be an object")
         kind = item.get("type", "message" if "role" in item else None)
+        if not isinstance(kind, str):
+            raise BadRequest("invalid request: an input item's type must be a string")
         if kind == "message":
             self._message(item)
         elif kind in ("function_call", "custom_tool_call"):
@@ -86,7 +88,8 @@ class Conversation:
             raise BadRequest(f"invalid request: unknown input item type '{kind}'")
 
     def _message(self, item: dict[str, Any]) -> None:
-        role = ROLES.get(item.get("role"))  # type: ignore[arg-type]
+        given = item.get("role")
+        role = ROLES.get(given) if isinstance(given, str) else None
         if role is None:
             raise BadRequest(f"invalid request: unknown message role '{item.get('role')}'")
         text, images = content(item.get("content"))
@@ -122,9 +125,11 @@ class Conversation:
 
     def _output(self, item: dict[str, Any]) -> None:
         call_id = item.get("call_id")
+        if not isinstance(call_id, str):
+            raise BadRequest("invalid request: a tool call's output needs its call_id, a string")
         if call_id in self._dropped:
             return
-        if not isinstance(call_id, str) or call_id not in self._calls:
+        if call_id not in self._calls:
             raise BadRequest(f"No tool call found for function call output with call_id {call_id}.")
         output = item.get("output")
         text, images = (output, []) if isinstance(output, str) else content(output)

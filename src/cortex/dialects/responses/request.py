@@ -75,6 +75,9 @@ def input_items(raw: Any) -> list[dict[str, Any]]:
         return [{"type": "message", "role": "user", "content": raw}]
     if not isinstance(raw, list) or not all(isinstance(i, dict) for i in raw):
         raise BadRequest("invalid request: input must be a string or a list of items")
+    for index, item in enumerate(raw):
+        if not isinstance(item.get("id", ""), str):  # ids name items: they are looked up
+            raise BadRequest(f"invalid request: input.{index}.id must be a string")
     return raw
 
 
