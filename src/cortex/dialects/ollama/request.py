@@ -101,9 +101,13 @@ def _format(value: Any) -> Literal["json"] | dict[str, Any] | None:
 
 
 def _sampling(options: dict[str, Any] | None) -> dict[str, Any]:
-    return {
+    sampling = {
         OPTIONS_TO_SAMPLING[k]: v for k, v in (options or {}).items() if k in OPTIONS_TO_SAMPLING
     }
+    limit = sampling.get("max_tokens")
+    if isinstance(limit, int) and limit <= 0:  # Ollama's -1 (no limit), -2 (fill the context)
+        del sampling["max_tokens"]  # no limit, in every other dialect
+    return sampling
 
 
 def request_body(request: ChatRequest) -> dict[str, Any]:
