@@ -39,7 +39,8 @@ from ..errors import LimitsUnavailable, Unauthorized
 from ..observe import RequestRecord
 from ..urls import redact_url
 from .keys import FileKeyStore, KeyRing, KeyStore, default_keys_file
-from .limits import CLOSED_RETRY_AFTER, Limiter, LimitStore, MemoryLimitStore, Outage
+from .limiter import CLOSED_RETRY_AFTER, Limiter, Outage
+from .limits import LimitStore, MemoryLimitStore
 from .ticket import Ticket
 
 logger = logging.getLogger("cortex.access")
