@@ -49,9 +49,8 @@ async def read_body(request: Request, settings: Settings) -> bytes:
         raise BadRequest(
             f"the request body took more than {timeout:g} s to arrive", status=408
         ) from None
-    made = request.scope.get("state", {}).get("context")
-    if made is not None:  # the client's time, not Córtex's (x-cortex-overhead-ms)
-        made.record.body_wait = time.monotonic() - began
+    # the client's time, not Córtex's (x-cortex-overhead-ms)
+    context(request).record.body_wait = time.monotonic() - began
     return b"".join(parts)
 
 

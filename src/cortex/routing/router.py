@@ -264,8 +264,7 @@ def _may_list(member: Member, now: float) -> bool:
     """The member lists the model, or may: its catalogue is unknown but it is not known
     to be down. One whose circuit is open and whose models were never read lists
     nothing: a name no other backend has is then a 404, not its connection error."""
-    circuit = member.circuit
-    return member.models is not None or circuit.admits(now) or circuit.state == "half-open"
+    return member.models is not None or member.circuit.state != "open" or member.circuit.admits(now)
 
 
 def _open_to(model: str, candidates: list[Member], now: float) -> list[Member]:
