@@ -67,7 +67,7 @@ class Wire(Protocol):
 
     def generation(self, ask: Generation) -> Call:
         """The call that serves ``ask`` here (``dialects.codecs.plan``)."""
-        return plan(ask, self.kind)
+        return plan(ask, self.kind, streams_only=self.streams_only)
 
     def embedding(self, ask: Embedding) -> Exchange: ...
 

@@ -17,9 +17,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from ..asks import Call, Generation
 from ..catalog import name_digest
-from ..dialects.codecs import plan
 from ..dialects.ollama import request as ollama_wire
 from ..embedded.answer import Answer
 from ..embedded.supervisor import ModelProcess, State
@@ -47,9 +45,6 @@ class EmbeddedWire(OllamaWire):
     loads or unloads the model is answered by the API layer (``streams_only``)."""
 
     streams_only = True
-
-    def generation(self, ask: Generation) -> Call:
-        return plan(ask, self.kind, streams_only=True)
 
 
 EMBEDDED = EmbeddedWire()
